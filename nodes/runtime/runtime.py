@@ -1,0 +1,135 @@
+"""The local-model runtime every node shares: one loaded model, its chat layout, batched greedy
+generation, and the vocabulary facts the candidate search needs.
+
+It holds no per-run state, so one runtime serves every run in a process.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from functools import cached_property, lru_cache
+
+import torch
+
+from nodes.errors import GradpromptError
+from nodes.runtime.batching import pad, run_chunked
+from nodes.runtime.chat_layout import ChatLayout, Encoded, Placement
+from nodes.runtime.model_loading import LoadedModel, load_model
+
+PLAIN_TOKEN = re.compile(r"^ ?(?:[A-Za-z]+|[^\sA-Za-z0-9])$")
+SENTENCE_END = re.compile(r"[.!?]\s*$")
+
+
+class Runtime:
+    """A model plus everything derived from it once: layout, stop ids, allowed-token mask."""
+
+    def __init__(self, loaded: LoadedModel, placement: Placement | str = Placement.AFTER, max_batch: int = 32):
+        self.loaded = loaded
+        self.model = loaded.model
+        self.tokenizer = loaded.tokenizer
+        self.device = loaded.device
+        self.layout = ChatLayout(self.tokenizer, placement)
+        self.max_batch = max_batch
+        self.embedding_matrix = self.model.get_input_embeddings().weight
+        self.extractor_ids = lru_cache(maxsize=65536)(self.layout.text_ids)
+
+    @classmethod
+    def from_spec(
+        cls,
+        model: str = "smollm2",
+        placement: str = "after",
+        device: str | None = None,
+        dtype: str | None = None,
+        max_batch: int = 32,
+    ) -> Runtime:
+        return cls(load_model(model, device, dtype), placement, max_batch)
+
+    # ----- token facts ---------------------------------------------------------------------------
+    @cached_property
+    def stop_ids(self) -> frozenset[int]:
+        ids: set[int] = set()
+        for source in (self.model.generation_config.eos_token_id, self.tokenizer.eos_token_id):
+            if isinstance(source, int):
+                ids.add(source)
+            elif source:
+                ids.update(source)
+        return frozenset(ids)
+
+    @cached_property
+    def pad_id(self) -> int:
+        if self.tokenizer.pad_token_id is not None:
+            return int(self.tokenizer.pad_token_id)
+        return min(self.stop_ids) if self.stop_ids else 0
+
+    @cached_property
+    def context_limit(self) -> int:
+        return int(getattr(self.model.config, "max_position_embeddings", None) or 4096)
+
+    @cached_property
+    def allowed_tokens(self) -> torch.Tensor:
+        """Bool mask over the embedding rows: plain words or single punctuation, not special.
+
+        Computed once per runtime with one batched decode; the step itself never loops over the
+        vocabulary in Python.
+        """
+        rows = self.embedding_matrix.shape[0]
+        n = min(rows, len(self.tokenizer))
+        texts = self.tokenizer.batch_decode([[i] for i in range(n)])
+        mask = torch.zeros(rows, dtype=torch.bool)
+        mask[:n] = torch.tensor([bool(PLAIN_TOKEN.match(t)) for t in texts])
+        special = [i for i in self.tokenizer.all_special_ids if i < rows]
+        mask[special] = False
+        return mask.to(self.device)
+
+    def ends_sentence(self, token_id: int) -> bool:
+        return bool(SENTENCE_END.search(self.tokenizer.decode([token_id])))
+
+    def encode_prompt(self, text: str) -> list[int]:
+        return list(self.layout.text_ids(text))
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
+
+    # ----- generation ----------------------------------------------------------------------------
+    def check_fits(self, length: int, what: str) -> None:
+        if length > self.context_limit:
+            raise GradpromptError(
+                f"{what} needs {length} tokens but the model's context holds {self.context_limit}: "
+                "shorten the prompt or question, or lower --max-new-tokens"
+            )
+
+    @torch.no_grad()
+    def _generate_chunk(self, seqs: list[Sequence[int]], max_new_tokens: int) -> list[tuple[int, ...]]:
+        ids, mask = pad(seqs, self.pad_id, "left", self.device)
+        out = self.model.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+            pad_token_id=self.pad_id,
+            eos_token_id=sorted(self.stop_ids) or None,
+        )
+        new = out[:, ids.shape[1] :].tolist()
+        result = []
+        for row in new:
+            cut = next((i for i, t in enumerate(row) if t in self.stop_ids), len(row))
+            result.append(tuple(row[:cut]))
+        return result
+
+    def generate(self, seqs: Sequence[Sequence[int]], max_new_tokens: int) -> list[tuple[int, ...]]:
+        """Greedy continuations of many sequences, batched with left padding, each cut at its
+        first stop token (which is not returned)."""
+        if not seqs:
+            return []
+        longest = max(len(s) for s in seqs)
+        self.check_fits(longest + max_new_tokens, "a question with the prompt and its reasoning")
+        return run_chunked(
+            list(seqs), lambda chunk: self._generate_chunk(chunk, max_new_tokens), self.max_batch, key=len
+        )
+
+    def contexts(self, questions: Sequence[str], prompt_ids: Sequence[int]) -> list[Encoded]:
+        return [self.layout.encode(q, prompt_ids) for q in questions]

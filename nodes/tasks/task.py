@@ -1,0 +1,77 @@
+"""A task: examples with gold answers, their answer type, and deterministic splits."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from nodes.errors import GradpromptError
+from nodes.tasks.answer_types import AnswerFormat, detect_answer_format
+
+
+@dataclass(frozen=True)
+class Example:
+    question: str
+    answer: str
+
+    def to_json(self) -> dict:
+        return {"question": self.question, "answer": self.answer}
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: list[Example]
+    dev: list[Example]
+    test: list[Example]
+
+
+@dataclass(frozen=True)
+class Task:
+    """Examples plus how their answers are read.
+
+    ``held_out`` carries examples from a separate file (e.g. a dataset's official test file): when
+    present, the test split is drawn from it and train/dev from ``examples``, so they never mix.
+    """
+
+    name: str
+    examples: list[Example]
+    answer_format: AnswerFormat
+    source: str = ""
+    held_out: list[Example] = field(default_factory=list)
+
+    @classmethod
+    def from_examples(cls, name: str, examples: list[Example], source: str = "", held_out=None) -> Task:
+        if not examples:
+            raise GradpromptError(f"task {name!r} has no examples ({source or 'no source'}): add examples to it")
+        everything = examples + list(held_out or [])
+        fmt = detect_answer_format([e.question for e in everything], [e.answer for e in everything])
+        return cls(name, examples, fmt, source, list(held_out or []))
+
+    def split(self, seed: int, train: int, dev: int, test: int) -> Splits:
+        """Disjoint train/dev/test, the same for the same seed and sizes.
+
+        Sizes are upper bounds taken in the order train, dev, test from one shuffled list; a split
+        that would be empty is an error because no score can be reported on it.
+        """
+        rng = random.Random(seed)
+        pool = list(self.examples)
+        rng.shuffle(pool)
+        if self.held_out:
+            held = list(self.held_out)
+            rng.shuffle(held)
+            parts = {"train": pool[:train], "dev": pool[train : train + dev], "test": held[:test]}
+        else:
+            parts = {
+                "train": pool[:train],
+                "dev": pool[train : train + dev],
+                "test": pool[train + dev : train + dev + test],
+            }
+        wanted = {"train": train, "dev": dev, "test": test}
+        for name, items in parts.items():
+            if wanted[name] > 0 and not items:
+                available = len(self.examples) + len(self.held_out)
+                raise GradpromptError(
+                    f"the {name} split of task {self.name!r} is empty: the task has {available} examples "
+                    f"and train={train}, dev={dev}, test={test} were asked for; lower --train/--dev"
+                )
+        return Splits(parts["train"], parts["dev"], parts["test"])

@@ -1,0 +1,51 @@
+"""Shared fixtures: hermetic environment, the tiny in-process model, and the real bundled model."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+sys.path.insert(0, str(Path(__file__).parent))
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = Path(os.environ.get("GRADPROMPT_DATA_DIR", ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    if not DATA_DIR.is_dir():
+        pytest.skip(f"benchmark data folder {DATA_DIR} is absent (set GRADPROMPT_DATA_DIR to use it)")
+    return DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def tiny_rt():
+    from tiny_model import tiny_loaded
+
+    from nodes.runtime.runtime import Runtime
+
+    return Runtime(tiny_loaded())
+
+
+@pytest.fixture(scope="session")
+def tiny_rt64():
+    """Double precision, for finite-difference checks."""
+    import torch
+    from tiny_model import tiny_loaded
+
+    from nodes.runtime.runtime import Runtime
+
+    return Runtime(tiny_loaded(dtype=torch.float64))
+
+
+@pytest.fixture(scope="session")
+def smollm2_rt():
+    from nodes.runtime.runtime import Runtime
+
+    return Runtime.from_spec("smollm2", device="cpu")

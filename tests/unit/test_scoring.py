@@ -1,0 +1,112 @@
+"""The one-hot gradient and the batched computations, on a tiny random Llama."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nodes.runtime.scoring import forced_losses, forced_row, one_hot_loss, position_gradient
+from nodes.tasks import builtin_task
+
+QUESTIONS = [e.question for e in builtin_task("compare").examples[:4]]
+PROMPT = "Let's think step by step."
+SETTINGS = {"temperature": 0.2, "nll_weight": 0.2}
+
+
+def _rows(rt, prompt_ids, reasoning_len=12):
+    """Teacher-forced rows with the model's own greedy reasoning, as the step builds them."""
+    contexts = rt.contexts(QUESTIONS, prompt_ids)
+    reasonings = rt.generate([c.ids for c in contexts], reasoning_len)
+    extractor = rt.layout.text_ids("\nTherefore, the final answer (Yes or No) is")
+    answers = [rt.layout.text_ids(" Yes"), rt.layout.text_ids(" No")]
+    return [
+        forced_row(c.ids, c.prompt, r, extractor, answers[i % 2])
+        for i, (c, r) in enumerate(zip(contexts, reasonings, strict=True))
+    ]
+
+
+def _candidates(rt, current):
+    others = [t for t in range(20, 400, 37) if t != current]
+    return torch.tensor([current, *others[:7]])
+
+
+@pytest.mark.parametrize("position", [0, 3])
+def test_fused_gradient_equals_one_hot_autograd(tiny_rt64, position):
+    rt = tiny_rt64
+    prompt = tuple(rt.encode_prompt(PROMPT))
+    rows = _rows(rt, prompt)
+    cands = _candidates(rt, prompt[position])
+    fused = position_gradient(rt, rows, position, **SETTINGS).candidate_gradients(rt.embedding_matrix, cands)
+
+    weights = torch.zeros(len(cands), dtype=torch.float64)
+    weights[0] = 1.0
+    weights.requires_grad_(True)
+    with torch.enable_grad():
+        one_hot_loss(rt, rows, position, cands, weights, **SETTINGS).backward()
+    torch.testing.assert_close(fused, weights.grad, rtol=1e-9, atol=1e-9)
+
+
+def test_gradient_matches_finite_difference_along_interpolation(tiny_rt64):
+    """d/dt L((1-t) onehot(current) + t onehot(c)) at t=0 equals grad_c - grad_current."""
+    rt = tiny_rt64
+    prompt = tuple(rt.encode_prompt(PROMPT))
+    position = 2
+    rows = _rows(rt, prompt)
+    cands = _candidates(rt, prompt[position])
+    grads = position_gradient(rt, rows, position, **SETTINGS).candidate_gradients(rt.embedding_matrix, cands)
+    eps = 1e-5
+    base = torch.zeros(len(cands), dtype=torch.float64)
+    base[0] = 1.0
+    spread = grads.max() - grads.min()
+    assert spread > 1e-3, "the test model gives no gradient signal to compare"
+    for j in range(1, len(cands)):
+        direction = -base.clone()
+        direction[j] += 1.0
+        with torch.no_grad():
+            up = one_hot_loss(rt, rows, position, cands, base + eps * direction, **SETTINGS)
+            down = one_hot_loss(rt, rows, position, cands, base - eps * direction, **SETTINGS)
+        fd = (up - down) / (2 * eps)
+        assert fd.item() == pytest.approx((grads[j] - grads[0]).item(), rel=1e-6, abs=1e-8)
+
+
+def test_batched_losses_and_gradients_equal_one_at_a_time(tiny_rt):
+    rt = tiny_rt
+    prompt = tuple(rt.encode_prompt(PROMPT))
+    rows = _rows(rt, prompt)
+    assert len({len(r.ids) for r in rows}) > 1, "rows must differ in length to exercise padding"
+    position = 1
+    batched = position_gradient(rt, rows, position, **SETTINGS)
+    singles = [position_gradient(rt, [r], position, **SETTINGS) for r in rows]
+    torch.testing.assert_close(batched.answer_ce, torch.cat([s.answer_ce for s in singles]), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(batched.prompt_nll, torch.cat([s.prompt_nll for s in singles]), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        batched.embed_grad, torch.stack([s.embed_grad for s in singles]).sum(0), rtol=1e-4, atol=1e-5
+    )
+    torch.testing.assert_close(
+        batched.position_logprobs, torch.cat([s.position_logprobs for s in singles]), rtol=1e-4, atol=1e-4
+    )
+
+
+def test_loss_only_counts_answer_tokens(tiny_rt):
+    """Changing the reasoning changes the loss; the answer CE is taken on gold tokens only."""
+    rt = tiny_rt
+    prompt = tuple(rt.encode_prompt(PROMPT))
+    row = _rows(rt, prompt)[0]
+    n_answer = row.answer[1] - row.answer[0]
+    out = forced_losses(rt, [row], None, temperature=1.0, nll_weight=0.0)
+    ids, _ = row.ids, None
+    logits = rt.model(input_ids=torch.tensor([ids])).logits[0]
+    targets = torch.tensor(ids[row.answer[0] : row.answer[1]])
+    manual = torch.nn.functional.cross_entropy(logits[row.answer[0] - 1 : row.answer[1] - 1], targets)
+    assert n_answer >= 1
+    torch.testing.assert_close(out.total, manual, rtol=1e-5, atol=1e-6)
+
+
+def test_batched_generation_equals_one_at_a_time(tiny_rt):
+    rt = tiny_rt
+    contexts = rt.contexts(QUESTIONS, rt.encode_prompt(PROMPT))
+    seqs = [c.ids for c in contexts]
+    batched = rt.generate(seqs, 16)
+    singles = [rt.generate([s], 16)[0] for s in seqs]
+    assert batched == singles
+    assert len(set(batched)) > 1, "the generations should differ between questions"
