@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 import torch
 
 from nodes.runtime.candidates import example_groups, propose_candidates
+from nodes.runtime.decoding import DecodeJob
 from nodes.runtime.runtime import Runtime
-from nodes.runtime.scoring import forced_row, position_gradient, prompt_nll
+from nodes.runtime.scoring import forced_row, position_gradient
 from nodes.settings import StepSettings
 from nodes.tasks.answer_types import AnswerFormat
 from nodes.tasks.task import Example
@@ -46,24 +47,32 @@ class Rollout:
 
 
 def rollout(
-    rt: Runtime, fmt: AnswerFormat, examples: Sequence[Example], prompts: Sequence[PromptIds], max_new_tokens: int
+    rt: Runtime,
+    fmt: AnswerFormat,
+    examples: Sequence[Example],
+    prompts: Sequence[PromptIds],
+    max_new_tokens: int,
+    drafts: Sequence[Sequence[int]] | None = None,
 ) -> list[Rollout]:
-    """Reason and answer with every prompt on every example, as two batched generate calls
-    (reasoning, then extractor + answer) across all prompts x examples."""
+    """Reason and answer with every prompt on every example in one batched decode across all
+    prompts x examples. ``drafts`` (one reasoning per example, usually the current prompt's)
+    speed up candidates whose reasoning stays close to it without changing the result."""
     questions = [e.question for e in examples]
-    contexts = [c for p in prompts for c in rt.contexts(questions, p)]
-    reasonings = rt.generate([c.ids for c in contexts], max_new_tokens)
-    extractors = [rt.extractor_ids(fmt.extractor(q)) for q in questions] * len(prompts)
-    answer_ids = rt.generate(
-        [c.ids + r + x for c, r, x in zip(contexts, reasonings, extractors, strict=True)], fmt.max_answer_tokens
-    )
-    texts = [rt.tokenizer.decode(a, skip_special_tokens=True) for a in answer_ids]
-    nlls = prompt_nll(rt, contexts)
+    extractors = [rt.extractor_ids(fmt.extractor(q)) for q in questions]
+    guesses = list(drafts) if drafts is not None else [()] * len(examples)
+    jobs = [
+        DecodeJob(c.ids, c.prompt, x, tuple(d))
+        for p in prompts
+        for c, x, d in zip(rt.contexts(questions, p), extractors, guesses, strict=True)
+    ]
+    decoded = rt.reason_and_answer(jobs, max_new_tokens, fmt.max_answer_tokens)
+    texts = [rt.tokenizer.decode(d.answer, skip_special_tokens=True) for d in decoded]
     out, n = [], len(examples)
     for i, p in enumerate(prompts):
         sl = slice(i * n, (i + 1) * n)
         correct = [fmt.is_correct(t, e.answer, e.question) for t, e in zip(texts[sl], examples, strict=True)]
-        out.append(Rollout(tuple(p), reasonings[sl], texts[sl], correct, sum(nlls[sl]) / max(n, 1)))
+        nll = sum(d.prompt_nll for d in decoded[sl]) / max(n, 1)
+        out.append(Rollout(tuple(p), [d.reasoning for d in decoded[sl]], texts[sl], correct, nll))
     return out
 
 
@@ -172,7 +181,8 @@ def choose(
     if settings.variant == "paper":
         return Choice(top[0], [(p, None) for p in top[:1]])
     fresh = [p for p in top if p != current.prompt_ids]
-    rolled = dict(zip(fresh, rollout(rt, fmt, examples, fresh, settings.max_new_tokens), strict=True))
+    drafts = current.reasonings
+    rolled = dict(zip(fresh, rollout(rt, fmt, examples, fresh, settings.max_new_tokens, drafts), strict=True))
     rolled[current.prompt_ids] = current
     evaluated = [(p, rolled[p]) for p in top]
     best = min(evaluated, key=lambda pr: pr[1].score(settings.score_nll_weight))[0]

@@ -15,6 +15,7 @@ import torch
 from nodes.errors import GradpromptError
 from nodes.runtime.batching import pad, run_chunked
 from nodes.runtime.chat_layout import ChatLayout, Encoded, Placement
+from nodes.runtime.decoding import Decoded, DecodeJob, reason_and_answer
 from nodes.runtime.model_loading import LoadedModel, load_model
 
 PLAIN_TOKEN = re.compile(r"^ ?(?:[A-Za-z]+|[^\sA-Za-z0-9])$")
@@ -130,6 +131,30 @@ class Runtime:
         return run_chunked(
             list(seqs), lambda chunk: self._generate_chunk(chunk, max_new_tokens), self.max_batch, key=len
         )
+
+    def reason_and_answer(
+        self, jobs: Sequence[DecodeJob], max_new_tokens: int, max_answer_tokens: int, lookahead: int = 8
+    ) -> list[Decoded]:
+        """Reasoning, extractor and answer for many rows in chunks of ``max_batch``; see
+        :mod:`nodes.runtime.decoding`."""
+        if not jobs:
+            return []
+        longest = max(len(j.context) + len(j.extractor) for j in jobs)
+        self.check_fits(longest + max_new_tokens + max_answer_tokens, "a question with the prompt and its reasoning")
+
+        def chunk(items: list[DecodeJob]) -> list[Decoded]:
+            return reason_and_answer(
+                self.model,
+                items,
+                max_new_tokens=max_new_tokens,
+                max_answer_tokens=max_answer_tokens,
+                stop_ids=self.stop_ids,
+                pad_id=self.pad_id,
+                device=self.device,
+                lookahead=lookahead,
+            )
+
+        return run_chunked(list(jobs), chunk, self.max_batch, key=lambda j: len(j.context))
 
     def contexts(self, questions: Sequence[str], prompt_ids: Sequence[int]) -> list[Encoded]:
         return [self.layout.encode(q, prompt_ids) for q in questions]

@@ -27,9 +27,9 @@ def test_spans_hold_the_prompt_and_question(template, placement):
         return
     assert enc.ids[enc.prompt[0] : enc.prompt[1]] == prompt_ids
     assert tok.decode(enc.ids[enc.question[0] : enc.question[1]]).strip() == QUESTION
-    rendered = tok.apply_chat_template(
-        layout._messages(QUESTION), tokenize=False, add_generation_prompt=True
-    ).replace("[[GRADPROMPT-PROMPT]]", PROMPT)
+    rendered = tok.apply_chat_template(layout._messages(QUESTION), tokenize=False, add_generation_prompt=True).replace(
+        "[[GRADPROMPT-PROMPT]]", PROMPT
+    )
     assert tok.decode(enc.ids) == rendered
     # the spans do not overlap and the prompt sits where the placement says
     if placement == "after":

@@ -89,12 +89,12 @@ def test_splits_are_disjoint_and_seeded():
     assert s1 == s2 and s1 != s3
     ids = [[e.question for e in part] for part in (s1.train, s1.dev, s1.test)]
     assert [len(p) for p in ids] == [20, 10, 30]
-    assert len(set(sum(ids, []))) == 60
+    assert len({q for part in ids for q in part}) == 60
 
 
 def test_empty_split_is_an_error():
     task = builtin_task("compare")
-    with pytest.raises(GradpromptError, match="dev split .* is empty"):
+    with pytest.raises(GradpromptError, match=r"dev split .* is empty"):
         task.split(0, 300, 5, 5)
 
 

@@ -1,0 +1,90 @@
+"""The one-cache decode (reasoning, extractor, answer, drafts) equals plain greedy generation."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from nodes.runtime.decoding import DecodeJob, reason_and_answer
+from nodes.runtime.scoring import prompt_nll
+from nodes.tasks import builtin_task
+
+QUESTIONS = [e.question for e in builtin_task("compare").examples[:6]]
+EXTRACTOR = "\nTherefore, the final answer is"
+
+
+def _reference(rt, contexts, extractor, max_new, max_answer):
+    """Two separate generate calls per example, one example at a time."""
+    reasonings = [rt.generate([c.ids], max_new)[0] for c in contexts]
+    answers = [rt.generate([c.ids + r + extractor], max_answer)[0] for c, r in zip(contexts, reasonings, strict=True)]
+    return reasonings, answers
+
+
+def _drafts(kind, reasonings, rng):
+    if kind == "none":
+        return [()] * len(reasonings)
+    if kind == "exact":
+        return reasonings
+    if kind == "one-token-off":
+        return [r[:3] + (7,) + r[4:] for r in reasonings]
+    if kind == "dropped-token":
+        return [r[:5] + r[6:] for r in reasonings]
+    return [tuple(rng.randrange(20, 300) for _ in range(30)) for _ in reasonings]
+
+
+@pytest.mark.parametrize("draft", ["none", "exact", "one-token-off", "dropped-token", "random"])
+@pytest.mark.parametrize("max_new", [6, 20])
+def test_decode_equals_plain_greedy(tiny_rt, draft, max_new):
+    rt = tiny_rt
+    contexts = rt.contexts(QUESTIONS, rt.encode_prompt("Let's think step by step."))
+    extractor = rt.layout.text_ids(EXTRACTOR)
+    reasonings, answers = _reference(rt, contexts, extractor, max_new, 5)
+    drafts = _drafts(draft, reasonings, random.Random(0))
+    jobs = [DecodeJob(c.ids, c.prompt, extractor, d) for c, d in zip(contexts, drafts, strict=True)]
+    out = rt.reason_and_answer(jobs, max_new, 5)
+    assert [o.reasoning for o in out] == reasonings
+    assert [o.answer for o in out] == answers
+    nll = prompt_nll(rt, contexts)
+    assert [o.prompt_nll for o in out] == pytest.approx(nll, rel=1e-4, abs=1e-5)
+    if draft == "exact":
+        assert all(o.draft_accepted == len(r) for o, r in zip(out, reasonings, strict=True))
+    if draft in ("one-token-off", "dropped-token") and max_new == 20:
+        # the lookahead realigns with the draft after the change, so most of it is still used
+        assert sum(o.draft_accepted for o in out) > sum(len(r) for r in reasonings) // 2
+
+
+def test_rows_that_stop_early_leave_the_batch(tiny_rt):
+    """Rows whose reasoning hits a stop token at different steps switch to the extractor while
+    the others keep reasoning, and every row still gets the answer plain greedy decoding gives."""
+    rt = tiny_rt
+    contexts = rt.contexts(QUESTIONS, rt.encode_prompt("Let's think step by step."))
+    extractor = rt.layout.text_ids(EXTRACTOR)
+    free, _ = _reference(rt, contexts, extractor, 20, 5)
+    # declare as "stop" a token that greedy decoding emits at different steps in different rows
+    firsts = {}
+    for row in free:
+        for i, t in enumerate(row):
+            firsts.setdefault(t, []).append(i)
+    stop = max(firsts, key=lambda t: (len(set(firsts[t])), len(firsts[t])))
+    stops = frozenset({stop})
+
+    def cut(seq):
+        return tuple(seq[: seq.index(stop)]) if stop in seq else tuple(seq)
+
+    reasonings = [cut(r) for r in free]
+    assert len({len(r) for r in reasonings}) > 1, "the rows should stop at different steps"
+    answers = [cut(rt.generate([c.ids + r + extractor], 5)[0]) for c, r in zip(contexts, reasonings, strict=True)]
+    jobs = [DecodeJob(c.ids, c.prompt, extractor, d) for c, d in zip(contexts, free, strict=True)]
+    for draft_jobs in (jobs, [DecodeJob(j.context, j.prompt, j.extractor) for j in jobs]):
+        out = reason_and_answer(
+            rt.model,
+            draft_jobs,
+            max_new_tokens=20,
+            max_answer_tokens=5,
+            stop_ids=stops,
+            pad_id=rt.pad_id,
+            device=rt.device,
+        )
+        assert [o.reasoning for o in out] == reasonings
+        assert [o.answer for o in out] == answers
