@@ -27,7 +27,7 @@ def _drafts(kind, reasonings, rng):
     if kind == "exact":
         return reasonings
     if kind == "one-token-off":
-        return [r[:3] + (7,) + r[4:] for r in reasonings]
+        return [(*r[:3], 7, *r[4:]) for r in reasonings]
     if kind == "dropped-token":
         return [r[:5] + r[6:] for r in reasonings]
     return [tuple(rng.randrange(20, 300) for _ in range(30)) for _ in reasonings]
