@@ -1,5 +1,307 @@
-"""Command line entry point."""
+"""``gradprompt``: optimize, resume, inspect, fork and evaluate from the command line.
+
+Every run is checkpointed after each node; Ctrl-C stops at the next node boundary and prints the
+command that continues the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import types
+import typing
+from typing import Any
+
+from nodes.errors import GradpromptError
+from nodes.settings import RunSettings
+
+# Settings that are not command-line flags of `optimize` (the task is its own flag).
+_NOT_FLAGS = {"task"}
+_SHORT_HELP = {
+    "steps": "optimization steps (default 20)",
+}
 
 
-def main() -> None:
-    raise SystemExit("not yet")
+def _field_type(annotation) -> tuple[type | None, list[str] | None]:
+    """The argparse type (and choices) of a pydantic field's annotation."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return str, list(typing.get_args(annotation))
+    if origin in (typing.Union, types.UnionType) and len(args) == 1:
+        return _field_type(args[0])
+    if annotation in (int, float, str):
+        return annotation, None
+    return str, None
+
+
+def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("search settings (defaults suit a CPU)")
+    for name, info in RunSettings.model_fields.items():
+        if name in _NOT_FLAGS:
+            continue
+        kind, choices = _field_type(info.annotation)
+        default = info.default
+        text = info.description or name
+        if default is not None and not isinstance(default, type(...)):
+            text += f" (default {default})"
+        group.add_argument(
+            f"--{name.replace('_', '-')}",
+            dest=name,
+            type=kind,
+            choices=choices,
+            default=None,
+            help=text,
+            metavar=None if choices else name.split("_")[-1].upper(),
+        )
+
+
+def _settings_from(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        name: getattr(args, name)
+        for name in RunSettings.model_fields
+        if name not in _NOT_FLAGS and getattr(args, name, None) is not None
+    }
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _print_result(result, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result.to_json(), indent=2))
+        return
+    s = result.scores
+    print()
+    print(
+        f"run {result.run_id}: {result.steps} steps ({result.stop_reason}), {result.variant} variant, "
+        f"model {result.model}"
+    )
+    print(f"{'':10s} {'dev acc':>8s} {'test acc':>9s}  prompt")
+    print(
+        f"{'baseline':10s} {_fmt(s['baseline']['dev']):>8s} {_fmt(s['baseline']['test']):>9s}  "
+        f"{result.baseline_prompt!r}"
+    )
+    print(f"{'optimized':10s} {_fmt(s['best']['dev']):>8s} {_fmt(s['best']['test']):>9s}  {result.best_prompt!r}")
+    print(f"({result.dev_examples} dev and {result.test_examples} test examples)")
+
+
+def _progress(args: argparse.Namespace):
+    """A progress display fed by node updates, or None when quiet."""
+    if args.json or not sys.stderr.isatty():
+        return None
+    from graph.progress import RunProgress
+
+    return RunProgress()
+
+
+def cmd_optimize(args: argparse.Namespace) -> int:
+    from graph.api import make_settings, start_run
+
+    settings = make_settings(args.task, **_settings_from(args))
+    progress = _progress(args)
+    with progress or _Null():
+        result = start_run(
+            settings,
+            run_dir=args.run_dir,
+            run_id=args.run_id,
+            on_update=progress.update if progress else None,
+            on_start=None
+            if args.json
+            else (lambda rid: print(f"run {rid} (resume with `gradprompt resume {rid}`)", file=sys.stderr)),
+        )
+    _print_result(result, args.json)
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from graph.api import resume
+
+    progress = _progress(args)
+    with progress or _Null():
+        result = resume(args.run_id, run_dir=args.run_dir, on_update=progress.update if progress else None)
+    _print_result(result, args.json)
+    return 0
+
+
+def cmd_runs_list(args: argparse.Namespace) -> int:
+    from graph.api import list_runs
+
+    runs = list_runs(run_dir=args.run_dir)
+    if args.json:
+        print(json.dumps(runs, indent=2))
+        return 0
+    if not runs:
+        print("no runs yet: start one with `gradprompt optimize --task builtin:compare`")
+        return 0
+    print(f"{'run id':44s} {'status':9s} {'steps':>7s} {'best dev':>8s} {'test':>6s}  task")
+    for r in runs:
+        print(
+            f"{r['run_id']:44s} {r['status']:9s} {r['steps']:>3d}/{r['of_steps']:<3d} {_fmt(r['best_dev']):>8s} "
+            f"{_fmt(r['best_test']):>6s}  {r['task']}"
+        )
+    return 0
+
+
+def cmd_runs_show(args: argparse.Namespace) -> int:
+    from graph.api import run_values
+
+    values = run_values(args.run_id, run_dir=args.run_dir)
+    history = values.get("history", [])
+    if args.json:
+        keep = {k: v for k, v in values.items() if k not in ("reasonings",)}
+        if not args.history:
+            keep.pop("history", None)
+        print(json.dumps(keep, indent=2, default=str))
+        return 0
+    s = values.get("settings", {})
+    print(f"run {args.run_id}: task {s.get('task')}, model {s.get('model')}, {s.get('variant')} variant")
+    print(
+        f"steps finished: {values.get('step', 0)} of {s.get('steps')}"
+        + (f" ({values['stop_reason']})" if values.get("stop_reason") else "")
+        + (f"; next node: {', '.join(values['next'])}" if values.get("next") else "; finished")
+    )
+    print(f"current prompt: {values.get('prompt_text')!r}")
+    final = values.get("final") or {}
+    if final:
+        for key in ("baseline", "best"):
+            r = final[key]
+            print(f"{key:9s} dev {_fmt(r['dev_accuracy'])} test {_fmt(r['test_accuracy'])}  {r['text']!r}")
+    if args.history:
+        for h in history:
+            print()
+            changed = "changed" if h["changed"] else "kept"
+            times = ", ".join(f"{k} {v:.1f}s" for k, v in h.get("timings", {}).items())
+            print(f"step {h['step']} position {h['position']} ({changed}): {h['prompt_text']!r}")
+            cur = h["current"]
+            print(f"  current   acc {_fmt(cur.get('accuracy'))} score {_fmt(cur.get('score'))}")
+            for c in h["candidates"]:
+                mark = "*" if c["prompt"] == h["accepted"]["prompt"] else " "
+                print(
+                    f" {mark}{c['source']:9s} acc {_fmt(c.get('accuracy'))} score {_fmt(c.get('score'))} "
+                    f"grad {_fmt(c.get('gradient'))}  {c['text']!r}"
+                )
+            print(f"  time: {times}")
+    return 0
+
+
+def cmd_runs_fork(args: argparse.Namespace) -> int:
+    from graph.api import fork, resume
+
+    new_id = fork(args.run_id, args.step, args.prompt, run_dir=args.run_dir, steps=args.steps)
+    print(f"forked {args.run_id} at step {args.step} as {new_id}", file=sys.stderr)
+    if args.no_run:
+        print(new_id)
+        return 0
+    progress = _progress(args)
+    with progress or _Null():
+        result = resume(new_id, run_dir=args.run_dir, on_update=progress.update if progress else None)
+    _print_result(result, args.json)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from graph.api import evaluate_prompt
+
+    out = evaluate_prompt(
+        args.task,
+        args.prompt,
+        model=args.model or "smollm2",
+        split=args.split,
+        **{k: v for k, v in _settings_from(args).items() if k != "model"},
+    )
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        print(
+            f"{out['split']} accuracy {out['accuracy']:.3f} on {out['examples']} examples "
+            f"(prompt NLL {out['prompt_nll']:.2f}): {out['prompt']!r}"
+        )
+    return 0
+
+
+class _Null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gradprompt",
+        description="Find the instruction that makes your local model answer better: gradients over its own "
+        "reasoning (GReaTer) in a checkpointed LangGraph run.",
+        epilog="Start with: gradprompt optimize --task builtin:compare --steps 4",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--run-dir", help="folder of runs and their checkpoints (default $GRADPROMPT_HOME/runs)")
+    common.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+
+    opt = sub.add_parser(
+        "optimize",
+        parents=[common],
+        help="optimize a prompt for a task",
+        description="Optimize a prompt for a task and report baseline vs optimized accuracy.",
+    )
+    opt.add_argument(
+        "--task",
+        required=True,
+        help="builtin:NAME (arithmetic, compare, category), bbh:FILE.json, gsm8k:FILE_OR_DIR, "
+        "folio:FILE_OR_DIR, jsonl:FILE or csv:FILE",
+    )
+    opt.add_argument("--run-id", help="name the run (default: task name + time)")
+    _add_settings_flags(opt)
+    opt.set_defaults(func=cmd_optimize)
+
+    res = sub.add_parser("resume", parents=[common], help="continue a stopped or killed run")
+    res.add_argument("run_id")
+    res.set_defaults(func=cmd_resume)
+
+    runs = sub.add_parser("runs", help="list, inspect and fork runs")
+    runs_sub = runs.add_subparsers(dest="runs_command", required=True, metavar="ACTION")
+    ls = runs_sub.add_parser("list", parents=[common], help="every run with its status and scores")
+    ls.set_defaults(func=cmd_runs_list)
+    show = runs_sub.add_parser("show", parents=[common], help="one run's state; --history for every step")
+    show.add_argument("run_id")
+    show.add_argument("--history", action="store_true", help="every step: prompt, candidates, scores, timings")
+    show.set_defaults(func=cmd_runs_show)
+    fk = runs_sub.add_parser("fork", parents=[common], help="continue a run from step K as a new run")
+    fk.add_argument("run_id")
+    fk.add_argument("--step", type=int, required=True, help="start from the checkpoint at the start of this step")
+    fk.add_argument("--prompt", help="replace the prompt at that step with this text")
+    fk.add_argument("--steps", type=int, help="new step budget for the fork")
+    fk.add_argument("--no-run", action="store_true", help="only create the fork; run it later with `resume`")
+    fk.set_defaults(func=cmd_runs_fork)
+
+    ev = sub.add_parser("evaluate", parents=[common], help="score a prompt the way runs do")
+    ev.add_argument("--task", required=True, help="task spec, as for optimize")
+    ev.add_argument("--prompt", required=True, help="the prompt text")
+    ev.add_argument("--split", default="dev", choices=["train", "dev", "test"])
+    _add_settings_flags(ev)
+    ev.set_defaults(func=cmd_evaluate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+    args = build_parser().parse_args(argv)
+    try:
+        code = args.func(args)
+    except GradpromptError as exc:
+        print(f"gradprompt: {exc}", file=sys.stderr)
+        code = 130 if type(exc).__name__ == "RunStopped" else 2
+    except KeyboardInterrupt:
+        print("gradprompt: interrupted; `gradprompt runs list` shows the run to resume", file=sys.stderr)
+        code = 130
+    raise SystemExit(code)
+
+
+if __name__ == "__main__":
+    main()

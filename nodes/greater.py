@@ -166,6 +166,25 @@ class Choice:
     evaluated: list[tuple[PromptIds, Rollout | None]]
 
 
+def evaluate_prompts(
+    rt: Runtime,
+    fmt: AnswerFormat,
+    settings: StepSettings,
+    examples: Sequence[Example],
+    prompts: Sequence[PromptIds],
+    current: Rollout,
+) -> list[tuple[PromptIds, Rollout]]:
+    """Regenerate reasoning and answers with each prompt on the minibatch, all in one batched
+    decode. The current prompt's rollout is reused, and its reasoning drafts the others'."""
+    unique = list(dict.fromkeys(tuple(p) for p in prompts))
+    fresh = [p for p in unique if p != current.prompt_ids]
+    rolled = dict(
+        zip(fresh, rollout(rt, fmt, examples, fresh, settings.max_new_tokens, current.reasonings), strict=True)
+    )
+    rolled[current.prompt_ids] = current
+    return [(tuple(p), rolled[tuple(p)]) for p in prompts]
+
+
 def choose(
     rt: Runtime,
     fmt: AnswerFormat,
@@ -174,17 +193,12 @@ def choose(
     proposal: Proposal,
     current: Rollout,
 ) -> Choice:
-    """Official variant: regenerate reasoning with the top candidates and keep the best score
-    (the current prompt's rollout is reused when it is among them). Paper variant: the gradient
-    argmax, unevaluated."""
+    """Official variant: regenerate reasoning with the top candidates and keep the best score.
+    Paper variant: the gradient argmax, unevaluated."""
     top = [proposal.prompt_with(t) for t in proposal.ranked[: settings.n_evaluate]]
     if settings.variant == "paper":
         return Choice(top[0], [(p, None) for p in top[:1]])
-    fresh = [p for p in top if p != current.prompt_ids]
-    drafts = current.reasonings
-    rolled = dict(zip(fresh, rollout(rt, fmt, examples, fresh, settings.max_new_tokens, drafts), strict=True))
-    rolled[current.prompt_ids] = current
-    evaluated = [(p, rolled[p]) for p in top]
+    evaluated = evaluate_prompts(rt, fmt, settings, examples, top, current)
     best = min(evaluated, key=lambda pr: pr[1].score(settings.score_nll_weight))[0]
     return Choice(best, evaluated)
 

@@ -26,3 +26,35 @@ class StepSettings(BaseModel):
         "official", description="official: evaluate top candidates by regeneration; paper: take the gradient argmax"
     )
     keep_best: int = Field(10, ge=1, description="best prompts kept for the final choice on dev")
+
+
+DEFAULT_PROMPT = "Let's think step by step."
+
+
+class RunSettings(StepSettings):
+    """Everything a run needs, stored with its checkpoints so ``resume RUN_ID`` needs nothing else."""
+
+    task: str = Field(
+        ..., description="task spec: builtin:NAME, bbh:PATH, gsm8k:PATH, folio:PATH, jsonl:PATH, csv:PATH"
+    )
+    model: str = Field("smollm2", description="bundled short name, local folder, .gguf file or hub id")
+    device: str = Field("auto", description="auto (CUDA when present), cpu, cuda, cuda:N")
+    dtype: str = Field("auto", description="auto (bf16 on CUDA, float32 on CPU), float32, bfloat16, float16")
+    placement: Literal["after", "before", "system"] = Field("after", description="where the prompt goes in the chat")
+    question_field: str | None = Field(None, description="question field of a jsonl/csv task")
+    answer_field: str | None = Field(None, description="answer field of a jsonl/csv task")
+    initial_prompt: str = Field(DEFAULT_PROMPT, description="the prompt the search starts from")
+    seed: int = Field(0, description="seeds the splits, the minibatches and the candidate groups")
+    train: int = Field(50, ge=1, description="training examples (minibatches are drawn from these)")
+    dev: int = Field(50, ge=1, description="dev examples: the final prompt is chosen on these")
+    test: int = Field(100, ge=0, description="test examples: reported, never used for choosing")
+    steps: int = Field(20, ge=0, description="optimization steps (one token position each)")
+    patience: int | None = Field(None, ge=1, description="stop after this many steps without a better prompt")
+    target_accuracy: float | None = Field(
+        None, gt=0, le=1, description="stop once the current prompt reaches this minibatch accuracy"
+    )
+    max_batch: int = Field(32, ge=1, description="rows per model call (halved automatically on CUDA out-of-memory)")
+
+    def label(self) -> str:
+        """Short human description of what produced a result."""
+        return f"{self.variant} variant, {self.model}, seed {self.seed}"

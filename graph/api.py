@@ -1,0 +1,305 @@
+"""The Python API: start, resume, fork and inspect runs, and score a prompt the way runs do.
+
+Every run is a LangGraph thread (thread id = run id) checkpointed to SQLite after every node with
+durable writes, so a run stopped by Ctrl-C, a crash or SIGKILL continues from its last finished
+node with ``resume(run_id)`` and nothing counted twice.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from graph.builder import FIRST_STEP_NODE, LAST_STEP_NODE, build_graph
+from nodes.errors import GradpromptError
+from nodes.greater import rollout
+from nodes.session import load_inputs, session
+from nodes.settings import RunSettings
+from store.checkpoints import list_run_ids, new_run_id, open_checkpointer, read_run_info, write_run_info
+
+Update = Callable[[str, dict, dict], None]  # (node name, what it wrote, settings)
+
+
+class RunStopped(GradpromptError):
+    """The run was stopped on request (Ctrl-C) at a node boundary; it can be resumed."""
+
+    def __init__(self, run_id: str):
+        super().__init__(
+            f"run {run_id} stopped after its last finished node; continue it with `gradprompt resume {run_id}`"
+        )
+        self.run_id = run_id
+
+
+@dataclass(frozen=True)
+class OptimizationResult:
+    """What a finished run produced. ``scores`` holds dev and test accuracy of the initial
+    (baseline) prompt and of the chosen prompt; ``variant`` says which method made it."""
+
+    run_id: str
+    task: str
+    model: str
+    variant: str
+    baseline_prompt: str
+    best_prompt: str
+    best_prompt_ids: list[int]
+    scores: dict[str, dict[str, float | None]]
+    steps: int
+    stop_reason: str
+    history: list[dict] = field(repr=False)
+    dev_examples: int = 0
+    test_examples: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def make_settings(task: str, **overrides: Any) -> RunSettings:
+    """Validated settings; a wrong value is one clear error naming the setting."""
+    try:
+        return RunSettings(task=task, **{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in exc.errors()
+        )
+        raise GradpromptError(f"invalid settings ({problems})") from None
+
+
+def _config(run_id: str) -> dict:
+    return {"configurable": {"thread_id": run_id}, "recursion_limit": 1_000_000}
+
+
+class _StopRequest:
+    """First Ctrl-C asks the run to stop at the next node boundary; a second one stops at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self) -> _StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _drive(graph, run_id: str, graph_input: dict | None, on_update: Update | None) -> dict:
+    """Run the graph to the end (or to a stop request), checkpointing every node durably."""
+    with _StopRequest() as stop:
+        settings: dict = {}
+        for chunk in graph.stream(graph_input, _config(run_id), stream_mode="updates", durability="sync"):
+            for node, update in chunk.items():
+                if not isinstance(update, dict):
+                    continue
+                settings = settings or graph.get_state(_config(run_id)).values.get("settings", {})
+                if on_update is not None:
+                    on_update(node, update, settings)
+            if stop.requested:
+                raise RunStopped(run_id)
+    return graph.get_state(_config(run_id)).values
+
+
+def _result(values: dict) -> OptimizationResult:
+    final = values.get("final") or {}
+    settings = values["settings"]
+    baseline, best = final.get("baseline", {}), final.get("best", {})
+    return OptimizationResult(
+        run_id=values["run_id"],
+        task=settings["task"],
+        model=settings["model"],
+        variant=settings["variant"],
+        baseline_prompt=values["baseline"]["text"],
+        best_prompt=best.get("text", values.get("prompt_text", "")),
+        best_prompt_ids=best.get("prompt", values.get("prompt", [])),
+        scores={
+            "baseline": {"dev": baseline.get("dev_accuracy"), "test": baseline.get("test_accuracy")},
+            "best": {"dev": best.get("dev_accuracy"), "test": best.get("test_accuracy")},
+        },
+        steps=values.get("step", 0),
+        stop_reason=values.get("stop_reason", ""),
+        history=values.get("history", []),
+        dev_examples=final.get("dev_examples", 0),
+        test_examples=final.get("test_examples", 0),
+    )
+
+
+def start_run(
+    settings: RunSettings,
+    *,
+    run_dir=None,
+    run_id: str | None = None,
+    on_update: Update | None = None,
+    on_start: Callable[[str], None] | None = None,
+) -> OptimizationResult:
+    """Start a run with validated settings (see :func:`optimize` for the friendly form)."""
+    task, _ = load_inputs(settings)  # bad data fails here, before a model is loaded
+    run_id = run_id or new_run_id(task.name)
+    with open_checkpointer(run_dir) as saver:
+        graph = build_graph(checkpointer=saver)
+        if graph.get_state(_config(run_id)).values:
+            raise GradpromptError(f"run {run_id} already exists: resume it, or choose another --run-id")
+        write_run_info(
+            run_dir,
+            run_id,
+            {
+                "run_id": run_id,
+                "settings": settings.model_dump(),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "parent": None,
+            },
+        )
+        if on_start:
+            on_start(run_id)
+        values = _drive(graph, run_id, {"run_id": run_id, "settings": settings.model_dump()}, on_update)
+    return _result(values)
+
+
+def optimize(
+    task: str,
+    model: str = "smollm2",
+    *,
+    run_dir=None,
+    run_id: str | None = None,
+    on_update: Update | None = None,
+    **settings: Any,
+) -> OptimizationResult:
+    """Optimize a prompt for ``task`` (a spec such as ``builtin:compare`` or ``bbh:path/navigate.json``)
+    on ``model``. Keyword settings are those of :class:`nodes.settings.RunSettings` (``steps``,
+    ``train``, ``dev``, ``test``, ``seed``, ``max_new_tokens``, ``variant`` ...)."""
+    return start_run(make_settings(task, model=model, **settings), run_dir=run_dir, run_id=run_id, on_update=on_update)
+
+
+def resume(run_id: str, *, run_dir=None, on_update: Update | None = None) -> OptimizationResult:
+    """Continue a stopped or killed run from its last checkpoint; a finished run is returned as is."""
+    read_run_info(run_dir, run_id)
+    with open_checkpointer(run_dir) as saver:
+        graph = build_graph(checkpointer=saver)
+        snapshot = graph.get_state(_config(run_id))
+        if not snapshot.values:
+            raise GradpromptError(f"run {run_id} has no checkpoint yet: start it again with `gradprompt optimize`")
+        values = _drive(graph, run_id, None, on_update) if snapshot.next else snapshot.values
+    return _result(values)
+
+
+def run_values(run_id: str, *, run_dir=None) -> dict:
+    """The latest checkpointed state of a run."""
+    read_run_info(run_dir, run_id)
+    with open_checkpointer(run_dir) as saver:
+        snapshot = build_graph(checkpointer=saver).get_state(_config(run_id))
+    return {**snapshot.values, "next": list(snapshot.next)}
+
+
+def list_runs(*, run_dir=None) -> list[dict]:
+    """Every run in the folder with its task, progress and status."""
+    out = []
+    with open_checkpointer(run_dir) as saver:
+        graph = build_graph(checkpointer=saver)
+        for run_id in list_run_ids(run_dir):
+            info = read_run_info(run_dir, run_id)
+            snap = graph.get_state(_config(run_id))
+            values = snap.values or {}
+            status = "finished" if values.get("final") else "stopped" if values else "not started"
+            final = values.get("final") or {}
+            out.append(
+                {
+                    "run_id": run_id,
+                    "task": info["settings"]["task"],
+                    "model": info["settings"]["model"],
+                    "variant": info["settings"]["variant"],
+                    "created": info.get("created"),
+                    "parent": info.get("parent"),
+                    "steps": values.get("step", 0),
+                    "of_steps": info["settings"]["steps"],
+                    "status": status,
+                    "next": list(snap.next),
+                    "best_dev": (final.get("best") or {}).get("dev_accuracy"),
+                    "best_test": (final.get("best") or {}).get("test_accuracy"),
+                }
+            )
+    return out
+
+
+def fork(
+    run_id: str,
+    step: int,
+    prompt: str | None = None,
+    *,
+    run_dir=None,
+    steps: int | None = None,
+    new_id: str | None = None,
+) -> str:
+    """Start a new run from the checkpoint where ``run_id`` began step ``step``, optionally with a
+    hand-edited prompt and a new step budget. The original run is left untouched."""
+    info = read_run_info(run_dir, run_id)
+    with open_checkpointer(run_dir) as saver:
+        graph = build_graph(checkpointer=saver)
+        found = None
+        for snap in graph.get_state_history(_config(run_id)):
+            if snap.values.get("step") == step and snap.next and snap.next[0] in (FIRST_STEP_NODE, "finalize"):
+                found = snap
+                break
+        if found is None:
+            done = graph.get_state(_config(run_id)).values.get("step", 0)
+            raise GradpromptError(f"run {run_id} has no checkpoint at the start of step {step}: choose 0..{done}")
+        values = dict(found.values)
+        settings = RunSettings.model_validate(values["settings"])
+        if steps is not None:
+            settings = settings.model_copy(update={"steps": steps})
+        if settings.steps <= step:
+            raise GradpromptError(
+                f"the fork starts at step {step} but the budget is {settings.steps} steps: pass --steps"
+            )
+        if prompt is not None:
+            rt = session(settings).rt
+            ids = rt.encode_prompt(prompt)
+            values.update(prompt=list(ids), prompt_text=rt.decode(ids), position=min(values["position"], len(ids)))
+        new_id = new_id or new_run_id(f"{run_id.rsplit('-', 3)[0]}-fork")
+        values.update(run_id=new_id, settings=settings.model_dump(), done=False, stop_reason="", final={})
+        write_run_info(
+            run_dir,
+            new_id,
+            {
+                "run_id": new_id,
+                "settings": settings.model_dump(),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "parent": {"run_id": run_id, "step": step, "prompt": prompt},
+                "task": info["settings"]["task"],
+            },
+        )
+        graph.update_state(_config(new_id), values, as_node=LAST_STEP_NODE)
+    return new_id
+
+
+def evaluate_prompt(task: str, prompt: str, model: str = "smollm2", split: str = "dev", **settings: Any) -> dict:
+    """Accuracy of ``prompt`` on a split, computed exactly as runs compute it."""
+    if split not in ("train", "dev", "test"):
+        raise GradpromptError(f"unknown split {split!r}: use train, dev or test")
+    s = make_settings(task, model=model, **settings)
+    load_inputs(s)
+    sess = session(s)
+    examples = getattr(sess.splits, split)
+    ids = tuple(sess.rt.encode_prompt(prompt))
+    r = rollout(sess.rt, sess.task.answer_format, examples, [ids], s.max_new_tokens)[0]
+    return {
+        "task": task,
+        "model": model,
+        "split": split,
+        "examples": len(examples),
+        "prompt": prompt,
+        "accuracy": r.accuracy,
+        "prompt_nll": r.nll,
+        "score": r.score(s.score_nll_weight),
+    }

@@ -1,0 +1,75 @@
+"""The optimizer as a LangGraph ``StateGraph``: one node per part of a step, wired in a loop.
+
+    prepare -> [reason -> propose -> evaluate -> select -> record -> advance]* -> finalize
+
+The step's nodes are listed once in :data:`STEP_NODES`; the loop is wired from that list, so a node
+added to a step (retrieval before ``reason``, refinement after ``propose``, human approval before
+``record``) is one entry there, not new wiring.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable
+
+from langgraph.graph import END, START, StateGraph
+
+from graph.state import State
+from nodes.advance import advance
+from nodes.evaluate import evaluate
+from nodes.finalize import finalize
+from nodes.prepare import prepare
+from nodes.propose import propose
+from nodes.reason import reason
+from nodes.record import record
+from nodes.select import select
+
+STEP_NODES: list[tuple[str, Callable[[dict], dict]]] = [
+    ("reason", reason),
+    ("propose", propose),
+    ("evaluate", evaluate),
+    ("select", select),
+    ("record", record),
+    ("advance", advance),
+]
+FIRST_STEP_NODE = STEP_NODES[0][0]
+LAST_STEP_NODE = STEP_NODES[-1][0]
+
+
+def _timed(name: str, fn: Callable[[dict], dict]) -> Callable[[State], dict]:
+    """Wrap a node so the seconds it took land in the step's ``timings``."""
+
+    def node(state: State) -> dict:
+        start = time.perf_counter()
+        update = fn(state)
+        base = update.get("timings", state.get("timings", {}))
+        if name == FIRST_STEP_NODE:
+            base = {}
+        update["timings"] = {**base, name: round(time.perf_counter() - start, 3)}
+        return update
+
+    node.__name__ = name
+    node.__doc__ = fn.__doc__
+    return node
+
+
+def route_after_step(state: State) -> str:
+    return "finalize" if state.get("done") else FIRST_STEP_NODE
+
+
+def build_graph(checkpointer=None, store=None):
+    """The compiled optimizer graph. Pass a checkpointer (e.g. ``SqliteSaver``) to make runs
+    resumable; the LangGraph server brings its own, so it compiles this without one."""
+    builder = StateGraph(State)
+    builder.add_node("prepare", _timed("prepare", prepare))
+    for name, fn in STEP_NODES:
+        builder.add_node(name, _timed(name, fn))
+    builder.add_node("finalize", _timed("finalize", finalize))
+    builder.add_edge(START, "prepare")
+    builder.add_conditional_edges("prepare", route_after_step, [FIRST_STEP_NODE, "finalize"])
+    for (a, _), (b, _) in itertools.pairwise(STEP_NODES):
+        builder.add_edge(a, b)
+    builder.add_conditional_edges(LAST_STEP_NODE, route_after_step, [FIRST_STEP_NODE, "finalize"])
+    builder.add_edge("finalize", END)
+    return builder.compile(checkpointer=checkpointer, store=store)

@@ -1,0 +1,35 @@
+"""advance: apply the accepted update, move the edit position, and decide whether to go on."""
+
+from __future__ import annotations
+
+from nodes.greater import next_position
+from nodes.session import session
+
+
+def stop_reason(settings, step: int, stale: int, accuracy: float | None) -> str:
+    """Why the run stops after ``step`` finished steps, or '' to go on."""
+    if step >= settings.steps:
+        return f"step budget of {settings.steps} reached"
+    if settings.patience is not None and stale >= settings.patience:
+        return f"no better prompt in {stale} steps"
+    if settings.target_accuracy is not None and accuracy is not None and accuracy >= settings.target_accuracy:
+        return f"minibatch accuracy {accuracy:.2f} reached the target"
+    return ""
+
+
+def advance(state: dict) -> dict:
+    sess = session(state["settings"])
+    decision = state["decision"]
+    prompt = tuple(decision["prompt"])
+    step = state["step"] + 1
+    reason = stop_reason(sess.settings, step, state.get("stale", 0), decision.get("accuracy"))
+    return {
+        "step": step,
+        "prompt": list(prompt),
+        "prompt_text": sess.rt.decode(prompt),
+        "position": next_position(sess.rt, prompt, state["position"]),
+        "done": bool(reason),
+        "stop_reason": reason,
+        "reasonings": [],
+        "timings": {},
+    }

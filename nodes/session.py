@@ -1,0 +1,79 @@
+"""What every node of a run shares, loaded once per process and looked up from the run's settings.
+
+The graph state holds only JSON; the model, the tokenizer and the task's examples live here, keyed
+by the settings that determine them, so a node that runs every step never reloads anything and a
+resumed run in a new process rebuilds exactly the same objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from nodes.runtime.runtime import Runtime
+from nodes.settings import RunSettings
+from nodes.tasks import Splits, Task, load_task
+
+
+@dataclass(frozen=True)
+class Session:
+    settings: RunSettings
+    rt: Runtime
+    task: Task
+    splits: Splits
+
+
+@lru_cache(maxsize=4)
+def _runtime(model: str, device: str, dtype: str, placement: str, max_batch: int) -> Runtime:
+    return Runtime.from_spec(model, placement=placement, device=device, dtype=dtype, max_batch=max_batch)
+
+
+@lru_cache(maxsize=16)
+def _task(spec: str, question_field: str | None, answer_field: str | None) -> Task:
+    return load_task(spec, question_field, answer_field)
+
+
+@lru_cache(maxsize=16)
+def _splits(
+    spec: str, question_field: str | None, answer_field: str | None, seed: int, train: int, dev: int, test: int
+) -> Splits:
+    return _task(spec, question_field, answer_field).split(seed, train, dev, test)
+
+
+def session(settings: RunSettings | dict) -> Session:
+    """The shared objects for a run's settings (a dict is what the graph state carries)."""
+    s = settings if isinstance(settings, RunSettings) else RunSettings.model_validate(settings)
+    task = _task(s.task, s.question_field, s.answer_field)
+    splits = _splits(s.task, s.question_field, s.answer_field, s.seed, s.train, s.dev, s.test)
+    rt = _runtime(s.model, s.device, s.dtype, s.placement, s.max_batch)
+    return Session(s, rt, task, splits)
+
+
+def load_inputs(settings: RunSettings) -> tuple[Task, Splits]:
+    """Load and split the task without touching the model, so bad input fails before a model load."""
+    s = settings
+    return _task(s.task, s.question_field, s.answer_field), _splits(
+        s.task, s.question_field, s.answer_field, s.seed, s.train, s.dev, s.test
+    )
+
+
+def step_examples(sess: Session, step: int) -> list:
+    """The minibatch of ``step``: a function of (seed, step) alone, so a re-run node sees the
+    same examples."""
+    from nodes.greater import minibatch
+
+    return minibatch(sess.splits.train, sess.settings.batch_size, sess.settings.seed, step)
+
+
+def scored(sess: Session, prompt, source: str, rollout=None, step: int | None = None, **extra) -> dict:
+    """A prompt as the state records it, with its minibatch results when it was rolled out."""
+    out = {"prompt": list(prompt), "text": sess.rt.decode(prompt), "source": source, **extra}
+    if rollout is not None:
+        out.update(
+            accuracy=rollout.accuracy,
+            nll=rollout.nll,
+            score=rollout.score(sess.settings.score_nll_weight),
+        )
+    if step is not None:
+        out["step"] = step
+    return out

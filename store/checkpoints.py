@@ -1,0 +1,79 @@
+"""Run folders and the checkpointer that makes every run resumable.
+
+One SQLite database (``checkpoints.sqlite``) in the runs folder holds every run's checkpoints,
+keyed by thread id = run id; next to it each run has a folder with ``run.json`` (its settings and
+origin), so runs can be listed without reading checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from langgraph.checkpoint.sqlite import SqliteSaver
+
+from nodes.errors import GradpromptError
+from store.paths import data_dir
+
+DB_NAME = "checkpoints.sqlite"
+
+
+def runs_dir(run_dir: str | os.PathLike | None = None) -> Path:
+    """``run_dir`` if given, else ``$GRADPROMPT_HOME/runs`` (see :func:`store.paths.data_dir`)."""
+    path = Path(run_dir).expanduser() if run_dir else data_dir() / "runs"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def new_run_id(task_name: str) -> str:
+    safe = "".join(ch if ch.isalnum() else "-" for ch in task_name).strip("-")[:32] or "run"
+    return f"{safe}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+
+
+@contextmanager
+def open_checkpointer(run_dir: str | os.PathLike | None = None) -> Iterator[SqliteSaver]:
+    """A ``SqliteSaver`` on the runs folder's database, closed afterwards."""
+    path = runs_dir(run_dir) / DB_NAME
+    conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
+    try:
+        saver = SqliteSaver(conn)
+        saver.setup()
+        yield saver
+    except sqlite3.DatabaseError as exc:
+        raise GradpromptError(
+            f"the checkpoint database {path} cannot be read ({exc}); move it away to start a fresh one"
+        ) from None
+    finally:
+        conn.close()
+
+
+def write_run_info(run_dir: str | os.PathLike | None, run_id: str, info: dict) -> Path:
+    """Write ``run.json`` atomically, so a killed process never leaves half a file."""
+    folder = runs_dir(run_dir) / run_id
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / "run.json.tmp"
+    tmp.write_text(json.dumps(info, indent=2, sort_keys=True))
+    os.replace(tmp, folder / "run.json")
+    return folder
+
+
+def read_run_info(run_dir: str | os.PathLike | None, run_id: str) -> dict:
+    path = runs_dir(run_dir) / run_id / "run.json"
+    if not path.is_file():
+        known = ", ".join(sorted(list_run_ids(run_dir))[-5:]) or "none yet"
+        raise GradpromptError(
+            f"unknown run id {run_id!r} in {runs_dir(run_dir)} (recent runs: {known}); "
+            "see `gradprompt runs list`, or pass --run-dir where the run was made"
+        )
+    return json.loads(path.read_text())
+
+
+def list_run_ids(run_dir: str | os.PathLike | None = None) -> list[str]:
+    root = runs_dir(run_dir)
+    return sorted(p.parent.name for p in root.glob("*/run.json"))

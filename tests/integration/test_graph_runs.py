@@ -1,0 +1,142 @@
+"""Runs as LangGraph threads on real SQLite and the real bundled model: history, kill and resume,
+fork, and the CLI's handling of bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from graph import build_graph, fork, list_runs, optimize, resume, run_values
+from store.checkpoints import open_checkpointer
+
+pytestmark = pytest.mark.model
+
+SMALL = {
+    "train": 8,
+    "dev": 4,
+    "test": 4,
+    "batch_size": 2,
+    "max_new_tokens": 8,
+    "n_evaluate": 2,
+    "top_k": 5,
+    "keep_best": 3,
+}
+SMALL_FLAGS = [f"--{k.replace('_', '-')}={v}" for k, v in SMALL.items()]
+
+
+def _cli(*args: str, run_dir, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "graph.cli", *args, "--run-dir", str(run_dir)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+
+
+def test_short_run_records_every_step(tmp_path):
+    result = optimize("builtin:compare", steps=3, run_dir=tmp_path, run_id="short", **SMALL)
+    assert result.steps == 3 and result.variant == "official"
+    assert [h["step"] for h in result.history] == [0, 1, 2]
+    for h in result.history:
+        assert len(h["candidates"]) == 2
+        assert all(c["score"] is not None and 0 <= c["accuracy"] <= 1 for c in h["candidates"])
+        assert h["accepted"]["prompt"] in [c["prompt"] for c in h["candidates"]]
+        assert {"reason", "propose", "evaluate"} <= set(h["timings"])
+    assert result.scores["baseline"]["dev"] is not None and result.scores["best"]["test"] is not None
+    # the same history is read back from the checkpointer by a fresh graph
+    with open_checkpointer(tmp_path) as saver:
+        graph = build_graph(checkpointer=saver)
+        config = {"configurable": {"thread_id": "short"}}
+        assert graph.get_state(config).values["history"] == result.history
+        steps_seen = {s.values.get("step") for s in graph.get_state_history(config)}
+    assert {0, 1, 2, 3} <= steps_seen
+    assert [r["run_id"] for r in list_runs(run_dir=tmp_path)] == ["short"]
+
+
+def test_paper_variant_is_labelled(tmp_path):
+    result = optimize("builtin:category", steps=1, variant="paper", run_dir=tmp_path, **SMALL)
+    assert result.variant == "paper"
+    (step,) = result.history
+    assert step["variant"] == "paper" and step["candidates"][0].get("score") is None
+
+
+def _wait_for_step(run_dir, run_id: str, step: int, proc: subprocess.Popen, limit: float = 300) -> None:
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else "the run ended early"
+        try:
+            values = run_values(run_id, run_dir=run_dir)
+        except Exception:  # the run folder or database may not exist yet
+            values = {}
+        if values.get("step", 0) >= step and values.get("next") == ["propose"]:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"run {run_id} did not reach step {step} in {limit}s")
+
+
+def test_killed_run_resumes_to_the_same_result(tmp_path):
+    args = ["optimize", "--task", "builtin:compare", "--steps", "3", "--seed", "5", *SMALL_FLAGS]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "graph.cli", *args, "--run-id", "killed", "--run-dir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        _wait_for_step(tmp_path, "killed", 1, proc)  # step 0 finished, step 1's reasoning checkpointed
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    before = run_values("killed", run_dir=tmp_path)
+    assert not before.get("final")
+    resumed = _cli("resume", "killed", "--json", run_dir=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    got = json.loads(resumed.stdout)
+
+    straight = optimize("builtin:compare", steps=3, seed=5, run_dir=tmp_path, run_id="straight", **SMALL)
+    assert got["steps"] == straight.steps == 3
+    assert got["best_prompt_ids"] == straight.best_prompt_ids
+    assert [h["step"] for h in got["history"]] == [0, 1, 2]
+    assert [h["candidates"] for h in got["history"]] == [h["candidates"] for h in straight.history]
+    assert [h["accepted"] for h in got["history"]] == [h["accepted"] for h in straight.history]
+
+
+def test_fork_with_an_edited_prompt(tmp_path):
+    original = optimize("builtin:compare", steps=2, run_dir=tmp_path, run_id="orig", **SMALL)
+    before = run_values("orig", run_dir=tmp_path)
+    new_id = fork("orig", 1, "Compare the two numbers.", run_dir=tmp_path, steps=2)
+    forked = resume(new_id, run_dir=tmp_path)
+    assert forked.history[0] == original.history[0]
+    assert forked.history[1]["prompt_text"] == "Compare the two numbers."
+    assert forked.steps == 2
+    after = run_values("orig", run_dir=tmp_path)
+    assert after["history"] == before["history"] and after["final"] == before["final"]
+    parent = {r["run_id"]: r["parent"] for r in list_runs(run_dir=tmp_path)}[new_id]
+    assert parent["run_id"] == "orig" and parent["step"] == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["optimize", "--task", "nonsense"], "not KIND:PATH"),
+        (["optimize", "--task", "jsonl:/no/such/file.jsonl"], "dataset not found"),
+        (["optimize", "--task", "builtin:compare", "--steps", "-1"], "steps"),
+        (["resume", "no-such-run"], "unknown run id"),
+        (["runs", "show", "no-such-run"], "unknown run id"),
+    ],
+)
+def test_bad_cli_input_is_one_clear_line(tmp_path, args, needle):
+    out = _cli(*args, run_dir=tmp_path, timeout=120)
+    assert out.returncode != 0
+    lines = [line for line in out.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and needle in lines[0], out.stderr
