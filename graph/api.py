@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from graph.builder import FIRST_STEP_NODE, LAST_STEP_NODE, build_graph
+from graph.context import Context
 from nodes.errors import GradpromptError
 from nodes.greater import rollout
 from nodes.session import load_inputs, session
@@ -96,11 +97,18 @@ class _StopRequest:
             signal.signal(signal.SIGINT, self._previous)
 
 
-def _drive(graph, run_id: str, graph_input: dict | None, on_update: Update | None) -> dict:
+def _drive(graph, run_id: str, graph_input: dict | None, on_update: Update | None, chat_model=None) -> dict:
     """Run the graph to the end (or to a stop request), checkpointing every node durably."""
     with _StopRequest() as stop:
         settings: dict = {}
-        for chunk in graph.stream(graph_input, _config(run_id), stream_mode="updates", durability="sync"):
+        stream = graph.stream(
+            graph_input,
+            _config(run_id),
+            stream_mode="updates",
+            durability="sync",
+            context=Context(chat_model=chat_model),
+        )
+        for chunk in stream:
             for node, update in chunk.items():
                 if not isinstance(update, dict):
                     continue
@@ -143,6 +151,7 @@ def start_run(
     run_id: str | None = None,
     on_update: Update | None = None,
     on_start: Callable[[str], None] | None = None,
+    chat_model=None,
 ) -> OptimizationResult:
     """Start a run with validated settings (see :func:`optimize` for the friendly form)."""
     task, _ = load_inputs(settings)  # bad data fails here, before a model is loaded
@@ -163,7 +172,7 @@ def start_run(
         )
         if on_start:
             on_start(run_id)
-        values = _drive(graph, run_id, {"run_id": run_id, "settings": settings.model_dump()}, on_update)
+        values = _drive(graph, run_id, {"run_id": run_id, "settings": settings.model_dump()}, on_update, chat_model)
     return _result(values)
 
 
@@ -174,15 +183,24 @@ def optimize(
     run_dir=None,
     run_id: str | None = None,
     on_update: Update | None = None,
+    chat_model=None,
     **settings: Any,
 ) -> OptimizationResult:
     """Optimize a prompt for ``task`` (a spec such as ``builtin:compare`` or ``bbh:path/navigate.json``)
     on ``model``. Keyword settings are those of :class:`nodes.settings.RunSettings` (``steps``,
-    ``train``, ``dev``, ``test``, ``seed``, ``max_new_tokens``, ``variant`` ...)."""
-    return start_run(make_settings(task, model=model, **settings), run_dir=run_dir, run_id=run_id, on_update=on_update)
+    ``train``, ``dev``, ``test``, ``seed``, ``max_new_tokens``, ``variant``, ``store``,
+    ``warm_start`` ...). ``chat_model`` is any LangChain chat model for the refinement step; by
+    default the run's own local model writes the refined prompts."""
+    return start_run(
+        make_settings(task, model=model, **settings),
+        run_dir=run_dir,
+        run_id=run_id,
+        on_update=on_update,
+        chat_model=chat_model,
+    )
 
 
-def resume(run_id: str, *, run_dir=None, on_update: Update | None = None) -> OptimizationResult:
+def resume(run_id: str, *, run_dir=None, on_update: Update | None = None, chat_model=None) -> OptimizationResult:
     """Continue a stopped or killed run from its last checkpoint; a finished run is returned as is."""
     read_run_info(run_dir, run_id)
     with open_checkpointer(run_dir) as saver:
@@ -190,7 +208,7 @@ def resume(run_id: str, *, run_dir=None, on_update: Update | None = None) -> Opt
         snapshot = graph.get_state(_config(run_id))
         if not snapshot.values:
             raise GradpromptError(f"run {run_id} has no checkpoint yet: start it again with `gradprompt optimize`")
-        values = _drive(graph, run_id, None, on_update) if snapshot.next else snapshot.values
+        values = _drive(graph, run_id, None, on_update, chat_model) if snapshot.next else snapshot.values
     return _result(values)
 
 

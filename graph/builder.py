@@ -1,6 +1,6 @@
 """The optimizer as a LangGraph ``StateGraph``: one node per part of a step, wired in a loop.
 
-    prepare -> [reason -> propose -> evaluate -> select -> record -> advance]* -> finalize
+    prepare -> [retrieve -> reason -> propose -> refine -> evaluate -> select -> record -> advance]* -> finalize
 
 The step's nodes are listed once in :data:`STEP_NODES`; the loop is wired from that list, so a node
 added to a step (retrieval before ``reason``, refinement after ``propose``, human approval before
@@ -9,12 +9,15 @@ added to a step (retrieval before ``reason``, refinement after ``propose``, huma
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import time
 from collections.abc import Callable
 
 from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
 
+from graph.context import Context
 from graph.state import State
 from nodes.advance import advance
 from nodes.evaluate import evaluate
@@ -23,11 +26,15 @@ from nodes.prepare import prepare
 from nodes.propose import propose
 from nodes.reason import reason
 from nodes.record import record
+from nodes.refine import refine
+from nodes.retrieve import retrieve
 from nodes.select import select
 
-STEP_NODES: list[tuple[str, Callable[[dict], dict]]] = [
+STEP_NODES: list[tuple[str, Callable[..., dict]]] = [
+    ("retrieve", retrieve),
     ("reason", reason),
     ("propose", propose),
+    ("refine", refine),
     ("evaluate", evaluate),
     ("select", select),
     ("record", record),
@@ -37,12 +44,16 @@ FIRST_STEP_NODE = STEP_NODES[0][0]
 LAST_STEP_NODE = STEP_NODES[-1][0]
 
 
-def _timed(name: str, fn: Callable[[dict], dict]) -> Callable[[State], dict]:
-    """Wrap a node so the seconds it took land in the step's ``timings``."""
+def _timed(name: str, fn: Callable[..., dict]) -> Callable[..., dict]:
+    """Wrap a node so the seconds it took land in the step's ``timings``, and hand it the caller's
+    chat model from the runtime context when it asks for one."""
+    wants_chat = "chat_model" in inspect.signature(fn).parameters
 
-    def node(state: State) -> dict:
+    def node(state: State, runtime: Runtime[Context]) -> dict:
         start = time.perf_counter()
-        update = fn(state)
+        context = getattr(runtime, "context", None)
+        kwargs = {"chat_model": getattr(context, "chat_model", None)} if wants_chat else {}
+        update = fn(state, **kwargs)
         base = update.get("timings", state.get("timings", {}))
         if name == FIRST_STEP_NODE:
             base = {}
@@ -61,7 +72,7 @@ def route_after_step(state: State) -> str:
 def build_graph(checkpointer=None, store=None):
     """The compiled optimizer graph. Pass a checkpointer (e.g. ``SqliteSaver``) to make runs
     resumable; the LangGraph server brings its own, so it compiles this without one."""
-    builder = StateGraph(State)
+    builder = StateGraph(State, context_schema=Context)
     builder.add_node("prepare", _timed("prepare", prepare))
     for name, fn in STEP_NODES:
         builder.add_node(name, _timed(name, fn))

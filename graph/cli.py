@@ -32,7 +32,7 @@ def _field_type(annotation) -> tuple[type | None, list[str] | None]:
         return str, list(typing.get_args(annotation))
     if origin in (typing.Union, types.UnionType) and len(args) == 1:
         return _field_type(args[0])
-    if annotation in (int, float, str):
+    if annotation in (int, float, str, bool):
         return annotation, None
     return str, None
 
@@ -45,6 +45,15 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
         kind, choices = _field_type(info.annotation)
         default = info.default
         text = info.description or name
+        if kind is bool:
+            group.add_argument(
+                f"--{name.replace('_', '-')}",
+                dest=name,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=f"{text} (default {'on' if default else 'off'})",
+            )
+            continue
         if default is not None and not isinstance(default, type(...)):
             text += f" (default {default})"
         group.add_argument(
@@ -223,6 +232,41 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_store(args: argparse.Namespace) -> int:
+    from store.trajectory import TrajectoryStore
+
+    store = TrajectoryStore(args.store)
+    if args.store_command == "stats":
+        out = store.stats()
+    elif args.store_command == "search":
+        hits = store.similar(args.text, model=args.model, k=args.k, task=args.task)
+        out = [{**h.record.to_json(), "similarity": round(h.similarity, 4)} for h in hits]
+    elif args.store_command == "show":
+        out = [r.to_json() for r in sorted(store.records(run_id=args.run_id), key=lambda r: (r.step, r.source))]
+        if not out:
+            raise GradpromptError(f"the store at {store.location} has no records of run {args.run_id!r}")
+    else:
+        n = store.export(args.file)
+        out = {"exported": n, "file": args.file}
+    if args.json or args.store_command == "export":
+        print(json.dumps(out, indent=2))
+    elif args.store_command == "stats":
+        print(
+            f"{out['records']} records ({out['distinct_prompts']} distinct prompts) from {out['runs']} runs "
+            f"in {out['location']}"
+        )
+        for key in ("tasks", "models", "sources"):
+            print(f"  {key}: " + ", ".join(f"{k} {v}" for k, v in out[key].items()))
+    else:
+        for r in out:
+            sim = f"sim {r['similarity']:.3f} " if "similarity" in r else ""
+            value = r.get("accuracy") if r.get("accuracy") is not None else r.get("dev_accuracy")
+            acc = "-" if value is None else f"{value:.2f}"
+            mark = "*" if r.get("accepted") else " "
+            print(f"{mark}{sim}step {r['step']:>3} {r['source']:10s} acc {acc:>4s} {r['task']}: {r['text']!r}")
+    return 0
+
+
 class _Null:
     def __enter__(self):
         return self
@@ -278,6 +322,22 @@ def build_parser() -> argparse.ArgumentParser:
     fk.add_argument("--steps", type=int, help="new step budget for the fork")
     fk.add_argument("--no-run", action="store_true", help="only create the fork; run it later with `resume`")
     fk.set_defaults(func=cmd_runs_fork)
+
+    st = sub.add_parser("store", help="look into the trajectory store shared by runs")
+    st_sub = st.add_subparsers(dest="store_command", required=True, metavar="ACTION")
+    store_common = argparse.ArgumentParser(add_help=False, parents=[common])
+    store_common.add_argument("--store", help="store folder or http://HOST:PORT (default $GRADPROMPT_HOME/trajectory)")
+    st_sub.add_parser("stats", parents=[store_common], help="records per task, model and source")
+    search = st_sub.add_parser("search", parents=[store_common], help="prompts most similar to TEXT")
+    search.add_argument("text")
+    search.add_argument("--model", default="smollm2", help="only prompts recorded for this model")
+    search.add_argument("--task", help="only prompts of this task (its name, e.g. navigate)")
+    search.add_argument("-k", type=int, default=10, help="how many")
+    show_store = st_sub.add_parser("show", parents=[store_common], help="every record of one run")
+    show_store.add_argument("run_id")
+    export = st_sub.add_parser("export", parents=[store_common], help="write every record to a JSONL file")
+    export.add_argument("file")
+    st.set_defaults(func=cmd_store)
 
     ev = sub.add_parser("evaluate", parents=[common], help="score a prompt the way runs do")
     ev.add_argument("--task", required=True, help="task spec, as for optimize")

@@ -36,6 +36,9 @@ class StepRecord(TypedDict, total=False):
     accepted: Scored
     changed: bool
     variant: str
+    edit_limit: int
+    retrieved: list[dict[str, Any]]
+    rejected: dict[str, int]
     timings: dict[str, float]
 
 
@@ -46,8 +49,15 @@ class State(TypedDict, total=False):
     prompt: list[int]  # current prompt, as token ids end to end
     prompt_text: str  # for people only; never re-encoded
     position: int  # prompt position edited by the next step (== len(prompt) means append)
-    baseline: Scored  # the initial prompt
+    baseline: Scored  # the prompt the search started from (the initial one, or a warm start)
+    warm_start: dict[str, Any]  # prompts from similar tasks considered on dev, and which won
     # per-step working data
+    edit_limit: int  # words one update may change this step
+    retrieved: list[dict[str, Any]]  # similar past prompts with scores, current prompt first
+    extra_tokens: list[int]  # tokens at the edited position in retrieved prompts
+    extra_candidates: list[dict[str, Any]]  # whole prompts from retrieval and refinement
+    rejected: dict[str, int]  # candidates dropped this step: over_limit, malformed
+    refine_reply: str  # the chat model's reply, bounded
     reasonings: list[list[int]]
     current: Scored
     proposal: dict[str, Any]

@@ -4,6 +4,7 @@ variant). Every candidate from every source goes through here."""
 
 from __future__ import annotations
 
+from nodes.edit_limit import word_distance
 from nodes.greater import Rollout, evaluate_prompts
 from nodes.session import scored, session, step_examples
 
@@ -25,7 +26,9 @@ def evaluate(state: dict) -> dict:
     st = sess.settings
     if st.variant == "paper":
         return {"evaluated": [_scored(sess, c, None, state["step"]) for c in gradient_candidates(state, 1)]}
-    candidates = gradient_candidates(state, st.n_evaluate) + list(state.get("extra_candidates", []))
+    candidates, over = within_limit(
+        sess, state, gradient_candidates(state, st.n_evaluate) + list(state.get("extra_candidates", []))
+    )
     cur = state["current"]
     current = Rollout(tuple(cur["prompt"]), [tuple(r) for r in state["reasonings"]], [], cur["correct"], cur["nll"])
     results = evaluate_prompts(
@@ -37,7 +40,26 @@ def evaluate(state: dict) -> dict:
         current,
     )
     evaluated = [_scored(sess, c, rolled, state["step"]) for c, (_, rolled) in zip(candidates, results, strict=True)]
-    return {"evaluated": evaluated}
+    rejected = dict(state.get("rejected") or {})
+    rejected["over_limit"] = rejected.get("over_limit", 0) + over
+    return {"evaluated": evaluated, "rejected": rejected}
+
+
+def within_limit(sess, state: dict, candidates: list[dict]) -> tuple[list[dict], int]:
+    """Distinct candidates within the step's word edit limit of the current prompt, and how many
+    were over it."""
+    limit = state.get("edit_limit")
+    kept: dict[tuple, dict] = {}
+    over = 0
+    for c in candidates:
+        key = tuple(c["prompt"])
+        if key in kept:
+            continue
+        if limit is not None and word_distance(sess.rt.decode(c["prompt"]), state["prompt_text"]) > limit:
+            over += 1
+            continue
+        kept[key] = c
+    return list(kept.values()), over
 
 
 def _scored(sess, candidate: dict, rolled: Rollout | None, step: int) -> dict:

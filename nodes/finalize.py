@@ -8,7 +8,7 @@ steered the search were measured on training examples.
 from __future__ import annotations
 
 from nodes.greater import rollout
-from nodes.session import session
+from nodes.session import Session, session, trajectory_of
 
 
 def finalize(state: dict) -> dict:
@@ -35,6 +35,7 @@ def finalize(state: dict) -> dict:
         p = pool[i]
         return {**on_dev[i], "test_accuracy": test_acc.get(p)}
 
+    _record_dev(sess, state, on_dev, chosen)
     return {
         "final": {
             "variant": st.variant,
@@ -46,3 +47,29 @@ def finalize(state: dict) -> dict:
         },
         "done": True,
     }
+
+
+def _record_dev(sess: Session, state: dict, on_dev: list[dict], chosen: int) -> None:
+    """Dev accuracy is the trajectory's most trustworthy score: keep it with the prompts."""
+    store = trajectory_of(sess)
+    if store is None:
+        return
+    from store.trajectory import TrajectoryRecord
+
+    store.add(
+        [
+            TrajectoryRecord(
+                text=d["text"],
+                prompt_ids=d["prompt"],
+                task=sess.task.name,
+                model=sess.settings.model,
+                run_id=state["run_id"],
+                step=state["step"],
+                source="dev",
+                accepted=i == chosen,
+                score=d["dev_score"],
+                dev_accuracy=d["dev_accuracy"],
+            )
+            for i, d in enumerate(on_dev)
+        ]
+    )

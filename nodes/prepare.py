@@ -1,24 +1,62 @@
-"""prepare: turn the run's settings into its starting state (the initial prompt as token ids)."""
+"""prepare: turn the run's settings into its starting state (the initial prompt as token ids).
+
+With warm start on, the best stored prompts of the most similar earlier tasks (same model) are
+scored on this task's dev split next to the initial prompt, and the best becomes the start.
+"""
 
 from __future__ import annotations
 
-from nodes.session import scored, session
+from nodes.greater import rollout
+from nodes.session import Session, scored, session, trajectory_of
+
+
+def _warm_start(sess: Session, initial: tuple[int, ...]) -> tuple[tuple[int, ...], dict]:
+    store = trajectory_of(sess)
+    questions = [e.question for e in sess.task.examples[:32]]
+    if store is None:
+        return initial, {}
+    similar = store.similar_tasks(questions, exclude=sess.task.name, k=3)
+    pool = [initial]
+    sources = [{"task": sess.task.name, "text": sess.rt.decode(initial), "initial": True}]
+    for task, similarity in similar:
+        for r in store.best(task=task, model=sess.settings.model, k=2):
+            ids = tuple(r.prompt_ids)
+            if ids and ids not in pool:
+                pool.append(ids)
+                sources.append({"task": task, "text": r.text, "similarity": round(similarity, 4)})
+    if len(pool) == 1:
+        return initial, {"considered": sources, "chosen": 0}
+    st = sess.settings
+    dev = rollout(sess.rt, sess.task.answer_format, sess.splits.dev, pool, st.max_new_tokens)
+    for src, r in zip(sources, dev, strict=True):
+        src["dev_accuracy"] = r.accuracy
+        src["dev_score"] = r.score(st.score_nll_weight)
+    best = min(range(len(pool)), key=lambda i: (sources[i]["dev_score"], i))
+    return pool[best], {"considered": sources, "chosen": best}
 
 
 def prepare(state: dict) -> dict:
     sess = session(state["settings"])
-    ids = sess.rt.encode_prompt(sess.settings.initial_prompt)
-    start = scored(sess, ids, "initial", step=0)
+    st = sess.settings
+    initial = tuple(sess.rt.encode_prompt(st.initial_prompt))
+    start, warm = _warm_start(sess, initial) if st.warm_start else (initial, {})
+    store = trajectory_of(sess)
+    if store is not None:
+        store.register_task(
+            sess.task.name, [e.question for e in sess.task.examples[:32]], sess.task.answer_format.kind.value
+        )
+    baseline = scored(sess, start, "initial", step=0)
     return {
         "step": 0,
-        "prompt": list(ids),
-        "prompt_text": start["text"],
+        "prompt": list(start),
+        "prompt_text": baseline["text"],
         "position": 0,
-        "baseline": start,
+        "baseline": baseline,
+        "warm_start": warm,
         "history": [],
         "best": [],
         "stale": 0,
-        "done": sess.settings.steps == 0,
-        "stop_reason": "no steps asked for" if sess.settings.steps == 0 else "",
+        "done": st.steps == 0,
+        "stop_reason": "no steps asked for" if st.steps == 0 else "",
         "timings": {},
     }

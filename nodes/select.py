@@ -6,6 +6,8 @@ from __future__ import annotations
 
 def select(state: dict) -> dict:
     evaluated = state["evaluated"]
+    if not evaluated:  # every candidate was over the edit limit: keep the current prompt
+        return {"decision": state["current"]}
     if all(c.get("score") is None for c in evaluated):
         return {"decision": evaluated[0]}
     best = min(evaluated, key=lambda c: c["score"])

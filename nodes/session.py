@@ -77,3 +77,20 @@ def scored(sess: Session, prompt, source: str, rollout=None, step: int | None = 
     if step is not None:
         out["step"] = step
     return out
+
+
+def trajectory_of(sess: Session):
+    """The run's trajectory store, or None when the run keeps no trajectory."""
+    if not sess.settings.trajectory:
+        return None
+    from store.trajectory import open_store
+
+    return open_store(sess.settings.store)
+
+
+def step_edit_limit(sess: Session, step: int) -> int:
+    """The word edit limit of ``step`` (counted from 0 here, from 1 in the schedule)."""
+    from nodes.edit_limit import edit_limit
+
+    s = sess.settings
+    return edit_limit(s.edit_schedule, step + 1, s.steps, s.edit_max, s.edit_min)

@@ -54,6 +54,27 @@ class RunSettings(StepSettings):
         None, gt=0, le=1, description="stop once the current prompt reaches this minibatch accuracy"
     )
     max_batch: int = Field(32, ge=1, description="rows per model call (halved automatically on CUDA out-of-memory)")
+    # GPO: the trajectory as update direction
+    trajectory: bool = Field(True, description="record every candidate in the trajectory store and retrieve from it")
+    store: str | None = Field(
+        None,
+        description="trajectory store: a folder, or http://HOST:PORT of a `chroma run` server "
+        "(default $GRADPROMPT_HOME/trajectory)",
+    )
+    retrieve_k: int = Field(5, ge=0, description="similar past prompts retrieved per step")
+    cross_task: bool = Field(True, description="also retrieve prompts recorded for other tasks (same model)")
+    warm_start: bool = Field(
+        False,
+        description="start from the best stored prompt of similar earlier tasks if it beats the initial one on dev",
+    )
+    edit_schedule: Literal["cosine", "linear", "constant"] = Field(
+        "cosine", description="how the per-step edit limit decays over the run"
+    )
+    edit_max: int = Field(50, ge=1, description="edit limit (words) at the first step")
+    edit_min: int = Field(10, ge=1, description="edit limit (words) at the last step")
+    refine: bool = Field(True, description="GPO generation-based update: a chat model rewrites the prompt")
+    refine_candidates: int = Field(2, ge=1, description="whole-prompt candidates asked of the chat model per step")
+    refine_max_new_tokens: int = Field(160, ge=16, description="bound on the chat model's reply")
 
     def label(self) -> str:
         """Short human description of what produced a result."""

@@ -130,9 +130,18 @@ def resolve_source(spec: str) -> str:
     )
 
 
+def quiet_transformers() -> None:
+    """Transformers' own per-tensor progress bars would interleave with the run's progress."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
 def _load(spec: str, device: torch.device, dtype: torch.dtype) -> LoadedModel:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    quiet_transformers()
     source = resolve_source(spec)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)

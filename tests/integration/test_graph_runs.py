@@ -14,6 +14,7 @@ import pytest
 
 from graph import build_graph, fork, list_runs, optimize, resume, run_values
 from store.checkpoints import open_checkpointer
+from store.trajectory import open_store
 
 pytestmark = pytest.mark.model
 
@@ -26,6 +27,7 @@ SMALL = {
     "n_evaluate": 2,
     "top_k": 5,
     "keep_best": 3,
+    "refine_max_new_tokens": 32,
 }
 SMALL_FLAGS = [f"--{k.replace('_', '-')}={v}" for k, v in SMALL.items()]
 
@@ -46,7 +48,7 @@ def test_short_run_records_every_step(tmp_path):
     assert result.steps == 3 and result.variant == "official"
     assert [h["step"] for h in result.history] == [0, 1, 2]
     for h in result.history:
-        assert len(h["candidates"]) == 2
+        assert sum(c["source"] == "gradient" for c in h["candidates"]) == 2
         assert all(c["score"] is not None and 0 <= c["accuracy"] <= 1 for c in h["candidates"])
         assert h["accepted"]["prompt"] in [c["prompt"] for c in h["candidates"]]
         assert {"reason", "propose", "evaluate"} <= set(h["timings"])
@@ -83,7 +85,19 @@ def _wait_for_step(run_dir, run_id: str, step: int, proc: subprocess.Popen, limi
 
 
 def test_killed_run_resumes_to_the_same_result(tmp_path):
-    args = ["optimize", "--task", "builtin:compare", "--steps", "3", "--seed", "5", *SMALL_FLAGS]
+    # each run gets a store of its own, so the second cannot retrieve what the first recorded
+    args = [
+        "optimize",
+        "--task",
+        "builtin:compare",
+        "--steps",
+        "3",
+        "--seed",
+        "5",
+        *SMALL_FLAGS,
+        "--store",
+        str(tmp_path / "store-killed"),
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "graph.cli", *args, "--run-id", "killed", "--run-dir", str(tmp_path)],
@@ -103,12 +117,24 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     got = json.loads(resumed.stdout)
 
-    straight = optimize("builtin:compare", steps=3, seed=5, run_dir=tmp_path, run_id="straight", **SMALL)
+    straight = optimize(
+        "builtin:compare",
+        steps=3,
+        seed=5,
+        run_dir=tmp_path,
+        run_id="straight",
+        store=str(tmp_path / "store-straight"),
+        **SMALL,
+    )
     assert got["steps"] == straight.steps == 3
     assert got["best_prompt_ids"] == straight.best_prompt_ids
     assert [h["step"] for h in got["history"]] == [0, 1, 2]
     assert [h["candidates"] for h in got["history"]] == [h["candidates"] for h in straight.history]
     assert [h["accepted"] for h in got["history"]] == [h["accepted"] for h in straight.history]
+    # the trajectory holds each step's candidates once, whether or not the run was interrupted
+    killed = open_store(str(tmp_path / "store-killed")).records(run_id="killed")
+    plain = open_store(str(tmp_path / "store-straight")).records(run_id="straight")
+    assert sorted((r.step, r.source, r.text) for r in killed) == sorted((r.step, r.source, r.text) for r in plain)
 
 
 def test_fork_with_an_edited_prompt(tmp_path):
@@ -140,3 +166,24 @@ def test_bad_cli_input_is_one_clear_line(tmp_path, args, needle):
     assert out.returncode != 0
     lines = [line for line in out.stderr.strip().splitlines() if line.strip()]
     assert len(lines) == 1 and needle in lines[0], out.stderr
+
+
+def test_ctrl_c_stops_at_a_node_boundary_and_resumes(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    args = ["optimize", "--task", "builtin:compare", "--steps", "2", *SMALL_FLAGS]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "graph.cli", *args, "--run-id", "ctrlc", "--run-dir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    _wait_for_step(tmp_path, "ctrlc", 1, proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130
+    assert "gradprompt resume ctrlc" in err
+    stopped = run_values("ctrlc", run_dir=tmp_path)
+    assert stopped["next"] and not stopped.get("final")
+    finished = resume("ctrlc", run_dir=tmp_path)
+    assert finished.steps == 2 and [h["step"] for h in finished.history] == [0, 1]

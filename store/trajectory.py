@@ -1,0 +1,269 @@
+"""The optimization trajectory in Chroma: every evaluated prompt of every run, searchable by meaning.
+
+GPO's update direction is "prompts like the current one, with their scores"; this store keeps them
+across runs and tasks. The embedded default is a ``PersistentClient`` folder; an ``http://HOST:PORT``
+location talks to a ``chroma run`` server so that many runs on many machines share one trajectory.
+Record ids are derived from (run, step, source, prompt), so writing the same record twice (a
+resumed run re-running its record node) stores it once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urlparse
+
+from nodes.errors import GradpromptError
+from store.embeddings import BUNDLED, get_embedder
+from store.paths import data_dir
+
+PROMPTS = "gradprompt-prompts"
+TASKS = "gradprompt-tasks"
+_COSINE = {"hnsw": {"space": "cosine"}}
+
+
+@dataclass(frozen=True)
+class TrajectoryRecord:
+    text: str
+    prompt_ids: list[int]
+    task: str
+    model: str
+    run_id: str
+    step: int
+    source: str  # initial | current | gradient | retrieval | refinement | human | dev
+    accepted: bool = False
+    score: float | None = None  # minibatch score, lower is better
+    accuracy: float | None = None  # minibatch accuracy
+    dev_accuracy: float | None = None
+    decided_by: str = "optimizer"
+
+    @property
+    def id(self) -> str:
+        key = f"{self.run_id}|{self.step}|{self.source}|{','.join(map(str, self.prompt_ids))}"
+        return hashlib.sha1(key.encode()).hexdigest()
+
+    def metadata(self) -> dict:
+        meta = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("text", "prompt_ids")}
+        meta["prompt_ids"] = json.dumps(self.prompt_ids)
+        return {k: v for k, v in meta.items() if v is not None}
+
+    @classmethod
+    def from_chroma(cls, document: str, meta: dict) -> TrajectoryRecord:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in meta.items() if k in known and k != "prompt_ids"}
+        return cls(text=document, prompt_ids=json.loads(meta.get("prompt_ids", "[]")), **values)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Hit:
+    record: TrajectoryRecord
+    similarity: float
+
+
+def _client(location: str):
+    import chromadb
+    from chromadb.config import Settings
+
+    settings = Settings(anonymized_telemetry=False)
+    if location.startswith(("http://", "https://")):
+        url = urlparse(location)
+        if not url.hostname or not url.port:
+            raise GradpromptError(f"store address {location!r} needs a host and a port, e.g. http://127.0.0.1:8000")
+        return chromadb.HttpClient(host=url.hostname, port=url.port, ssl=url.scheme == "https", settings=settings)
+    Path(location).mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=location, settings=settings)
+
+
+def default_location() -> str:
+    return str(data_dir() / "trajectory")
+
+
+class TrajectoryStore:
+    """Prompts recorded by runs, with their scores, searchable by embedding cosine similarity."""
+
+    def __init__(self, location: str | os.PathLike | None = None, embeddings: str = BUNDLED):
+        self.location = str(location) if location else default_location()
+        self.remote = self.location.startswith(("http://", "https://"))
+        self._server = None
+        with self._collections():
+            pass  # fail now, with a clear message, if the store cannot be opened
+        self.embedder = get_embedder(embeddings)
+
+    @contextmanager
+    def _collections(self) -> Iterator[tuple]:
+        """The two collections. A folder store is opened afresh for every operation and closed
+        after it, so records written by another process since (a resumed run, the CLI) are seen;
+        a server keeps one client."""
+        try:
+            client = self._server or _client(self.location)
+            prompts = client.get_or_create_collection(PROMPTS, configuration=_COSINE, embedding_function=None)
+            tasks = client.get_or_create_collection(TASKS, configuration=_COSINE, embedding_function=None)
+        except GradpromptError:
+            raise
+        except Exception as exc:  # connection refused, a corrupted folder, a version mismatch
+            raise GradpromptError(
+                f"cannot open the trajectory store at {self.location} ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0][:160] if str(exc) else ''}); start the server, fix the path, or move "
+                "a damaged folder away to start a fresh store"
+            ) from None
+        if self.remote:
+            self._server = client
+        try:
+            yield prompts, tasks
+        finally:
+            if not self.remote:
+                client.close()
+
+    # ----- writing ------------------------------------------------------------------------------
+    def add(self, records: list[TrajectoryRecord]) -> None:
+        """Insert or overwrite records; the same (run, step, source, prompt) is one record."""
+        unique = list({r.id: r for r in records}.values())
+        if not unique:
+            return
+        vectors = self.embedder.embed([r.text for r in unique])
+        with self._collections() as (prompts, _):
+            prompts.upsert(
+                ids=[r.id for r in unique],
+                documents=[r.text for r in unique],
+                embeddings=vectors,
+                metadatas=[r.metadata() for r in unique],
+            )
+
+    def register_task(self, name: str, questions: list[str], answer_kind: str) -> None:
+        """Remember what a task looks like (mean embedding of some of its questions) for warm starts."""
+        vector = _mean(self.embedder.embed(questions[:32]))
+        with self._collections() as (_, tasks):
+            tasks.upsert(
+                ids=[name],
+                embeddings=[vector],
+                documents=[questions[0]],
+                metadatas=[{"task": name, "answer_kind": answer_kind}],
+            )
+
+    # ----- reading ------------------------------------------------------------------------------
+    def count(self) -> int:
+        with self._collections() as (prompts, _):
+            return prompts.count()
+
+    def similar(
+        self,
+        text: str,
+        *,
+        model: str,
+        k: int,
+        task: str | None = None,
+        exclude_task: str | None = None,
+        exclude_text: str | None = None,
+    ) -> list[Hit]:
+        """The ``k`` distinct prompts most similar to ``text`` recorded for ``model`` (and ``task``,
+        or any task but ``exclude_task``), each with its best recorded score."""
+        where: list[dict] = [{"model": model}]
+        if task is not None:
+            where.append({"task": task})
+        if exclude_task is not None:
+            where.append({"task": {"$ne": exclude_task}})
+        if k <= 0:
+            return []
+        vector = self.embedder.embed([text])
+        with self._collections() as (prompts, _):
+            total = prompts.count()
+            if total == 0:
+                return []
+            result = prompts.query(
+                query_embeddings=vector,
+                n_results=min(total, 8 * k),
+                where=where[0] if len(where) == 1 else {"$and": where},
+                include=["documents", "metadatas", "distances"],
+            )
+        best: dict[str, Hit] = {}
+        for doc, meta, dist in zip(result["documents"][0], result["metadatas"][0], result["distances"][0], strict=True):
+            if doc == exclude_text:
+                continue
+            hit = Hit(TrajectoryRecord.from_chroma(doc, meta), 1.0 - float(dist))
+            old = best.get(doc)
+            if old is None or _better(hit.record, old.record):
+                best[doc] = hit
+        return sorted(best.values(), key=lambda h: -h.similarity)[:k]
+
+    def records(self, **where_equal) -> list[TrajectoryRecord]:
+        """Every record whose metadata equals the given values (e.g. ``run_id=...``)."""
+        clauses = [{k: v} for k, v in where_equal.items()]
+        where = None if not clauses else clauses[0] if len(clauses) == 1 else {"$and": clauses}
+        with self._collections() as (prompts, _):
+            got = prompts.get(where=where, include=["documents", "metadatas"])
+        return [TrajectoryRecord.from_chroma(d, m) for d, m in zip(got["documents"], got["metadatas"], strict=True)]
+
+    def best(self, *, task: str, model: str, k: int) -> list[TrajectoryRecord]:
+        """The ``k`` distinct prompts of a task with the best dev accuracy, else minibatch score."""
+        pool: dict[str, TrajectoryRecord] = {}
+        for r in self.records(task=task, model=model):
+            if r.score is None and r.dev_accuracy is None:
+                continue
+            if r.text not in pool or _better(r, pool[r.text]):
+                pool[r.text] = r
+        return sorted(pool.values(), key=_rank)[:k]
+
+    def similar_tasks(self, questions: list[str], *, exclude: str, k: int) -> list[tuple[str, float]]:
+        vector = _mean(self.embedder.embed(questions[:32]))
+        with self._collections() as (_, tasks):
+            total = tasks.count()
+            if total == 0:
+                return []
+            result = tasks.query(
+                query_embeddings=[vector], n_results=min(total, k + 1), include=["metadatas", "distances"]
+            )
+        out = [(m["task"], 1.0 - float(d)) for m, d in zip(result["metadatas"][0], result["distances"][0], strict=True)]
+        return [(t, s) for t, s in out if t != exclude][:k]
+
+    def stats(self) -> dict:
+        records = self.records()
+        return {
+            "location": self.location,
+            "records": len(records),
+            "distinct_prompts": len({r.text for r in records}),
+            "runs": len({r.run_id for r in records}),
+            "tasks": dict(Counter(r.task for r in records).most_common()),
+            "models": dict(Counter(r.model for r in records).most_common()),
+            "sources": dict(Counter(r.source for r in records).most_common()),
+        }
+
+    def export(self, path: str | os.PathLike) -> int:
+        records = sorted(self.records(), key=lambda r: (r.run_id, r.step, r.source, r.text))
+        tmp = Path(f"{path}.tmp")
+        with tmp.open("w") as fh:
+            for r in records:
+                fh.write(json.dumps(r.to_json()) + "\n")
+        os.replace(tmp, path)
+        return len(records)
+
+
+def _rank(r: TrajectoryRecord) -> tuple:
+    dev = -(r.dev_accuracy if r.dev_accuracy is not None else -1.0)
+    return (dev, r.score if r.score is not None else float("inf"))
+
+
+def _better(a: TrajectoryRecord, b: TrajectoryRecord) -> bool:
+    return _rank(a) < _rank(b)
+
+
+def _mean(vectors: list[list[float]]) -> list[float]:
+    n = len(vectors)
+    mean = [sum(col) / n for col in zip(*vectors, strict=True)]
+    norm = sum(x * x for x in mean) ** 0.5 or 1.0
+    return [x / norm for x in mean]
+
+
+@lru_cache(maxsize=8)
+def open_store(location: str | None = None, embeddings: str = BUNDLED) -> TrajectoryStore:
+    """One store client per process and location."""
+    return TrajectoryStore(location, embeddings)

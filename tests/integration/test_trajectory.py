@@ -1,0 +1,219 @@
+"""The GPO half on a real Chroma store: retrieval, persistence, idempotent writes, reuse across
+tasks, a shared `chroma run` server, and refinement by a chat model."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+
+from graph import optimize
+from store.embeddings import get_embedder
+from store.trajectory import TrajectoryRecord, TrajectoryStore
+
+SMALL = {"train": 8, "dev": 4, "test": 4, "batch_size": 2, "max_new_tokens": 8, "n_evaluate": 2, "top_k": 5}
+TEXTS = [
+    "Let's think step by step.",
+    "Think step by step and check each step.",
+    "Answer with a single word.",
+    "Compare the two numbers digit by digit.",
+    "The capital of France is Paris.",
+    "Explain your reasoning, then give the answer.",
+]
+
+
+def _record(text: str, i: int, model: str = "m1", task: str = "t1", run: str = "r1") -> TrajectoryRecord:
+    return TrajectoryRecord(
+        text=text,
+        prompt_ids=[i, i + 1],
+        task=task,
+        model=model,
+        run_id=run,
+        step=i,
+        source="gradient",
+        score=0.1 * i,
+        accuracy=1 - 0.1 * i,
+    )
+
+
+def test_retrieval_returns_the_most_similar_prompts_of_the_model(tmp_path):
+    store = TrajectoryStore(tmp_path / "store")
+    store.add([_record(t, i) for i, t in enumerate(TEXTS)])
+    store.add([_record("Let's think step by step!", 99, model="other-model")])
+    query = "Let us think about it step by step."
+    hits = store.similar(query, model="m1", k=3)
+    vectors = get_embedder().embed([query, *TEXTS])
+    cosine = [sum(a * b for a, b in zip(vectors[0], v, strict=True)) for v in vectors[1:]]
+    expected = [TEXTS[i] for i in sorted(range(len(TEXTS)), key=lambda i: -cosine[i])[:3]]
+    assert [h.record.text for h in hits] == expected
+    assert all(h.record.model == "m1" for h in hits)
+    assert hits[0].similarity == pytest.approx(max(cosine), abs=1e-3)
+    assert store.similar(query, model="other-model", k=3)[0].record.text == "Let's think step by step!"
+
+
+def test_writes_are_idempotent_and_survive_a_restart(tmp_path):
+    location = tmp_path / "store"
+    code = textwrap.dedent(f"""
+        from store.trajectory import TrajectoryRecord, TrajectoryStore
+        s = TrajectoryStore({str(location)!r})
+        recs = [TrajectoryRecord(text=t, prompt_ids=[i], task="t", model="m", run_id="r", step=i,
+                                 source="gradient", score=0.5) for i, t in enumerate({TEXTS!r})]
+        s.add(recs)
+        s.add(recs)  # a re-run node writes the same records again
+        print(s.count())
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == str(len(TEXTS))
+    reopened = TrajectoryStore(location)
+    assert reopened.count() == len(TEXTS)
+    assert sorted(r.text for r in reopened.records(run_id="r")) == sorted(TEXTS)
+
+
+def test_second_task_retrieves_and_warm_starts_from_the_first(tmp_path):
+    store = str(tmp_path / "store")
+    first = optimize("builtin:compare", steps=2, store=store, run_dir=tmp_path, refine=False, **SMALL)
+    recorded = TrajectoryStore(store).records(run_id=first.run_id)
+    assert {r.source for r in recorded} >= {"current", "gradient", "dev"}
+    assert sum(r.accepted for r in recorded if r.source != "dev") == 2  # one accepted update per step
+    second = optimize(
+        "builtin:arithmetic", steps=1, store=store, run_dir=tmp_path, refine=False, warm_start=True, **SMALL
+    )
+    retrieved = second.history[0]["retrieved"]
+    assert any(r["task"] == "compare" for r in retrieved[1:]), retrieved
+    from graph import run_values
+
+    warm = run_values(second.run_id, run_dir=tmp_path)["warm_start"]
+    assert any(c["task"] == "compare" for c in warm["considered"])
+    assert all("dev_accuracy" in c for c in warm["considered"])
+
+
+def test_no_trajectory_means_no_store(tmp_path):
+    result = optimize(
+        "builtin:compare", steps=1, store=str(tmp_path / "s"), trajectory=False, refine=False, run_dir=tmp_path, **SMALL
+    )
+    assert result.history[0]["retrieved"] == []
+    assert not (tmp_path / "s").exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def chroma_server(tmp_path):
+    exe = shutil.which("chroma") or str(Path(sys.executable).parent / "chroma")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [exe, "run", "--path", str(tmp_path / "server"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        pytest.fail("chroma server did not start")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_two_processes_share_one_server(chroma_server):
+    code = textwrap.dedent("""
+        import sys
+        from store.trajectory import TrajectoryRecord, TrajectoryStore
+        s = TrajectoryStore(sys.argv[1])
+        for i in range(40):
+            s.add([TrajectoryRecord(text=f"prompt {sys.argv[2]} number {i}", prompt_ids=[i], task="t", model="m",
+                                    run_id=sys.argv[2], step=i, source="gradient", score=i / 40)])
+    """)
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, chroma_server, name], stderr=subprocess.PIPE, text=True)
+        for name in ("w1", "w2")
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    store = TrajectoryStore(chroma_server)
+    assert store.count() == 80
+    assert len(store.records(run_id="w1")) == len(store.records(run_id="w2")) == 40
+
+
+class ScriptedChat(BaseChatModel):
+    """A chat model that always gives the same reply."""
+
+    reply: str
+    calls: int = 0
+
+    @property
+    def _llm_type(self) -> str:
+        return "scripted"
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
+        self.calls += 1
+        assert "at most" in messages[-1].content
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=self.reply))])
+
+
+def test_refinement_candidates_reach_evaluation(tmp_path):
+    good = "Let's think step by step and compare carefully."
+    reply = (
+        f"<prompt>{good}</prompt>\n<prompt></prompt>\n<prompt>" + " ".join(f"word{i}" for i in range(40)) + "</prompt>"
+    )
+    chat = ScriptedChat(reply=reply)
+    result = optimize(
+        "builtin:compare",
+        steps=1,
+        run_dir=tmp_path,
+        store=str(tmp_path / "s"),
+        chat_model=chat,
+        edit_max=20,
+        edit_min=5,
+        **SMALL,
+    )
+    (step,) = result.history
+    assert chat.calls == 1
+    refined = [c for c in step["candidates"] if c["source"] == "refinement"]
+    assert [c["text"] for c in refined] == [good]
+    assert refined[0]["score"] is not None
+    assert step["rejected"] == {"malformed": 1, "over_limit": 1}
+    stored = TrajectoryStore(tmp_path / "s").records(run_id=result.run_id, source="refinement")
+    assert [r.text for r in stored] == [good]
+
+
+def test_local_model_refines_through_chat_huggingface(tmp_path, smollm2_rt):
+    from nodes.chat_model import local_chat_model
+
+    chat = local_chat_model(smollm2_rt, 24)
+    assert type(chat).__name__ == "ChatHuggingFace"
+    answer = chat.invoke("Write one short instruction for solving math problems inside <prompt></prompt>.")
+    assert isinstance(answer.content, str) and answer.content.strip()
+    result = optimize(
+        "builtin:compare", steps=1, run_dir=tmp_path, store=str(tmp_path / "s"), refine_max_new_tokens=24, **SMALL
+    )
+    from graph import run_values
+
+    values = run_values(result.run_id, run_dir=tmp_path)
+    assert values["refine_reply"].strip()
+    assert json.dumps(result.history[0]["rejected"])  # counted, whatever the small model wrote

@@ -1,0 +1,67 @@
+"""The edit-limit schedules, the word distance, and parsing of refinement replies."""
+
+from __future__ import annotations
+
+import pytest
+
+from nodes.edit_limit import edit_limit, word_distance
+from nodes.refine import meta_prompt, parse_candidates
+from nodes.tasks import Example
+
+
+def test_cosine_schedule_matches_gpo():
+    got = [edit_limit("cosine", t, 18, 50, 10) for t in range(1, 19)]
+    assert got == [49, 48, 47, 45, 42, 40, 36, 33, 30, 26, 23, 20, 17, 14, 12, 11, 10, 10]
+
+
+def test_linear_and_constant_schedules():
+    assert [edit_limit("linear", t, 4, 50, 10) for t in range(1, 5)] == [40, 30, 20, 10]
+    assert {edit_limit("constant", t, 4, 50, 10) for t in range(1, 5)} == {50}
+    with pytest.raises(ValueError, match="schedule"):
+        edit_limit("exponential", 1, 4, 50, 10)
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "d"),
+    [
+        ("Let's think step by step.", "Let's think step by step.", 0),
+        ("Let's think step by step.", "Let us think step by step.", 2),
+        ("a b c", "a c", 1),
+        ("", "one two three", 3),
+        ("x y z", "z y x", 2),
+    ],
+)
+def test_word_distance(a, b, d):
+    assert word_distance(a, b) == d == word_distance(b, a)
+
+
+def test_parse_candidates_counts_malformed_and_over_limit():
+    current = "Let's think step by step."
+    reply = (
+        "Sure! <prompt>Let's think carefully step by step.</prompt>\n"
+        "<prompt>  </prompt>\n"
+        "<prompt>Completely different words that replace every single part of the instruction here.</prompt>\n"
+        "<PROMPT>Let's think step by step.</PROMPT>\n"
+        "<prompt>Let's think carefully step by step.</prompt>"
+    )
+    kept, malformed, over = parse_candidates(reply, current, limit=3)
+    assert kept == ["Let's think carefully step by step."]
+    assert malformed == 2  # the empty block and the unchanged prompt
+    assert over == 1
+
+
+def test_reply_without_blocks_is_malformed():
+    assert parse_candidates("I think you should be careful.", "x", 5) == ([], 1, 0)
+
+
+def test_meta_prompt_carries_trajectory_examples_and_limit():
+    text = meta_prompt(
+        "Let's think.",
+        [{"text": "Solve it carefully.", "accuracy": 0.75}, {"text": "unscored", "accuracy": None}],
+        [Example("Is 3 larger than 2?", "Yes")],
+        7,
+        2,
+    )
+    assert '"Solve it carefully." (accuracy 0.75)' in text and "unscored" not in text
+    assert "Is 3 larger than 2?" in text and "Correct answer: Yes" in text
+    assert "at most 7 words" in text and "Write 2 new instructions" in text
