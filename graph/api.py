@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from langgraph.types import Command
 from pydantic import ValidationError
 
 from graph.builder import FIRST_STEP_NODE, LAST_STEP_NODE, build_graph
@@ -22,7 +23,16 @@ from nodes.errors import GradpromptError
 from nodes.greater import rollout
 from nodes.session import load_inputs, session
 from nodes.settings import RunSettings
-from store.checkpoints import list_run_ids, new_run_id, open_checkpointer, read_run_info, write_run_info
+from store.checkpoints import (
+    clear_decision,
+    list_run_ids,
+    new_run_id,
+    open_checkpointer,
+    read_decision,
+    read_run_info,
+    write_decision,
+    write_run_info,
+)
 
 Update = Callable[[str, dict, dict], None]  # (node name, what it wrote, settings)
 
@@ -97,27 +107,61 @@ class _StopRequest:
             signal.signal(signal.SIGINT, self._previous)
 
 
-def _drive(graph, run_id: str, graph_input: dict | None, on_update: Update | None, chat_model=None) -> dict:
-    """Run the graph to the end (or to a stop request), checkpointing every node durably."""
+Approver = Callable[[dict], dict]  # approval request -> {"action": ..., "prompt": ...}
+
+
+class ApprovalPending(GradpromptError):
+    """The run waits for a person's decision on an update; answer it and resume."""
+
+    def __init__(self, run_id: str, request: dict):
+        super().__init__(
+            f"run {run_id} waits for approval of step {request.get('step')}: answer with "
+            f"`gradprompt approve {run_id} --action approve|reject|edit [--prompt TEXT]`, "
+            f"then `gradprompt resume {run_id}`"
+        )
+        self.run_id = run_id
+        self.request = request
+
+
+def pending_request(snapshot) -> dict | None:
+    """The approval request a checkpointed run waits on, if any."""
+    for item in getattr(snapshot, "interrupts", ()) or ():
+        return item.value
+    return None
+
+
+def _drive(
+    graph, run_id: str, graph_input, on_update: Update | None, chat_model=None, approver: Approver | None = None
+) -> dict:
+    """Run the graph to the end, checkpointing every node durably. A stop request ends it at the
+    next node boundary; an approval request goes to ``approver`` or, without one, ends the call
+    with :class:`ApprovalPending` (the run stays resumable)."""
     with _StopRequest() as stop:
         settings: dict = {}
-        stream = graph.stream(
-            graph_input,
-            _config(run_id),
-            stream_mode="updates",
-            durability="sync",
-            context=Context(chat_model=chat_model),
-        )
-        for chunk in stream:
-            for node, update in chunk.items():
-                if not isinstance(update, dict):
-                    continue
-                settings = settings or graph.get_state(_config(run_id)).values.get("settings", {})
-                if on_update is not None:
-                    on_update(node, update, settings)
-            if stop.requested:
-                raise RunStopped(run_id)
-    return graph.get_state(_config(run_id)).values
+        while True:
+            stream = graph.stream(
+                graph_input,
+                _config(run_id),
+                stream_mode="updates",
+                durability="sync",
+                context=Context(chat_model=chat_model),
+            )
+            for chunk in stream:
+                for node, update in chunk.items():
+                    if not isinstance(update, dict):
+                        continue
+                    settings = settings or graph.get_state(_config(run_id)).values.get("settings", {})
+                    if on_update is not None:
+                        on_update(node, update, settings)
+                if stop.requested:
+                    raise RunStopped(run_id)
+            snapshot = graph.get_state(_config(run_id))
+            request = pending_request(snapshot)
+            if request is None:
+                return snapshot.values
+            if approver is None:
+                raise ApprovalPending(run_id, request)
+            graph_input = Command(resume=approver(request))
 
 
 def _result(values: dict) -> OptimizationResult:
@@ -152,6 +196,7 @@ def start_run(
     on_update: Update | None = None,
     on_start: Callable[[str], None] | None = None,
     chat_model=None,
+    approver: Approver | None = None,
 ) -> OptimizationResult:
     """Start a run with validated settings (see :func:`optimize` for the friendly form)."""
     task, _ = load_inputs(settings)  # bad data fails here, before a model is loaded
@@ -172,7 +217,9 @@ def start_run(
         )
         if on_start:
             on_start(run_id)
-        values = _drive(graph, run_id, {"run_id": run_id, "settings": settings.model_dump()}, on_update, chat_model)
+        values = _drive(
+            graph, run_id, {"run_id": run_id, "settings": settings.model_dump()}, on_update, chat_model, approver
+        )
     return _result(values)
 
 
@@ -184,32 +231,81 @@ def optimize(
     run_id: str | None = None,
     on_update: Update | None = None,
     chat_model=None,
+    approver: Approver | None = None,
     **settings: Any,
 ) -> OptimizationResult:
     """Optimize a prompt for ``task`` (a spec such as ``builtin:compare`` or ``bbh:path/navigate.json``)
     on ``model``. Keyword settings are those of :class:`nodes.settings.RunSettings` (``steps``,
     ``train``, ``dev``, ``test``, ``seed``, ``max_new_tokens``, ``variant``, ``store``,
     ``warm_start`` ...). ``chat_model`` is any LangChain chat model for the refinement step; by
-    default the run's own local model writes the refined prompts."""
+    default the run's own local model writes the refined prompts. With ``human_approval=True``
+    every update waits for a person: ``approver(request)`` answers in-process, or, without one,
+    :class:`ApprovalPending` is raised and the run waits for :func:`approve` + :func:`resume`."""
     return start_run(
         make_settings(task, model=model, **settings),
         run_dir=run_dir,
         run_id=run_id,
         on_update=on_update,
         chat_model=chat_model,
+        approver=approver,
     )
 
 
-def resume(run_id: str, *, run_dir=None, on_update: Update | None = None, chat_model=None) -> OptimizationResult:
-    """Continue a stopped or killed run from its last checkpoint; a finished run is returned as is."""
+def resume(
+    run_id: str, *, run_dir=None, on_update: Update | None = None, chat_model=None, approver: Approver | None = None
+) -> OptimizationResult:
+    """Continue a stopped or killed run from its last checkpoint; a finished run is returned as is.
+    A run waiting for approval continues with the answer given by :func:`approve` (or ``approver``)."""
     read_run_info(run_dir, run_id)
     with open_checkpointer(run_dir) as saver:
         graph = build_graph(checkpointer=saver)
         snapshot = graph.get_state(_config(run_id))
         if not snapshot.values:
             raise GradpromptError(f"run {run_id} has no checkpoint yet: start it again with `gradprompt optimize`")
-        values = _drive(graph, run_id, None, on_update, chat_model) if snapshot.next else snapshot.values
+        if not snapshot.next:
+            return _result(snapshot.values)
+        graph_input, answer = None, None
+        request = pending_request(snapshot)
+        if request is not None:
+            answer = read_decision(run_dir, run_id)
+            if answer is None and approver is None:
+                raise ApprovalPending(run_id, request)
+            graph_input = Command(resume=answer if answer is not None else approver(request))
+        try:
+            values = _drive(graph, run_id, graph_input, on_update, chat_model, approver)
+        finally:
+            if answer is not None:  # forget the answer once the step it was for has moved on
+                now = pending_request(graph.get_state(_config(run_id)))
+                if now is None or now.get("step") != answer.get("step"):
+                    clear_decision(run_dir, run_id)
     return _result(values)
+
+
+def approve(run_id: str, action: str, prompt: str | None = None, *, run_dir=None) -> dict:
+    """Answer the approval a run waits on, without a terminal session; ``resume`` applies it."""
+    from nodes.approve import parse_answer
+
+    parse_answer({"action": action, "prompt": prompt})
+    read_run_info(run_dir, run_id)
+    with open_checkpointer(run_dir) as saver:
+        request = pending_request(build_graph(checkpointer=saver).get_state(_config(run_id)))
+    if request is None:
+        raise GradpromptError(f"run {run_id} is not waiting for an approval (see `gradprompt runs pending`)")
+    answer = {"action": action, "prompt": prompt, "step": request["step"]}
+    write_decision(run_dir, run_id, answer)
+    return answer
+
+
+def pending_runs(*, run_dir=None) -> list[dict]:
+    """Runs waiting for a person's decision, with what they wait on."""
+    out = []
+    with open_checkpointer(run_dir) as saver:
+        graph = build_graph(checkpointer=saver)
+        for run_id in list_run_ids(run_dir):
+            request = pending_request(graph.get_state(_config(run_id)))
+            if request is not None:
+                out.append({"run_id": run_id, "request": request, "answered": read_decision(run_dir, run_id)})
+    return out
 
 
 def run_values(run_id: str, *, run_dir=None) -> dict:

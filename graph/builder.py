@@ -1,6 +1,7 @@
 """The optimizer as a LangGraph ``StateGraph``: one node per part of a step, wired in a loop.
 
-    prepare -> [retrieve -> reason -> propose -> refine -> evaluate -> select -> record -> advance]* -> finalize
+    prepare -> [retrieve -> reason -> propose -> refine -> evaluate -> select -> approve -> record -> advance]*
+            -> finalize
 
 The step's nodes are listed once in :data:`STEP_NODES`; the loop is wired from that list, so a node
 added to a step (retrieval before ``reason``, refinement after ``propose``, human approval before
@@ -20,6 +21,7 @@ from langgraph.runtime import Runtime
 from graph.context import Context
 from graph.state import State
 from nodes.advance import advance
+from nodes.approve import approve
 from nodes.evaluate import evaluate
 from nodes.finalize import finalize
 from nodes.prepare import prepare
@@ -37,6 +39,7 @@ STEP_NODES: list[tuple[str, Callable[..., dict]]] = [
     ("refine", refine),
     ("evaluate", evaluate),
     ("select", select),
+    ("approve", approve),
     ("record", record),
     ("advance", advance),
 ]

@@ -107,9 +107,20 @@ def _progress(args: argparse.Namespace):
     return RunProgress()
 
 
+def _approver(args: argparse.Namespace):
+    """Ask at the terminal when there is one; otherwise runs wait for `gradprompt approve`."""
+    if getattr(args, "json", False) or not sys.stdin.isatty():
+        return None
+    from graph.approval import terminal_approver
+
+    return terminal_approver()
+
+
 def cmd_optimize(args: argparse.Namespace) -> int:
     from graph.api import make_settings, start_run
 
+    if args.approve:
+        args.human_approval = True
     settings = make_settings(args.task, **_settings_from(args))
     progress = _progress(args)
     with progress or _Null():
@@ -131,8 +142,46 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     progress = _progress(args)
     with progress or _Null():
-        result = resume(args.run_id, run_dir=args.run_dir, on_update=progress.update if progress else None)
+        result = resume(
+            args.run_id, run_dir=args.run_dir, on_update=progress.update if progress else None, approver=_approver(args)
+        )
     _print_result(result, args.json)
+    return 0
+
+
+def cmd_runs_pending(args: argparse.Namespace) -> int:
+    from graph.api import pending_runs
+    from graph.approval import render_request
+
+    runs = pending_runs(run_dir=args.run_dir)
+    if args.json:
+        print(json.dumps(runs, indent=2))
+        return 0
+    if not runs:
+        print("no run is waiting for approval")
+    from rich.console import Console
+
+    console = Console()
+    for r in runs:
+        answered = (
+            f" (answered: {r['answered']['action']}; run `gradprompt resume {r['run_id']}`)" if r["answered"] else ""
+        )
+        console.print(f"[bold]{r['run_id']}[/bold]{answered}")
+        console.print(render_request(r["request"]))
+    return 0
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    from graph.api import approve
+
+    answer = approve(args.run_id, args.action, args.prompt, run_dir=args.run_dir)
+    if args.json:
+        print(json.dumps(answer))
+    else:
+        print(
+            f"{args.action} recorded for step {answer['step']} of {args.run_id}; continue with "
+            f"`gradprompt resume {args.run_id}`"
+        )
     return 0
 
 
@@ -300,6 +349,12 @@ def build_parser() -> argparse.ArgumentParser:
         "folio:FILE_OR_DIR, jsonl:FILE or csv:FILE",
     )
     opt.add_argument("--run-id", help="name the run (default: task name + time)")
+    opt.add_argument(
+        "--approve",
+        action="store_true",
+        help="a person approves, rejects or edits every update (asked at the terminal; without one "
+        "the run waits for `gradprompt approve`)",
+    )
     _add_settings_flags(opt)
     opt.set_defaults(func=cmd_optimize)
 
@@ -315,6 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("run_id")
     show.add_argument("--history", action="store_true", help="every step: prompt, candidates, scores, timings")
     show.set_defaults(func=cmd_runs_show)
+    pend = runs_sub.add_parser("pending", parents=[common], help="runs waiting for a person's decision")
+    pend.set_defaults(func=cmd_runs_pending)
     fk = runs_sub.add_parser("fork", parents=[common], help="continue a run from step K as a new run")
     fk.add_argument("run_id")
     fk.add_argument("--step", type=int, required=True, help="start from the checkpoint at the start of this step")
@@ -322,6 +379,12 @@ def build_parser() -> argparse.ArgumentParser:
     fk.add_argument("--steps", type=int, help="new step budget for the fork")
     fk.add_argument("--no-run", action="store_true", help="only create the fork; run it later with `resume`")
     fk.set_defaults(func=cmd_runs_fork)
+
+    ap = sub.add_parser("approve", parents=[common], help="answer a run waiting for approval (then `resume`)")
+    ap.add_argument("run_id")
+    ap.add_argument("--action", required=True, choices=["approve", "reject", "edit"])
+    ap.add_argument("--prompt", help="the prompt to use instead, with --action edit")
+    ap.set_defaults(func=cmd_approve)
 
     st = sub.add_parser("store", help="look into the trajectory store shared by runs")
     st_sub = st.add_subparsers(dest="store_command", required=True, metavar="ACTION")
@@ -356,7 +419,7 @@ def main(argv: list[str] | None = None) -> None:
         code = args.func(args)
     except GradpromptError as exc:
         print(f"gradprompt: {exc}", file=sys.stderr)
-        code = 130 if type(exc).__name__ == "RunStopped" else 2
+        code = {"RunStopped": 130, "ApprovalPending": 3}.get(type(exc).__name__, 2)
     except KeyboardInterrupt:
         print("gradprompt: interrupted; `gradprompt runs list` shows the run to resume", file=sys.stderr)
         code = 130

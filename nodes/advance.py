@@ -27,9 +27,15 @@ def advance(state: dict) -> dict:
         "step": step,
         "prompt": list(prompt),
         "prompt_text": sess.rt.decode(prompt),
-        "position": next_position(sess.rt, prompt, state["position"]),
+        "position": next_position(sess.rt, prompt, _last_edited(state)),
         "done": bool(reason),
         "stop_reason": reason,
         "reasonings": [],
         "timings": {},
     }
+
+
+def _last_edited(state: dict) -> int:
+    """The sweep continues after the last position this step's proposal covered."""
+    more = (state.get("proposal") or {}).get("more") or []
+    return more[-1][0] if more else state["position"]

@@ -34,3 +34,12 @@ def word_distance(a: str | Sequence[str], b: str | Sequence[str]) -> int:
             current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (wx != wy)))
         previous = current
     return previous[-1]
+
+
+def positions_for_step(limit: int, high: int, low: int, max_positions: int) -> int:
+    """Token positions a gradient proposal may change when the edit limit is ``limit``: all
+    ``max_positions`` at the start, one by the end, never more than the limit itself."""
+    if max_positions <= 1:
+        return 1
+    share = (limit - low) / (high - low) if high > low else 1.0
+    return max(1, min(limit, 1 + round((max_positions - 1) * min(max(share, 0.0), 1.0))))

@@ -5,20 +5,31 @@ variant). Every candidate from every source goes through here."""
 from __future__ import annotations
 
 from nodes.edit_limit import word_distance
-from nodes.greater import Rollout, evaluate_prompts
+from nodes.greater import Proposal, Rollout, evaluate_prompts
 from nodes.session import scored, session, step_examples
 
 
-def gradient_candidates(state: dict, n: int) -> list[dict]:
-    """The proposal's ``n`` best tokens as whole prompts, most negative gradient first."""
+def proposal_of(state: dict) -> Proposal:
     prop = state["proposal"]
-    grad = dict(zip(prop["candidates"], prop["gradients"], strict=True))
-    out = []
-    for token in prop["ranked"][:n]:
-        prompt = list(prop["base_prompt"])
-        prompt[prop["position"]] = token
-        out.append({"prompt": prompt, "source": "gradient", "token": token, "gradient": grad[token]})
-    return out
+    return Proposal(
+        prop["position"],
+        prop["current_token"],
+        tuple(prop["base_prompt"]),
+        prop["candidates"],
+        prop["gradients"],
+        prop["ranked"],
+        [tuple(m) for m in prop.get("more", [])],
+    )
+
+
+def gradient_candidates(state: dict, n: int) -> list[dict]:
+    """The proposal's ``n`` best edits as whole prompts, most negative gradient first."""
+    proposal = proposal_of(state)
+    grad = dict(zip(proposal.candidates, proposal.gradients, strict=True))
+    return [
+        {"prompt": list(p), "source": "gradient", "token": token, "gradient": grad[token]}
+        for p, token in zip(proposal.top_prompts(n), proposal.ranked, strict=False)
+    ]
 
 
 def evaluate(state: dict) -> dict:

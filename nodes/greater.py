@@ -15,7 +15,7 @@ import torch
 from nodes.runtime.candidates import example_groups, propose_candidates
 from nodes.runtime.decoding import DecodeJob
 from nodes.runtime.runtime import Runtime
-from nodes.runtime.scoring import forced_row, position_gradient
+from nodes.runtime.scoring import forced_row, window_gradients
 from nodes.settings import StepSettings
 from nodes.tasks.answer_types import AnswerFormat
 from nodes.tasks.task import Example
@@ -78,7 +78,7 @@ def rollout(
 
 @dataclass
 class Proposal:
-    """Gradient-ranked edits at one position."""
+    """Gradient-ranked edits at one position, or at a window of consecutive positions."""
 
     position: int
     current_token: int
@@ -86,11 +86,29 @@ class Proposal:
     candidates: list[int]
     gradients: list[float]
     ranked: list[int] = field(default_factory=list)  # candidates, most negative gradient first
+    # further positions of a multi-position edit: (position, candidates, gradients, ranked)
+    more: list[tuple[int, list[int], list[float], list[int]]] = field(default_factory=list)
+
+    @property
+    def positions(self) -> list[int]:
+        return [self.position, *(m[0] for m in self.more)]
 
     def prompt_with(self, token: int) -> PromptIds:
         p = list(self.base_prompt)
         p[self.position] = token
         return tuple(p)
+
+    def top_prompts(self, n: int) -> list[PromptIds]:
+        """The ``n`` best edits. With several positions the j-th edit puts each position's j-th
+        ranked token in place (a coordinate update on the whole window at once)."""
+        out = []
+        for j in range(min(n, len(self.ranked))):
+            p = list(self.base_prompt)
+            p[self.position] = self.ranked[j]
+            for pos, _, _, ranked in self.more:
+                p[pos] = ranked[min(j, len(ranked) - 1)]
+            out.append(tuple(p))
+        return out
 
 
 def _next_token_logprobs(rt: Runtime, examples: Sequence[Example], prompt: PromptIds) -> torch.Tensor:
@@ -117,10 +135,14 @@ def propose(
     reasonings: Sequence[Sequence[int]],
     rng: random.Random,
     extra_tokens: Sequence[int] = (),
+    n_positions: int = 1,
 ) -> Proposal:
     """Candidates from the model's own next-token distribution, ranked by the gradient of the
     loss over its reasoning: one forward and one backward over the whole minibatch (plus a short
-    no-grad forward when the prompt grows, to pick the placeholder the gradient is taken at)."""
+    no-grad forward when the prompt grows, to pick the placeholder the gradient is taken at).
+
+    ``n_positions`` > 1 proposes edits of that many consecutive positions from the same forward
+    and backward (not when growing the prompt, which adds one token)."""
     groups = example_groups(len(examples), settings.group_size, settings.n_groups, rng)
     if position == len(prompt):
         logp = _next_token_logprobs(rt, examples, prompt)
@@ -141,23 +163,27 @@ def propose(
                 rt.layout.text_ids(fmt.target(ex.answer)),
             )
         )
-    grad = position_gradient(rt, rows, position, temperature=settings.temperature, nll_weight=settings.grad_nll_weight)
-    current = base[position]
-    banned = [base[position - 1]] if position > 0 else []
-    cands = propose_candidates(
-        grad.position_logprobs,
-        rt.allowed_tokens,
-        banned,
-        top_k=settings.top_k,
-        groups=groups,
-        min_count=2 * settings.n_evaluate,
-    )
-    for tok in [*list(extra_tokens), current]:
-        if tok not in cands and tok not in banned:
-            cands.append(int(tok))
-    values = grad.candidate_gradients(rt.embedding_matrix, torch.as_tensor(cands, device=rt.device)).tolist()
-    ranked = [c for _, c in sorted(zip(values, cands, strict=True), key=lambda vc: vc[0])]
-    return Proposal(position, current, base, cands, values, ranked)
+    positions = [position] if position == len(prompt) else list(range(position, min(position + n_positions, len(base))))
+    grads = window_gradients(rt, rows, positions, temperature=settings.temperature, nll_weight=settings.grad_nll_weight)
+    ranked_at = []
+    for i, (pos, grad) in enumerate(zip(positions, grads, strict=True)):
+        banned = [base[pos - 1]] if pos > 0 else []
+        cands = propose_candidates(
+            grad.position_logprobs,
+            rt.allowed_tokens,
+            banned,
+            top_k=settings.top_k,
+            groups=groups,
+            min_count=2 * settings.n_evaluate,
+        )
+        for tok in [*(extra_tokens if i == 0 else ()), base[pos]]:
+            if tok not in cands and tok not in banned:
+                cands.append(int(tok))
+        values = grad.candidate_gradients(rt.embedding_matrix, torch.as_tensor(cands, device=rt.device)).tolist()
+        ranked = [c for _, c in sorted(zip(values, cands, strict=True), key=lambda vc: vc[0])]
+        ranked_at.append((pos, cands, values, ranked))
+    (pos0, cands0, values0, ranked0), *more = ranked_at
+    return Proposal(pos0, base[pos0], base, cands0, values0, ranked0, more)
 
 
 @dataclass
@@ -195,7 +221,7 @@ def choose(
 ) -> Choice:
     """Official variant: regenerate reasoning with the top candidates and keep the best score.
     Paper variant: the gradient argmax, unevaluated."""
-    top = [proposal.prompt_with(t) for t in proposal.ranked[: settings.n_evaluate]]
+    top = proposal.top_prompts(settings.n_evaluate)
     if settings.variant == "paper":
         return Choice(top[0], [(p, None) for p in top[:1]])
     evaluated = evaluate_prompts(rt, fmt, settings, examples, top, current)

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import random
 
+from nodes.edit_limit import positions_for_step
 from nodes.greater import propose as greater_propose
-from nodes.session import session, step_examples
+from nodes.session import session, step_edit_limit, step_examples
 
 
 def propose(state: dict) -> dict:
     sess = session(state["settings"])
     step = state["step"]
+    st = sess.settings
+    limit = state.get("edit_limit", step_edit_limit(sess, step))
     proposal = greater_propose(
         sess.rt,
         sess.task.answer_format,
@@ -22,6 +25,7 @@ def propose(state: dict) -> dict:
         state["reasonings"],
         random.Random(f"{sess.settings.seed}:{step}:groups"),
         extra_tokens=state.get("extra_tokens", ()),
+        n_positions=positions_for_step(limit, st.edit_max, st.edit_min, st.edit_positions),
     )
     return {
         "proposal": {
@@ -31,5 +35,6 @@ def propose(state: dict) -> dict:
             "candidates": proposal.candidates,
             "gradients": proposal.gradients,
             "ranked": proposal.ranked,
+            "more": [list(m) for m in proposal.more],
         }
     }

@@ -17,7 +17,14 @@ def retrieve(state: dict) -> dict:
     limit = step_edit_limit(sess, state["step"])
     store = trajectory_of(sess)
     text = state["prompt_text"]
-    out = {"edit_limit": limit, "retrieved": [], "extra_tokens": [], "extra_candidates": []}
+    out = {
+        "edit_limit": limit,
+        "retrieved": [],
+        "extra_tokens": [],
+        "extra_candidates": [],
+        "rejected": {},
+        "refine_reply": "",
+    }
     if store is None or st.retrieve_k == 0:
         return out
     hits = store.similar(text, model=st.model, k=st.retrieve_k, task=sess.task.name, exclude_text=text)

@@ -54,6 +54,7 @@ class RunSettings(StepSettings):
         None, gt=0, le=1, description="stop once the current prompt reaches this minibatch accuracy"
     )
     max_batch: int = Field(32, ge=1, description="rows per model call (halved automatically on CUDA out-of-memory)")
+    human_approval: bool = Field(False, description="pause before every update for a person to approve, reject or edit")
     # GPO: the trajectory as update direction
     trajectory: bool = Field(True, description="record every candidate in the trajectory store and retrieve from it")
     store: str | None = Field(
@@ -72,6 +73,12 @@ class RunSettings(StepSettings):
     )
     edit_max: int = Field(50, ge=1, description="edit limit (words) at the first step")
     edit_min: int = Field(10, ge=1, description="edit limit (words) at the last step")
+    edit_positions: int = Field(
+        1,
+        ge=1,
+        description="token positions one gradient proposal may change at the first step; decays with "
+        "the edit limit to 1 (1 is GReaTer's one token per step)",
+    )
     refine: bool = Field(True, description="GPO generation-based update: a chat model rewrites the prompt")
     refine_candidates: int = Field(2, ge=1, description="whole-prompt candidates asked of the chat model per step")
     refine_max_new_tokens: int = Field(160, ge=16, description="bound on the chat model's reply")

@@ -53,14 +53,32 @@ def open_checkpointer(run_dir: str | os.PathLike | None = None) -> Iterator[Sqli
         conn.close()
 
 
+def _write_json(path: Path, data: dict) -> None:
+    """Atomic: a killed process never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
 def write_run_info(run_dir: str | os.PathLike | None, run_id: str, info: dict) -> Path:
-    """Write ``run.json`` atomically, so a killed process never leaves half a file."""
     folder = runs_dir(run_dir) / run_id
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / "run.json.tmp"
-    tmp.write_text(json.dumps(info, indent=2, sort_keys=True))
-    os.replace(tmp, folder / "run.json")
+    _write_json(folder / "run.json", info)
     return folder
+
+
+def write_decision(run_dir: str | os.PathLike | None, run_id: str, answer: dict) -> None:
+    """A person's answer to a pending approval, kept until ``resume`` applies it."""
+    _write_json(runs_dir(run_dir) / run_id / "decision.json", answer)
+
+
+def read_decision(run_dir: str | os.PathLike | None, run_id: str) -> dict | None:
+    path = runs_dir(run_dir) / run_id / "decision.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def clear_decision(run_dir: str | os.PathLike | None, run_id: str) -> None:
+    (runs_dir(run_dir) / run_id / "decision.json").unlink(missing_ok=True)
 
 
 def read_run_info(run_dir: str | os.PathLike | None, run_id: str) -> dict:

@@ -1,4 +1,4 @@
-"""Teacher-forced scoring and the gradient with respect to one prompt position.
+"""Teacher-forced scoring and the gradient with respect to prompt positions.
 
 The teacher-forced sequence per example is ``chat(question, prompt) | reasoning | extractor |
 gold answer``. Its loss is the cross-entropy on the gold-answer tokens (logits / temperature) plus
@@ -65,27 +65,31 @@ def _keep_mask(rows: Sequence[ForcedRow], width: int, device) -> torch.Tensor:
 def forced_losses(
     rt: Runtime,
     rows: Sequence[ForcedRow],
-    position: int | None,
+    position: int | Sequence[int] | None,
     *,
     temperature: float,
     nll_weight: float,
     edit_embeds: torch.Tensor | None = None,
     soft_target: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> ForcedLosses:
-    """Loss of each row, with the embedding at prompt ``position`` optionally replaced.
+    """Loss of each row, with the embeddings at prompt ``position`` (one or several) optionally
+    replaced.
 
-    ``edit_embeds`` is (B, d) or (d,) and replaces the embedding at the position. With
-    ``soft_target = (candidate_ids, weights)`` the NLL term at the position becomes
-    ``-sum_c w_c log p(c | prefix)`` (the one-hot formulation); without it that term is left out
-    of ``total`` because it does not depend on the position's embedding.
+    ``edit_embeds`` is (d,), (B, d) or, for several positions, (B, m, d). With
+    ``soft_target = (candidate_ids, weights)`` (one position only) the NLL term at the position
+    becomes ``-sum_c w_c log p(c | prefix)`` (the one-hot formulation); without it that term is left
+    out of ``total`` because it does not depend on the position's embedding.
     """
+    single = isinstance(position, int)
+    positions = [position] if single else list(position or [])
     ids, mask = pad([r.ids for r in rows], rt.pad_id, "right", rt.device)
     embeds = rt.model.get_input_embeddings()(ids)
-    if position is not None and edit_embeds is not None:
-        cols = torch.tensor([r.prompt[0] + position for r in rows], device=rt.device)
-        batch = torch.arange(len(rows), device=rt.device)
+    if positions and edit_embeds is not None:
+        m = len(positions)
+        cols = torch.tensor([r.prompt[0] + p for r in rows for p in positions], device=rt.device)
+        batch = torch.arange(len(rows), device=rt.device).repeat_interleave(m)
         values = edit_embeds.expand(len(rows), -1) if edit_embeds.dim() == 1 else edit_embeds
-        embeds = embeds.index_put((batch, cols), values.to(embeds.dtype))
+        embeds = embeds.index_put((batch, cols), values.reshape(len(rows) * m, -1).to(embeds.dtype))
     keep = _keep_mask(rows, ids.shape[1], rt.device)
     logits = rt.model(inputs_embeds=embeds, attention_mask=mask, logits_to_keep=keep, use_cache=False).logits
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
@@ -115,17 +119,21 @@ def forced_losses(
         token_nll = -logp.gather(1, p_targets[:, None])[:, 0]
         prompt_nll.append(token_nll.mean().detach())
         scale = nll_weight / n_prompt
-        if position is None:
+        if not positions:
             total = total + scale * token_nll.sum()
             at_position.append(None)
             continue
-        others = torch.ones_like(token_nll, dtype=torch.bool)
-        others[position] = False
-        total = total + scale * token_nll[others].sum()
-        if soft_target is not None:
+        if soft_target is None:
+            # the NLL of a token depends only on the embeddings before it, so keeping the edited
+            # positions' own terms changes no embedding gradient; their dependence on the candidate
+            # as a *target* is added analytically (PositionGradient.candidate_gradients)
+            total = total + scale * token_nll.sum()
+        else:
+            others = torch.ones_like(token_nll, dtype=torch.bool)
+            others[positions[0]] = False
             cand, weights = soft_target
-            total = total - scale * (weights * logp[position, cand]).sum()
-        at_position.append(logp[position].detach())
+            total = total + scale * token_nll[others].sum() - scale * (weights * logp[positions[0], cand]).sum()
+        at_position.append(logp[positions[0]].detach() if single else logp[positions].detach())
     position_logprobs = torch.stack(at_position) if at_position and at_position[0] is not None else None
     return ForcedLosses(total, torch.stack(answer_ce), torch.stack(prompt_nll), position_logprobs)
 
@@ -146,24 +154,36 @@ class PositionGradient:
         return through_embedding.to(as_target.dtype) + as_target
 
 
+def window_gradients(
+    rt: Runtime, rows: Sequence[ForcedRow], positions: Sequence[int], *, temperature: float, nll_weight: float
+) -> list[PositionGradient]:
+    """The gradient at each of several prompt positions, from one forward and one backward over
+    the whole batch at the current tokens."""
+    emb = rt.model.get_input_embeddings()
+    current = torch.tensor([[r.ids[r.prompt[0] + p] for p in positions] for r in rows], device=rt.device)
+    leaf = emb(current).detach().requires_grad_(True)  # (B, m, d)
+    with torch.enable_grad():
+        out = forced_losses(rt, rows, list(positions), temperature=temperature, nll_weight=nll_weight, edit_embeds=leaf)
+        out.total.backward()
+    grads = leaf.grad.sum(0)  # (m, d)
+    return [
+        PositionGradient(
+            embed_grad=grads[i],
+            position_logprobs=out.position_logprobs[:, i],
+            answer_ce=out.answer_ce,
+            prompt_nll=out.prompt_nll,
+            prompt_len=rows[0].prompt[1] - rows[0].prompt[0],
+            nll_weight=nll_weight,
+        )
+        for i in range(len(positions))
+    ]
+
+
 def position_gradient(
     rt: Runtime, rows: Sequence[ForcedRow], position: int, *, temperature: float, nll_weight: float
 ) -> PositionGradient:
     """One forward and one backward over the whole batch at the current tokens."""
-    emb = rt.model.get_input_embeddings()
-    current = torch.tensor([r.ids[r.prompt[0] + position] for r in rows], device=rt.device)
-    leaf = emb(current).detach().requires_grad_(True)
-    with torch.enable_grad():
-        out = forced_losses(rt, rows, position, temperature=temperature, nll_weight=nll_weight, edit_embeds=leaf)
-        out.total.backward()
-    return PositionGradient(
-        embed_grad=leaf.grad.sum(0),
-        position_logprobs=out.position_logprobs,
-        answer_ce=out.answer_ce,
-        prompt_nll=out.prompt_nll,
-        prompt_len=rows[0].prompt[1] - rows[0].prompt[0],
-        nll_weight=nll_weight,
-    )
+    return window_gradients(rt, rows, [position], temperature=temperature, nll_weight=nll_weight)[0]
 
 
 def one_hot_loss(

@@ -93,3 +93,20 @@ def test_prompt_longer_than_the_context_is_a_clear_error(smollm2_rt):
 def test_unknown_model_is_a_clear_error(spec):
     with pytest.raises(GradpromptError, match="model"):
         load_model(spec)
+
+
+def test_window_proposal_edits_several_positions(smollm2_rt):
+    rt = smollm2_rt
+    task = builtin_task("compare")
+    settings = StepSettings(batch_size=2, max_new_tokens=8)
+    examples = task.examples[:2]
+    prompt = tuple(rt.encode_prompt("Let's think step by step."))
+    current = rollout(rt, task.answer_format, examples, [prompt], 8)[0]
+    proposal = propose(
+        rt, task.answer_format, settings, examples, prompt, 1, current.reasonings, random.Random(0), n_positions=3
+    )
+    assert proposal.positions == [1, 2, 3]
+    for edited in proposal.top_prompts(3):
+        assert edited[0] == prompt[0] and edited[4:] == prompt[4:]
+    best = proposal.top_prompts(1)[0]
+    assert [best[p] for p in proposal.positions] == [proposal.ranked[0], *(m[3][0] for m in proposal.more)]

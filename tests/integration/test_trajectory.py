@@ -217,3 +217,35 @@ def test_local_model_refines_through_chat_huggingface(tmp_path, smollm2_rt):
     values = run_values(result.run_id, run_dir=tmp_path)
     assert values["refine_reply"].strip()
     assert json.dumps(result.history[0]["rejected"])  # counted, whatever the small model wrote
+
+
+def test_edit_limit_bounds_every_candidate_and_positions_decay(tmp_path):
+    from nodes.edit_limit import word_distance
+
+    result = optimize(
+        "builtin:compare",
+        steps=3,
+        run_dir=tmp_path,
+        store=str(tmp_path / "s"),
+        refine=False,
+        edit_positions=3,
+        edit_max=6,
+        edit_min=1,
+        **SMALL,
+    )
+    limits = [h["edit_limit"] for h in result.history]
+    assert limits == sorted(limits, reverse=True) and limits[-1] == 1
+    for h in result.history:
+        for c in h["candidates"]:
+            assert word_distance(c["text"], h["prompt_text"]) <= h["edit_limit"]
+    changed = [
+        sum(a != b for a, b in zip(c["prompt"], h["prompt"], strict=False))
+        for h in result.history[:1]
+        for c in h["candidates"]
+        if c["source"] == "gradient"
+    ]
+    assert max(changed) > 1  # the first step edits a window of positions
+    from nodes.edit_limit import positions_for_step
+
+    window = positions_for_step(limits[0], 6, 1, 3)
+    assert window > 1 and result.history[1]["position"] == window  # the sweep moves past the whole window

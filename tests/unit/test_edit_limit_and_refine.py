@@ -65,3 +65,14 @@ def test_meta_prompt_carries_trajectory_examples_and_limit():
     assert '"Solve it carefully." (accuracy 0.75)' in text and "unscored" not in text
     assert "Is 3 larger than 2?" in text and "Correct answer: Yes" in text
     assert "at most 7 words" in text and "Write 2 new instructions" in text
+
+
+def test_positions_per_step_decay_with_the_limit():
+    from nodes.edit_limit import positions_for_step
+
+    limits = [edit_limit("cosine", t, 10, 50, 10) for t in range(1, 11)]
+    got = [positions_for_step(lim, 50, 10, 4) for lim in limits]
+    assert got[0] == 4 and got[-1] == 1
+    assert got == sorted(got, reverse=True)
+    assert {positions_for_step(lim, 50, 10, 1) for lim in limits} == {1}
+    assert positions_for_step(2, 50, 1, 8) <= 2  # never more positions than words allowed

@@ -110,3 +110,20 @@ def test_batched_generation_equals_one_at_a_time(tiny_rt):
     singles = [rt.generate([s], 16)[0] for s in seqs]
     assert batched == singles
     assert len(set(batched)) > 1, "the generations should differ between questions"
+
+
+def test_window_gradients_equal_one_position_at_a_time(tiny_rt64):
+    from nodes.runtime.scoring import window_gradients
+
+    rt = tiny_rt64
+    prompt = tuple(rt.encode_prompt(PROMPT))
+    rows = _rows(rt, prompt)
+    window = window_gradients(rt, rows, [1, 2, 4], **SETTINGS)
+    for pos, got in zip([1, 2, 4], window, strict=True):
+        alone = position_gradient(rt, rows, pos, **SETTINGS)
+        torch.testing.assert_close(got.embed_grad, alone.embed_grad, rtol=1e-9, atol=1e-10)
+        torch.testing.assert_close(got.position_logprobs, alone.position_logprobs)
+        cands = _candidates(rt, prompt[pos])
+        torch.testing.assert_close(
+            got.candidate_gradients(rt.embedding_matrix, cands), alone.candidate_gradients(rt.embedding_matrix, cands)
+        )

@@ -1,0 +1,54 @@
+"""Deciding on a proposed update at the terminal: the diff highlighted, the scores, the choices."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.prompt import Prompt
+from rich.text import Text
+
+
+def _score(item: dict) -> str:
+    acc, score = item.get("accuracy"), item.get("score")
+    if acc is None:
+        return "not evaluated"
+    return f"minibatch accuracy {acc:.2f}, score {score:.3f}"
+
+
+def render_request(request: dict) -> Text:
+    """The approval request as coloured text: removed words red, added words green."""
+    text = Text()
+    text.append(f"Step {request['step']}: proposed update", style="bold")
+    if request.get("edit_limit") is not None:
+        text.append(f" (edit limit {request['edit_limit']} words)")
+    text.append("\n  current:  ")
+    text.append(repr(request["current"]["text"]))
+    text.append(f"  [{_score(request['current'])}]\n  proposed: ")
+    for part in request["diff"]:
+        if part["op"] == "equal":
+            text.append(part["old"] + " ")
+            continue
+        if part["old"]:
+            text.append(part["old"] + " ", style="red strike")
+        if part["new"]:
+            text.append(part["new"] + " ", style="bold green")
+    text.append(f" [{request['proposed'].get('source')}, {_score(request['proposed'])}]")
+    for alt in request.get("alternatives", []):
+        text.append(f"\n  alternative ({alt['source']}): {alt['text']!r} [{_score(alt)}]")
+    return text
+
+
+def terminal_approver(console: Console | None = None):
+    """An approver that asks at the terminal."""
+    console = console or Console(stderr=True)
+
+    def ask(request: dict) -> dict:
+        console.print(render_request(request))
+        action = Prompt.ask(
+            "approve, reject or edit?", choices=["approve", "reject", "edit"], default="approve", console=console
+        )
+        if action != "edit":
+            return {"action": action}
+        prompt = Prompt.ask("your prompt", default=request["proposed"]["text"], console=console)
+        return {"action": "edit", "prompt": prompt}
+
+    return ask

@@ -1,0 +1,116 @@
+"""Human approval of updates: from Python (approver callback and Command(resume=...)) and from the
+CLI (runs pending, approve, resume), with each decision kept in the history and the trajectory."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from langgraph.types import Command
+
+from graph import build_graph, optimize
+from graph.api import make_settings
+from store.checkpoints import open_checkpointer
+from store.trajectory import TrajectoryStore
+
+pytestmark = pytest.mark.model
+
+SMALL = {
+    "train": 8,
+    "dev": 4,
+    "test": 4,
+    "batch_size": 2,
+    "max_new_tokens": 8,
+    "n_evaluate": 2,
+    "top_k": 5,
+    "refine": False,
+}
+EDITED = "Compare both numbers, then answer."
+
+
+def test_approve_reject_and_edit_from_python(tmp_path):
+    requests = []
+    answers = iter([{"action": "approve"}, {"action": "reject"}, {"action": "edit", "prompt": EDITED}])
+
+    def approver(request):
+        requests.append(request)
+        return next(answers)
+
+    store = str(tmp_path / "store")
+    result = optimize(
+        "builtin:compare", steps=3, human_approval=True, approver=approver, run_dir=tmp_path, store=store, **SMALL
+    )
+    assert [r["step"] for r in requests] == [0, 1, 2]
+    for r in requests:
+        assert {"current", "proposed", "diff", "alternatives", "edit_limit"} <= set(r)
+        assert r["current"]["score"] is not None and r["proposed"]["score"] is not None
+    h0, h1, h2 = result.history
+    assert h0["accepted"]["text"] == requests[0]["proposed"]["text"] and h0["accepted"]["by"] == "human"
+    assert h1["accepted"]["text"] == h1["prompt_text"] and not h1["changed"] and h1["accepted"]["by"] == "human"
+    assert h2["accepted"]["text"] == EDITED and h2["accepted"]["source"] == "human"
+    assert h2["accepted"]["score"] is not None  # the edited prompt was scored before it was accepted
+    humans = TrajectoryStore(store).records(run_id=result.run_id, decided_by="human")
+    assert {r.step for r in humans} == {0, 1, 2}
+    edited = [r for r in humans if r.source == "human"]
+    assert [r.text for r in edited] == [EDITED] and edited[0].accepted
+
+
+def test_resume_with_command_on_the_compiled_graph(tmp_path):
+    settings = make_settings("builtin:compare", steps=1, human_approval=True, store=str(tmp_path / "s"), **SMALL)
+    config = {"configurable": {"thread_id": "cmd"}}
+    with open_checkpointer(tmp_path) as saver:
+        graph = build_graph(checkpointer=saver)
+        first = graph.invoke({"run_id": "cmd", "settings": settings.model_dump()}, config)
+        (pending,) = first["__interrupt__"]
+        assert pending.value["step"] == 0
+        assert graph.get_state(config).next == ("approve",)
+        final = graph.invoke(Command(resume={"action": "reject"}), config)
+    assert final["history"][0]["accepted"]["prompt"] == final["history"][0]["prompt"]
+    assert final["final"]["best"]["dev_accuracy"] is not None
+
+
+def _cli(*args, run_dir):
+    return subprocess.run(
+        [sys.executable, "-m", "graph.cli", *args, "--run-dir", str(run_dir)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        stdin=subprocess.DEVNULL,
+        timeout=600,
+    )
+
+
+def test_cli_pending_approve_and_resume(tmp_path):
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in SMALL.items() if k != "refine"]
+    started = _cli(
+        "optimize",
+        "--task",
+        "builtin:compare",
+        "--steps",
+        "1",
+        "--approve",
+        "--no-refine",
+        "--run-id",
+        "waits",
+        *flags,
+        run_dir=tmp_path,
+    )
+    assert started.returncode == 3, started.stderr
+    assert "gradprompt approve waits" in started.stderr
+    pending = _cli("runs", "pending", "--json", run_dir=tmp_path)
+    (entry,) = json.loads(pending.stdout)
+    assert entry["run_id"] == "waits" and entry["request"]["step"] == 0 and entry["answered"] is None
+    bad = _cli("approve", "waits", "--action", "edit", run_dir=tmp_path)
+    assert bad.returncode == 2 and "needs the new prompt" in bad.stderr
+    ok = _cli("approve", "waits", "--action", "edit", "--prompt", EDITED, run_dir=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    resumed = _cli("resume", "waits", "--json", run_dir=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    (step,) = json.loads(resumed.stdout)["history"]
+    assert step["accepted"]["text"] == EDITED and step["accepted"]["by"] == "human"
+    assert json.loads(_cli("runs", "pending", "--json", run_dir=tmp_path).stdout) == []
+    again = _cli("approve", "waits", "--action", "approve", run_dir=tmp_path)
+    assert again.returncode == 2 and "not waiting" in again.stderr
