@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from nodes.greater import rollout
 from nodes.session import Session, scored, session, trajectory_of
+from store.checkpoints import new_run_id
 
 
 def _warm_start(sess: Session, initial: tuple[int, ...]) -> tuple[tuple[int, ...], dict]:
@@ -47,6 +48,7 @@ def prepare(state: dict) -> dict:
         )
     baseline = scored(sess, start, "initial", step=0)
     return {
+        "run_id": state.get("run_id") or new_run_id(sess.task.name),
         "step": 0,
         "prompt": list(start),
         "prompt_text": baseline["text"],
