@@ -27,10 +27,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 
-from nodes.greater import Proposal, Rollout, choose, propose, rollout
+from nodes.greater import Proposal, Rollout, choose, forced_rows, propose, rollout
 from nodes.runtime.candidates import example_groups, propose_candidates
 from nodes.runtime.runtime import Runtime
-from nodes.runtime.scoring import forced_row, one_hot_loss
+from nodes.runtime.scoring import one_hot_loss
 from nodes.settings import StepSettings
 from nodes.tasks import builtin_task
 
@@ -80,21 +80,13 @@ def naive_rollout(rt: Runtime, fmt, examples, prompt, max_new: int) -> Rollout:
 
 def naive_propose(rt, fmt, settings, examples, prompt, position, reasonings, rng) -> Proposal:
     groups = example_groups(len(examples), settings.group_size, settings.n_groups, rng)
-    rows, dists = [], []
-    for ex, reasoning in zip(examples, reasonings, strict=True):
+    rows = forced_rows(rt, fmt, examples, prompt, reasonings)
+    dists = []
+    for ex in examples:
         ctx = rt.layout.encode(ex.question, prompt)
         with torch.no_grad():
             logits = rt.model(input_ids=torch.tensor([ctx.ids], device=rt.device)).logits[0]
         dists.append(torch.log_softmax(logits[ctx.prompt[0] + position - 1].float(), -1))
-        rows.append(
-            forced_row(
-                ctx.ids,
-                ctx.prompt,
-                reasoning,
-                rt.extractor_ids(fmt.extractor(ex.question)),
-                rt.layout.text_ids(fmt.target(ex.answer)),
-            )
-        )
     current = prompt[position]
     banned = [prompt[position - 1]] if position > 0 else []
     cands = propose_candidates(

@@ -137,16 +137,20 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_resume(args: argparse.Namespace) -> int:
+def _resume_and_report(args: argparse.Namespace, run_id: str) -> int:
     from graph.api import resume
 
     progress = _progress(args)
     with progress or _Null():
         result = resume(
-            args.run_id, run_dir=args.run_dir, on_update=progress.update if progress else None, approver=_approver(args)
+            run_id, run_dir=args.run_dir, on_update=progress.update if progress else None, approver=_approver(args)
         )
     _print_result(result, args.json)
     return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    return _resume_and_report(args, args.run_id)
 
 
 def cmd_runs_pending(args: argparse.Namespace) -> int:
@@ -247,18 +251,14 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
 
 
 def cmd_runs_fork(args: argparse.Namespace) -> int:
-    from graph.api import fork, resume
+    from graph.api import fork
 
     new_id = fork(args.run_id, args.step, args.prompt, run_dir=args.run_dir, steps=args.steps)
     print(f"forked {args.run_id} at step {args.step} as {new_id}", file=sys.stderr)
     if args.no_run:
         print(new_id)
         return 0
-    progress = _progress(args)
-    with progress or _Null():
-        result = resume(new_id, run_dir=args.run_dir, on_update=progress.update if progress else None)
-    _print_result(result, args.json)
-    return 0
+    return _resume_and_report(args, new_id)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

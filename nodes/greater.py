@@ -15,7 +15,7 @@ import torch
 from nodes.runtime.candidates import example_groups, propose_candidates
 from nodes.runtime.decoding import DecodeJob
 from nodes.runtime.runtime import Runtime
-from nodes.runtime.scoring import forced_row, window_gradients
+from nodes.runtime.scoring import ForcedRow, forced_row, window_gradients
 from nodes.settings import StepSettings
 from nodes.tasks.answer_types import AnswerFormat
 from nodes.tasks.task import Example
@@ -111,6 +111,18 @@ class Proposal:
         return out
 
 
+def forced_rows(
+    rt: Runtime, fmt: AnswerFormat, examples: Sequence[Example], prompt: PromptIds, reasonings: Sequence[Sequence[int]]
+) -> list[ForcedRow]:
+    """The teacher-forced ``question+prompt | reasoning | extractor | gold answer`` of each example."""
+    rows = []
+    for ex, reasoning in zip(examples, reasonings, strict=True):
+        ctx = rt.layout.encode(ex.question, prompt)
+        extractor = rt.extractor_ids(fmt.extractor(ex.question))
+        rows.append(forced_row(ctx.ids, ctx.prompt, reasoning, extractor, rt.layout.text_ids(fmt.target(ex.answer))))
+    return rows
+
+
 def _next_token_logprobs(rt: Runtime, examples: Sequence[Example], prompt: PromptIds) -> torch.Tensor:
     """(B, V) log-probs of the token right after the prompt, for growing it by one token."""
     from nodes.runtime.batching import pad
@@ -151,18 +163,7 @@ def propose(
         base = (*tuple(prompt), placeholder)
     else:
         base = tuple(prompt)
-    rows = []
-    for ex, reasoning in zip(examples, reasonings, strict=True):
-        ctx = rt.layout.encode(ex.question, base)
-        rows.append(
-            forced_row(
-                ctx.ids,
-                ctx.prompt,
-                reasoning,
-                rt.extractor_ids(fmt.extractor(ex.question)),
-                rt.layout.text_ids(fmt.target(ex.answer)),
-            )
-        )
+    rows = forced_rows(rt, fmt, examples, base, reasonings)
     positions = [position] if position == len(prompt) else list(range(position, min(position + n_positions, len(base))))
     grads = window_gradients(rt, rows, positions, temperature=settings.temperature, nll_weight=settings.grad_nll_weight)
     ranked_at = []

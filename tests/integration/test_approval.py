@@ -4,11 +4,9 @@ CLI (runs pending, approve, resume), with each decision kept in the history and 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
+from helpers import SMALL_RUN, flags, run_cli
 from langgraph.types import Command
 
 from graph import build_graph, optimize
@@ -18,16 +16,7 @@ from store.trajectory import TrajectoryStore
 
 pytestmark = pytest.mark.model
 
-SMALL = {
-    "train": 8,
-    "dev": 4,
-    "test": 4,
-    "batch_size": 2,
-    "max_new_tokens": 8,
-    "n_evaluate": 2,
-    "top_k": 5,
-    "refine": False,
-}
+SMALL = {**SMALL_RUN, "refine": False}
 EDITED = "Compare both numbers, then answer."
 
 
@@ -72,45 +61,32 @@ def test_resume_with_command_on_the_compiled_graph(tmp_path):
     assert final["final"]["best"]["dev_accuracy"] is not None
 
 
-def _cli(*args, run_dir):
-    return subprocess.run(
-        [sys.executable, "-m", "graph.cli", *args, "--run-dir", str(run_dir)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        stdin=subprocess.DEVNULL,
-        timeout=600,
-    )
-
-
 def test_cli_pending_approve_and_resume(tmp_path):
-    flags = [f"--{k.replace('_', '-')}={v}" for k, v in SMALL.items() if k != "refine"]
-    started = _cli(
+    started = run_cli(
         "optimize",
         "--task",
         "builtin:compare",
         "--steps",
         "1",
         "--approve",
-        "--no-refine",
         "--run-id",
         "waits",
-        *flags,
+        *flags(SMALL),
         run_dir=tmp_path,
     )
     assert started.returncode == 3, started.stderr
     assert "gradprompt approve waits" in started.stderr
-    pending = _cli("runs", "pending", "--json", run_dir=tmp_path)
+    pending = run_cli("runs", "pending", "--json", run_dir=tmp_path)
     (entry,) = json.loads(pending.stdout)
     assert entry["run_id"] == "waits" and entry["request"]["step"] == 0 and entry["answered"] is None
-    bad = _cli("approve", "waits", "--action", "edit", run_dir=tmp_path)
+    bad = run_cli("approve", "waits", "--action", "edit", run_dir=tmp_path)
     assert bad.returncode == 2 and "needs the new prompt" in bad.stderr
-    ok = _cli("approve", "waits", "--action", "edit", "--prompt", EDITED, run_dir=tmp_path)
+    ok = run_cli("approve", "waits", "--action", "edit", "--prompt", EDITED, run_dir=tmp_path)
     assert ok.returncode == 0, ok.stderr
-    resumed = _cli("resume", "waits", "--json", run_dir=tmp_path)
+    resumed = run_cli("resume", "waits", "--json", run_dir=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     (step,) = json.loads(resumed.stdout)["history"]
     assert step["accepted"]["text"] == EDITED and step["accepted"]["by"] == "human"
-    assert json.loads(_cli("runs", "pending", "--json", run_dir=tmp_path).stdout) == []
-    again = _cli("approve", "waits", "--action", "approve", run_dir=tmp_path)
+    assert json.loads(run_cli("runs", "pending", "--json", run_dir=tmp_path).stdout) == []
+    again = run_cli("approve", "waits", "--action", "approve", run_dir=tmp_path)
     assert again.returncode == 2 and "not waiting" in again.stderr

@@ -4,13 +4,11 @@ fork, and the CLI's handling of bad input."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
-import time
 
 import pytest
+from helpers import SMALL_RUN, flags, run_cli, start_cli, wait_until
 
 from graph import build_graph, fork, list_runs, optimize, resume, run_values
 from store.checkpoints import open_checkpointer
@@ -18,29 +16,8 @@ from store.trajectory import open_store
 
 pytestmark = pytest.mark.model
 
-SMALL = {
-    "train": 8,
-    "dev": 4,
-    "test": 4,
-    "batch_size": 2,
-    "max_new_tokens": 8,
-    "n_evaluate": 2,
-    "top_k": 5,
-    "keep_best": 3,
-    "refine_max_new_tokens": 32,
-}
-SMALL_FLAGS = [f"--{k.replace('_', '-')}={v}" for k, v in SMALL.items()]
-
-
-def _cli(*args: str, run_dir, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "graph.cli", *args, "--run-dir", str(run_dir)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-    )
+SMALL = SMALL_RUN
+SMALL_FLAGS = flags(SMALL)
 
 
 def test_short_run_records_every_step(tmp_path):
@@ -70,18 +47,14 @@ def test_paper_variant_is_labelled(tmp_path):
     assert step["variant"] == "paper" and step["candidates"][0].get("score") is None
 
 
-def _wait_for_step(run_dir, run_id: str, step: int, proc: subprocess.Popen, limit: float = 300) -> None:
-    deadline = time.time() + limit
-    while time.time() < deadline:
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else "the run ended early"
-        try:
-            values = run_values(run_id, run_dir=run_dir)
-        except Exception:  # the run folder or database may not exist yet
-            values = {}
-        if values.get("step", 0) >= step and values.get("next") == ["propose"]:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"run {run_id} did not reach step {step} in {limit}s")
+def _wait_for_step(run_dir, run_id: str, step: int, proc: subprocess.Popen) -> None:
+    """Until ``step`` has its reasoning checkpointed (the run is between two nodes of that step)."""
+
+    def reached() -> bool:
+        values = run_values(run_id, run_dir=run_dir)
+        return values.get("step", 0) >= step and values.get("next") == ["propose"]
+
+    wait_until(reached, proc, f"run {run_id} reaching step {step}", limit=300)
 
 
 def test_killed_run_resumes_to_the_same_result(tmp_path):
@@ -98,14 +71,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
         "--store",
         str(tmp_path / "store-killed"),
     ]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "graph.cli", *args, "--run-id", "killed", "--run-dir", str(tmp_path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    proc = start_cli(*args, "--run-id", "killed", run_dir=tmp_path)
     try:
         _wait_for_step(tmp_path, "killed", 1, proc)  # step 0 finished, step 1's reasoning checkpointed
     finally:
@@ -113,7 +79,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
         proc.wait()
     before = run_values("killed", run_dir=tmp_path)
     assert not before.get("final")
-    resumed = _cli("resume", "killed", "--json", run_dir=tmp_path)
+    resumed = run_cli("resume", "killed", "--json", run_dir=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     got = json.loads(resumed.stdout)
 
@@ -162,22 +128,15 @@ def test_fork_with_an_edited_prompt(tmp_path):
     ],
 )
 def test_bad_cli_input_is_one_clear_line(tmp_path, args, needle):
-    out = _cli(*args, run_dir=tmp_path, timeout=120)
+    out = run_cli(*args, run_dir=tmp_path, timeout=120)
     assert out.returncode != 0
     lines = [line for line in out.stderr.strip().splitlines() if line.strip()]
     assert len(lines) == 1 and needle in lines[0], out.stderr
 
 
 def test_ctrl_c_stops_at_a_node_boundary_and_resumes(tmp_path):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     args = ["optimize", "--task", "builtin:compare", "--steps", "2", *SMALL_FLAGS]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "graph.cli", *args, "--run-id", "ctrlc", "--run-dir", str(tmp_path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    proc = start_cli(*args, "--run-id", "ctrlc", run_dir=tmp_path)
     _wait_for_step(tmp_path, "ctrlc", 1, proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=300)

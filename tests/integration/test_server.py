@@ -3,82 +3,45 @@
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
+from helpers import SMALL_RUN, free_port, serve, stop, venv_tool
 
 pytestmark = pytest.mark.model
 
 ROOT = Path(__file__).resolve().parents[2]
-SETTINGS = {
-    "task": "builtin:compare",
-    "steps": 1,
-    "train": 8,
-    "dev": 4,
-    "test": 4,
-    "batch_size": 2,
-    "max_new_tokens": 8,
-    "n_evaluate": 2,
-    "top_k": 5,
-    "refine": False,
-    "human_approval": True,
-}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+SETTINGS = {**SMALL_RUN, "task": "builtin:compare", "steps": 1, "refine": False, "human_approval": True}
 
 
 @pytest.fixture
 def server(tmp_path):
-    exe = shutil.which("langgraph") or str(Path(sys.executable).parent / "langgraph")
-    port = _free_port()
+    port = free_port()
+    command = [
+        venv_tool("langgraph"),
+        "dev",
+        "--no-browser",
+        "--no-reload",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--config",
+        str(ROOT / "langgraph.json"),
+    ]
     log = (tmp_path / "server.log").open("w")
-    proc = subprocess.Popen(
-        [
-            exe,
-            "dev",
-            "--no-browser",
-            "--no-reload",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--config",
-            str(ROOT / "langgraph.json"),
-        ],
+    proc = serve(
+        command,
+        port,
+        "langgraph dev",
         cwd=tmp_path,
         stdout=log,
         stderr=subprocess.STDOUT,
         env={**os.environ, "HF_HUB_OFFLINE": "1", "LANGSMITH_TRACING": "false"},
     )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    import httpx
-
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"{url}/ok", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.5)
-        assert proc.poll() is None, (tmp_path / "server.log").read_text()[-2000:]
-    else:
-        proc.kill()
-        pytest.fail("langgraph dev did not start")
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    yield f"http://127.0.0.1:{port}"
+    stop(proc)
 
 
 def test_studio_flow_with_an_approval(server):

@@ -1,0 +1,106 @@
+"""What the integration tests share: tiny run settings, the CLI in a subprocess, local servers."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+# A run small enough to take seconds per step on a CPU with the bundled model.
+SMALL_RUN = {
+    "train": 8,
+    "dev": 4,
+    "test": 4,
+    "batch_size": 2,
+    "max_new_tokens": 8,
+    "n_evaluate": 2,
+    "top_k": 5,
+    "keep_best": 3,
+    "refine_max_new_tokens": 32,
+}
+
+
+def flags(settings: dict) -> list[str]:
+    """Settings as `gradprompt optimize` flags."""
+    out = []
+    for key, value in settings.items():
+        name = key.replace("_", "-")
+        out.append(f"--{name}" if value is True else f"--no-{name}" if value is False else f"--{name}={value}")
+    return out
+
+
+def _command(args, run_dir) -> list[str]:
+    return [sys.executable, "-m", "graph.cli", *args, "--run-dir", str(run_dir)]
+
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
+
+
+def run_cli(*args: str, run_dir, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        _command(args, run_dir), capture_output=True, text=True, env=ENV, timeout=timeout, stdin=subprocess.DEVNULL
+    )
+
+
+def start_cli(*args: str, run_dir) -> subprocess.Popen:
+    return subprocess.Popen(
+        _command(args, run_dir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(ready: Callable[[], bool], proc: subprocess.Popen, what: str, limit: float = 120) -> None:
+    """Poll ``ready`` until it holds; fail early if ``proc`` dies, and after ``limit`` seconds."""
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"{what}: the process exited with {proc.returncode}")
+        try:
+            if ready():
+                return
+        except Exception:  # not up yet
+            pass
+        time.sleep(0.3)
+    proc.kill()
+    raise AssertionError(f"{what}: not ready after {limit}s")
+
+
+def serve(command: list[str], port: int, what: str, **popen) -> subprocess.Popen:
+    """Start a local server and return once its port accepts connections."""
+    proc = subprocess.Popen(command, **popen)
+
+    def accepts() -> bool:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+
+    wait_until(accepts, proc, what)
+    return proc
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def venv_tool(name: str) -> str:
+    """A console script installed next to this Python (chroma, langgraph)."""
+    import shutil
+    from pathlib import Path
+
+    return shutil.which(name) or str(Path(sys.executable).parent / name)
