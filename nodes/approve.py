@@ -14,7 +14,8 @@ import difflib
 from langgraph.types import interrupt
 
 from nodes.errors import GradpromptError
-from nodes.greater import Rollout, evaluate_prompts
+from nodes.evaluate import current_rollout
+from nodes.greater import evaluate_prompts
 from nodes.session import scored, session, step_examples
 
 ACTIONS = ("approve", "reject", "edit")
@@ -77,8 +78,7 @@ def approve(state: dict) -> dict:
     if action == "reject":
         return {"decision": {**state["current"], "by": "human"}}
     ids = tuple(sess.rt.encode_prompt(text.strip()))
-    cur = state["current"]
-    current = Rollout(tuple(cur["prompt"]), [tuple(r) for r in state["reasonings"]], [], cur["correct"], cur["nll"])
+    current = current_rollout(state)
     ((_, rolled),) = evaluate_prompts(
         sess.rt, sess.task.answer_format, sess.settings, step_examples(sess, state["step"]), [ids], current
     )

@@ -9,6 +9,12 @@ from nodes.greater import Proposal, Rollout, evaluate_prompts
 from nodes.session import scored, session, step_examples
 
 
+def current_rollout(state: dict) -> Rollout:
+    """The current prompt's rollout on this step's minibatch, as the reason node left it in the state."""
+    cur = state["current"]
+    return Rollout(tuple(cur["prompt"]), [tuple(r) for r in state["reasonings"]], [], cur["correct"], cur["nll"])
+
+
 def proposal_of(state: dict) -> Proposal:
     prop = state["proposal"]
     return Proposal(
@@ -40,8 +46,7 @@ def evaluate(state: dict) -> dict:
     candidates, over = within_limit(
         sess, state, gradient_candidates(state, st.n_evaluate) + list(state.get("extra_candidates", []))
     )
-    cur = state["current"]
-    current = Rollout(tuple(cur["prompt"]), [tuple(r) for r in state["reasonings"]], [], cur["correct"], cur["nll"])
+    current = current_rollout(state)
     results = evaluate_prompts(
         sess.rt,
         sess.task.answer_format,
