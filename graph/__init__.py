@@ -7,6 +7,7 @@ from graph.api import (
     fork,
     list_runs,
     optimize,
+    report,
     resume,
     run_values,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "fork",
     "list_runs",
     "optimize",
+    "report",
     "resume",
     "run_values",
 ]

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from langgraph.types import Command
@@ -30,6 +31,7 @@ from store.checkpoints import (
     open_checkpointer,
     read_decision,
     read_run_info,
+    runs_dir,
     write_decision,
     write_run_info,
 )
@@ -406,7 +408,7 @@ def evaluate_prompt(task: str, prompt: str, model: str = "smollm2", split: str =
     sess = session(s)
     examples = getattr(sess.splits, split)
     ids = tuple(sess.rt.encode_prompt(prompt))
-    r = rollout(sess.rt, sess.task.answer_format, examples, [ids], s.max_new_tokens)[0]
+    r = rollout(sess.rt, sess.task.answer_format, examples, [ids], s.max_new_tokens, label=f"{split} evaluation")[0]
     return {
         "task": task,
         "model": model,
@@ -417,3 +419,33 @@ def evaluate_prompt(task: str, prompt: str, model: str = "smollm2", split: str =
         "prompt_nll": r.nll,
         "score": r.score(s.score_nll_weight),
     }
+
+
+def report(run_id: str, *, out=None, fmt: str = "html", score_dev: bool = False, run_dir=None) -> Path:
+    """Write a run's report (``html``: one self-contained file; ``md``: Markdown + PNGs) into
+    ``out`` (default: the run's folder) and return its path. The report reads the checkpoint only;
+    ``score_dev`` also scores every prompt the run moved through on the dev split (loads the model),
+    so the dev curve has a point per step, not only for the prompts the final choice compared."""
+    from graph.report_render import write_report
+    from graph.run_report import build_report, step_prompts
+
+    if fmt not in ("html", "md"):
+        raise GradpromptError(f"unknown report format {fmt!r}: use html or md")
+    values = run_values(run_id, run_dir=run_dir)
+    if not values.get("history") and not values.get("final"):
+        raise GradpromptError(f"run {run_id} has no finished step yet: resume it, then ask for its report")
+    extra = None
+    if score_dev:
+        sess = session(RunSettings.model_validate(values["settings"]))
+        prompts = step_prompts(values)
+        rolled = rollout(
+            sess.rt,
+            sess.task.answer_format,
+            sess.splits.dev,
+            list(prompts.values()),
+            sess.settings.max_new_tokens,
+            label="dev evaluation of every step",
+        )
+        extra = {t: r.accuracy for t, r in zip(prompts, rolled, strict=True)}
+    folder = Path(out) if out else runs_dir(run_dir) / run_id
+    return write_report(build_report(values, extra), folder, fmt)

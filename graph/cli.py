@@ -100,7 +100,9 @@ def _print_result(result, as_json: bool) -> None:
 
 def _progress(args: argparse.Namespace):
     """A progress display fed by node updates, or None when quiet."""
-    if args.json or not sys.stderr.isatty():
+    from nodes.runtime.progress_bars import shown
+
+    if args.json or not shown():
         return None
     from graph.progress import RunProgress
 
@@ -281,6 +283,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from graph.api import report
+
+    path = report(args.run_id, out=args.out, fmt=args.format, score_dev=args.score_dev, run_dir=args.run_dir)
+    print(json.dumps({"report": str(path)}) if args.json else f"report written to {path}")
+    return 0
+
+
 def cmd_store(args: argparse.Namespace) -> int:
     from store.trajectory import TrajectoryStore
 
@@ -402,6 +412,15 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("file")
     st.set_defaults(func=cmd_store)
 
+    rep = sub.add_parser(
+        "report", parents=[common], help="write a run's report: scores, prompt diffs, sources, timings"
+    )
+    rep.add_argument("run_id")
+    rep.add_argument("--out", help="folder for the report (default: the run's folder)")
+    rep.add_argument("--format", choices=["html", "md"], default="html", help="one HTML file, or Markdown + PNGs")
+    rep.add_argument("--score-dev", action="store_true", help="also score every step's prompt on dev (loads the model)")
+    rep.set_defaults(func=cmd_report)
+
     ev = sub.add_parser("evaluate", parents=[common], help="score a prompt the way runs do")
     ev.add_argument("--task", required=True, help="task spec, as for optimize")
     ev.add_argument("--prompt", required=True, help="the prompt text")
@@ -415,8 +434,11 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
     args = build_parser().parse_args(argv)
+    from nodes.runtime.progress_bars import quiet
+
     try:
-        code = args.func(args)
+        with quiet(getattr(args, "json", False)):
+            code = args.func(args)
     except GradpromptError as exc:
         print(f"gradprompt: {exc}", file=sys.stderr)
         code = {"RunStopped": 130, "ApprovalPending": 3}.get(type(exc).__name__, 2)

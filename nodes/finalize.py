@@ -16,7 +16,7 @@ def finalize(state: dict) -> dict:
     st, fmt = sess.settings, sess.task.answer_format
     baseline = tuple(state["baseline"]["prompt"])
     pool = list(dict.fromkeys([baseline, *(tuple(b["prompt"]) for b in state.get("best", []))]))
-    dev = rollout(sess.rt, fmt, sess.splits.dev, pool, st.max_new_tokens)
+    dev = rollout(sess.rt, fmt, sess.splits.dev, pool, st.max_new_tokens, label="dev evaluation")
     on_dev = [
         {
             "prompt": list(p),
@@ -28,7 +28,11 @@ def finalize(state: dict) -> dict:
     ]
     chosen = min(range(len(pool)), key=lambda i: (on_dev[i]["dev_score"], i))
     reported = list(dict.fromkeys([baseline, pool[chosen]]))
-    test = rollout(sess.rt, fmt, sess.splits.test, reported, st.max_new_tokens) if sess.splits.test else []
+    test = (
+        rollout(sess.rt, fmt, sess.splits.test, reported, st.max_new_tokens, label="test evaluation")
+        if sess.splits.test
+        else []
+    )
     test_acc = {p: r.accuracy for p, r in zip(reported, test, strict=True)}
 
     def result(i: int) -> dict:

@@ -53,10 +53,12 @@ def rollout(
     prompts: Sequence[PromptIds],
     max_new_tokens: int,
     drafts: Sequence[Sequence[int]] | None = None,
+    label: str | None = None,
 ) -> list[Rollout]:
     """Reason and answer with every prompt on every example in one batched decode across all
     prompts x examples. ``drafts`` (one reasoning per example, usually the current prompt's)
-    speed up candidates whose reasoning stays close to it without changing the result."""
+    speed up candidates whose reasoning stays close to it without changing the result. ``label``
+    shows a progress bar (for long evaluations over a split)."""
     questions = [e.question for e in examples]
     extractors = [rt.extractor_ids(fmt.extractor(q)) for q in questions]
     guesses = list(drafts) if drafts is not None else [()] * len(examples)
@@ -65,7 +67,7 @@ def rollout(
         for p in prompts
         for c, x, d in zip(rt.contexts(questions, p), extractors, guesses, strict=True)
     ]
-    decoded = rt.reason_and_answer(jobs, max_new_tokens, fmt.max_answer_tokens)
+    decoded = rt.reason_and_answer(jobs, max_new_tokens, fmt.max_answer_tokens, label=label)
     texts = [rt.tokenizer.decode(d.answer, skip_special_tokens=True) for d in decoded]
     out, n = [], len(examples)
     for i, p in enumerate(prompts):

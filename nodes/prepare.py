@@ -28,7 +28,7 @@ def _warm_start(sess: Session, initial: tuple[int, ...]) -> tuple[tuple[int, ...
     if len(pool) == 1:
         return initial, {"considered": sources, "chosen": 0}
     st = sess.settings
-    dev = rollout(sess.rt, sess.task.answer_format, sess.splits.dev, pool, st.max_new_tokens)
+    dev = rollout(sess.rt, sess.task.answer_format, sess.splits.dev, pool, st.max_new_tokens, label="warm start on dev")
     for src, r in zip(sources, dev, strict=True):
         src["dev_accuracy"] = r.accuracy
         src["dev_score"] = r.score(st.score_nll_weight)

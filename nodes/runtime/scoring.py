@@ -164,7 +164,8 @@ def window_gradients(
     leaf = emb(current).detach().requires_grad_(True)  # (B, m, d)
     with torch.enable_grad():
         out = forced_losses(rt, rows, list(positions), temperature=temperature, nll_weight=nll_weight, edit_embeds=leaf)
-        out.total.backward()
+        with rt.usage.timed():
+            out.total.backward()
     grads = leaf.grad.sum(0)  # (m, d)
     return [
         PositionGradient(

@@ -1,0 +1,293 @@
+"""Test accuracy of the optimized prompt against fixed baselines, task by task, with 95% intervals.
+
+For every task it runs one optimization with the same settings and seed (optimize on train,
+choose on dev, report on test; the splits are disjoint and fixed by the seed), then scores four
+prompts on the same test examples: no prompt, "Let's think step by step.", the initial prompt the
+search started from, and the optimized prompt. It also records the time and the model calls and
+tokens each task spent.
+
+Every finished task is saved as ``OUT/tasks/NAME.json`` and a task's run is checkpointed like any
+run, so an interrupted benchmark started again with the same command skips finished tasks and
+resumes the unfinished one from its last node. The summary is ``OUT/results.md`` (the table),
+``OUT/results.json`` and ``OUT/accuracy.png``.
+
+    python benchmarks/accuracy.py                                   # every task in ../shared/data
+    python benchmarks/accuracy.py --data DIR --tasks bbh/navigate gsm8k folio
+    python benchmarks/accuracy.py --tasks builtin:compare --steps 1 --train 8 --dev 8 --test 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from graph.api import make_settings, resume, start_run  # noqa: E402
+from nodes.errors import GradpromptError  # noqa: E402
+from nodes.greater import rollout  # noqa: E402
+from nodes.runtime.progress_bars import progress_bar  # noqa: E402
+from nodes.session import session  # noqa: E402
+from nodes.tasks.confidence import wilson_interval  # noqa: E402
+from store.checkpoints import list_run_ids  # noqa: E402
+
+STEP_BY_STEP = "Let's think step by step."
+DEFAULT_INITIAL = "Answer the question."
+PROMPTS = ("empty", "step_by_step", "initial", "optimized")
+LABELS = {
+    "empty": "no prompt",
+    "step_by_step": "step by step",
+    "initial": "initial",
+    "optimized": "optimized",
+}
+# Settings that change results; a benchmark folder holds results for one combination only.
+FIXED = ("model", "seed", "steps", "train", "dev", "test", "batch_size", "max_new_tokens", "initial_prompt", "refine")
+
+
+def default_data_dir() -> Path | None:
+    env = os.environ.get("GRADPROMPT_DATA_DIR")
+    if env:
+        return Path(env)
+    shared = ROOT.parent / "shared" / "data"
+    return shared if shared.is_dir() else None
+
+
+def task_specs(data: Path | None, names: list[str] | None) -> dict[str, str]:
+    """Benchmark name -> task spec. Names are ``bbh/TASK``, ``gsm8k``, ``folio`` (inside the data
+    folder) or any task spec such as ``builtin:compare``."""
+
+    def in_data(name: str) -> str:
+        if data is None:
+            raise GradpromptError(
+                f"task {name!r} needs the benchmark data folder: pass --data DIR or set GRADPROMPT_DATA_DIR"
+            )
+        if name.startswith("bbh/"):
+            path = data / "bbh" / f"{name[4:]}.json"
+            if not path.is_file():
+                raise GradpromptError(f"no BBH file {path}: see the task names in {data / 'bbh'}")
+            return f"bbh:{path}"
+        if name in ("gsm8k", "folio"):
+            if not (data / name).is_dir():
+                raise GradpromptError(f"no {name} folder in {data}")
+            return f"{name}:{data / name}"
+        raise GradpromptError(
+            f"unknown benchmark task {name!r}: use bbh/NAME, gsm8k, folio or a spec like builtin:compare"
+        )
+
+    if names:
+        return {n.replace(":", "-").replace("/", "-") if ":" in n else n: n if ":" in n else in_data(n) for n in names}
+    if data is None:
+        raise GradpromptError("no benchmark data found: pass --data DIR (holding bbh/, gsm8k/, folio/) or --tasks")
+    found = [f"bbh/{p.stem}" for p in sorted((data / "bbh").glob("*.json"))]
+    found += [n for n in ("gsm8k", "folio") if (data / n).is_dir()]
+    if not found:
+        raise GradpromptError(f"{data} holds no bbh/*.json, gsm8k/ or folio/: pass --data or --tasks")
+    return {n: in_data(n) for n in found}
+
+
+def settings_key(fixed: dict) -> str:
+    return hashlib.sha256(json.dumps(fixed, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def check_out_folder(out: Path, fixed: dict) -> None:
+    """A benchmark folder belongs to one set of settings; mixing them would mix incomparable rows."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "settings.json"
+    if path.is_file():
+        before = json.loads(path.read_text())
+        if before != fixed:
+            changed = sorted(k for k in set(before) | set(fixed) if before.get(k) != fixed.get(k))
+            raise GradpromptError(
+                f"{out} holds results for other settings ({', '.join(changed)} differ): "
+                "pass another --out, or delete that folder to start over"
+            )
+    else:
+        path.write_text(json.dumps(fixed, indent=2))
+
+
+def score(correct: int, n: int) -> dict:
+    low, high = wilson_interval(correct, n)
+    return {"accuracy": correct / n, "correct": correct, "n": n, "ci95": [round(low, 4), round(high, 4)]}
+
+
+def run_task(name: str, spec: str, fixed: dict, common: dict, out: Path) -> dict:
+    """Optimize one task (or resume its run) and score the four prompts on its test split."""
+    runs = out / "runs"
+    run_id = f"bench-{name.replace('/', '-')}-{settings_key(fixed)}"
+    settings = make_settings(spec, **fixed, **common, store=str(out / "trajectory"))
+    start = time.perf_counter()
+    sess = session(settings)
+    usage_before = sess.rt.usage.snapshot()
+    resumed = run_id in list_run_ids(runs)
+    result = resume(run_id, run_dir=runs) if resumed else start_run(settings, run_dir=runs, run_id=run_id)
+    fmt, test = sess.task.answer_format, sess.splits.test
+    n = len(test)
+    if n == 0:
+        raise GradpromptError(f"task {name} has no test examples: raise --test")
+    extra = {"empty": "", "step_by_step": STEP_BY_STEP}
+    ids = {k: tuple(sess.rt.encode_prompt(t)) for k, t in extra.items()}
+    rolled = rollout(
+        sess.rt, fmt, test, list(ids.values()), settings.max_new_tokens, label=f"{name}: baselines on test"
+    )
+    correct = {k: sum(r.correct) for k, r in zip(ids, rolled, strict=True)}
+    correct["initial"] = round(result.scores["baseline"]["test"] * n)
+    correct["optimized"] = round(result.scores["best"]["test"] * n)
+    usage = sess.rt.usage.snapshot() - usage_before
+    return {
+        "task": name,
+        "spec": spec,
+        "answer_type": str(fmt.kind),
+        "run_id": run_id,
+        "test_examples": n,
+        "dev_examples": result.dev_examples,
+        "scores": {k: score(correct[k], n) for k in PROMPTS},
+        "prompts": {
+            "empty": "",
+            "step_by_step": STEP_BY_STEP,
+            "initial": result.baseline_prompt,
+            "optimized": result.best_prompt,
+        },
+        "dev": result.scores,
+        "steps": result.steps,
+        "seconds": round(time.perf_counter() - start, 1),
+        "usage": usage.to_json(),
+        "resumed": resumed,  # time and usage then cover only the part run in the last process
+    }
+
+
+def write_summary(out: Path, rows: list[dict], fixed: dict) -> None:
+    """The Markdown table, the JSON and the chart, from every finished task in the folder."""
+    mean = {k: statistics.fmean(r["scores"][k]["accuracy"] for r in rows) for k in PROMPTS}
+    (out / "results.json").write_text(json.dumps({"settings": fixed, "tasks": rows, "mean": mean}, indent=2))
+
+    def cell(s: dict) -> str:
+        return f"{s['accuracy']:.2f} [{s['ci95'][0]:.2f}, {s['ci95'][1]:.2f}]"
+
+    lines = [
+        "| task | n test | "
+        + " | ".join(LABELS[k] for k in PROMPTS)
+        + " | time (s) | model calls | tokens generated |",
+        "|---|---:|" + "---|" * len(PROMPTS) + "---:|---:|---:|",
+    ]
+    for r in rows:
+        u = r["usage"]
+        lines.append(
+            f"| {r['task']} | {r['test_examples']} | "
+            + " | ".join(cell(r["scores"][k]) for k in PROMPTS)
+            + f" | {r['seconds']:.0f} | {u['calls']} | {u['tokens_generated']} |"
+        )
+    total_s = sum(r["seconds"] for r in rows)
+    calls = sum(r["usage"]["calls"] for r in rows)
+    gen = sum(r["usage"]["tokens_generated"] for r in rows)
+    lines.append(
+        f"| **mean of {len(rows)} tasks** | | "
+        + " | ".join(f"**{mean[k]:.3f}**" for k in PROMPTS)
+        + f" | {total_s:.0f} | {calls} | {gen} |"
+    )
+    lines.append("")
+    lines.append(
+        f"Accuracy on each task's test split with its 95% Wilson interval. Model {fixed['model']}, seed "
+        f"{fixed['seed']}, {fixed['steps']} steps, {fixed['train']}/{fixed['dev']}/{fixed['test']} "
+        f"train/dev/test examples, minibatch {fixed['batch_size']}, reasoning up to {fixed['max_new_tokens']} "
+        f"tokens, initial prompt {fixed['initial_prompt']!r}, refinement {'on' if fixed['refine'] else 'off'}."
+    )
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+    plot(out / "accuracy.png", rows)
+
+
+def plot(path: Path, rows: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    width = 0.8 / len(PROMPTS)
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(rows) + 2), 4.5))
+    for i, k in enumerate(PROMPTS):
+        xs = [j + (i - (len(PROMPTS) - 1) / 2) * width for j in range(len(rows))]
+        acc = [r["scores"][k]["accuracy"] for r in rows]
+        err = [
+            [a - r["scores"][k]["ci95"][0] for a, r in zip(acc, rows, strict=True)],
+            [r["scores"][k]["ci95"][1] - a for a, r in zip(acc, rows, strict=True)],
+        ]
+        ax.bar(xs, acc, width, yerr=err, capsize=2, label=LABELS[k])
+    ax.set_xticks(range(len(rows)))
+    ax.set_xticklabels([r["task"].removeprefix("bbh/") for r in rows], rotation=40, ha="right", fontsize=8)
+    ax.set_ylabel("test accuracy (95% interval)")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8, ncol=len(PROMPTS))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=None, help="benchmark data folder (default ../shared/data)")
+    parser.add_argument("--tasks", nargs="+", help="bbh/NAME, gsm8k, folio or task specs (default: all in --data)")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "accuracy")
+    parser.add_argument("--model", default="smollm2")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--train", type=int, default=24)
+    parser.add_argument("--dev", type=int, default=24)
+    parser.add_argument("--test", type=int, default=48)
+    parser.add_argument("--batch-size", type=int, default=6)
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--initial-prompt", default=DEFAULT_INITIAL)
+    parser.add_argument(
+        "--refine",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="chat-model refinement (off by default: the 135M model rarely writes a usable prompt)",
+    )
+    args = parser.parse_args(argv)
+    try:
+        fixed = {k: getattr(args, k) for k in FIXED}
+        common = {"keep_best": 4, "cross_task": False}
+        specs = task_specs(args.data or default_data_dir(), args.tasks)
+        check_out_folder(args.out, fixed)
+        (args.out / "tasks").mkdir(exist_ok=True)
+        rows = []
+        with progress_bar("benchmark", total=len(specs), unit="tasks", keep=True) as bar:
+            for name, spec in specs.items():
+                path = args.out / "tasks" / f"{name.replace('/', '-')}.json"
+                if path.is_file():
+                    rows.append(json.loads(path.read_text()))
+                    print(f"{name}: done earlier, kept", file=sys.stderr)
+                else:
+                    bar.update(info=name)
+                    row = run_task(name, spec, fixed, common, args.out)
+                    tmp = path.with_suffix(".tmp")
+                    tmp.write_text(json.dumps(row, indent=2))
+                    tmp.replace(path)
+                    rows.append(row)
+                    s = row["scores"]
+                    print(
+                        f"{name}: "
+                        + ", ".join(f"{LABELS[k]} {s[k]['accuracy']:.3f}" for k in PROMPTS)
+                        + f" ({row['test_examples']} test, {row['seconds']:.0f} s)",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                bar.advance()
+        write_summary(args.out, rows, fixed)
+    except GradpromptError as exc:
+        print(f"accuracy benchmark: {exc}", file=sys.stderr)
+        return 2
+    print((args.out / "results.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,120 @@
+"""The run report and the accuracy benchmark on the real bundled model: a short real run with a
+human edit explains itself in HTML and Markdown, and the benchmark runs end to end, resumes
+without redoing a finished task, and refuses to mix settings in one folder."""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+import pytest
+from helpers import SMALL_RUN, run_cli
+
+from graph import optimize, report
+from nodes.errors import GradpromptError
+
+pytestmark = pytest.mark.model
+
+EDITED = "Compare both numbers carefully, then answer."
+PNG = b"\x89PNG\r\n\x1a\n"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("runs")
+    answers = iter([{"action": "edit", "prompt": EDITED}, {"action": "approve"}])
+    result = optimize(
+        "builtin:compare",
+        steps=2,
+        human_approval=True,
+        approver=lambda request: next(answers),
+        run_dir=run_dir,
+        store=str(run_dir / "store"),
+        **SMALL_RUN,
+    )
+    return run_dir, result
+
+
+def test_html_report_has_every_section(short_run, tmp_path):
+    run_dir, result = short_run
+    path = report(result.run_id, out=tmp_path, run_dir=run_dir)
+    text = path.read_text()
+    for section in ("Summary", "Score per step", "Steps", "Prompt evolution", "Edit limit per step"):
+        assert f"<h2>{section}</h2>" in text
+    assert "<h2>Candidate sources</h2>" in text and "<h2>Time per node</h2>" in text
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', text)
+    assert len(images) == 4 and all(base64.b64decode(i).startswith(PNG) for i in images)
+    # the human edit at step 0 is shown as a word diff, and the sources table counts it as accepted
+    assert "<ins>" in text and "carefully," in text
+    rows = dict(re.findall(r"<tr><td>(\w+)</td><td>\d+</td><td>(\d+)</td>", text))
+    assert rows["human"] == "1"
+    assert result.best_prompt in text or "chosen prompt" in text
+
+
+def test_markdown_report_with_dev_scores_for_every_step(short_run, tmp_path):
+    run_dir, result = short_run
+    path = report(result.run_id, out=tmp_path, fmt="md", score_dev=True, run_dir=run_dir)
+    text = path.read_text()
+    for name in ("scores", "edit_limit", "sources", "timings"):
+        assert f"]({name}.png)" in text
+        assert (tmp_path / f"{name}.png").read_bytes().startswith(PNG)
+    steps = [line for line in text.splitlines() if re.match(r"\| [01] \| ", line)]
+    assert len(steps) == 2
+    dev_column = [line.split(" | ")[6] for line in steps]
+    assert all(re.fullmatch(r"\d\.\d{3}", v) for v in dev_column)  # every step has a dev accuracy
+    assert "| human | 1 | 1 | 100% |" in text
+    assert "by human" in text
+
+
+def test_report_from_the_cli_and_its_errors(short_run, tmp_path):
+    run_dir, result = short_run
+    out = run_cli("report", result.run_id, "--out", str(tmp_path), "--json", run_dir=run_dir)
+    assert out.returncode == 0, out.stderr
+    assert Path(json.loads(out.stdout)["report"]).is_file()
+    missing = run_cli("report", "no-such-run", run_dir=run_dir)
+    assert missing.returncode == 2 and "no-such-run" in missing.stderr
+    with pytest.raises(GradpromptError, match="html or md"):
+        report(result.run_id, fmt="pdf", run_dir=run_dir)
+
+
+def _benchmark():
+    spec = importlib.util.spec_from_file_location("accuracy_benchmark", ROOT / "benchmarks" / "accuracy.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+TINY = ["--steps", "1", "--train", "4", "--dev", "4", "--test", "6", "--batch-size", "2", "--max-new-tokens", "8"]
+
+
+def test_accuracy_benchmark_end_to_end_and_resume(tmp_path, capsys):
+    bench = _benchmark()
+    out = tmp_path / "bench"
+    args = ["--tasks", "builtin:compare", "--out", str(out), *TINY]
+    assert bench.main(args) == 0
+    row = json.loads((out / "tasks" / "builtin-compare.json").read_text())
+    assert set(row["scores"]) == {"empty", "step_by_step", "initial", "optimized"}
+    for s in row["scores"].values():
+        assert s["n"] == 6 and s["correct"] == round(s["accuracy"] * 6)
+        assert s["ci95"][0] <= s["accuracy"] <= s["ci95"][1]
+    assert row["usage"]["calls"] > 0 and row["usage"]["tokens_generated"] > 0 and row["seconds"] > 0
+    table = (out / "results.md").read_text()
+    assert "| builtin-compare | 6 |" in table and "mean of 1 tasks" in table
+    assert (out / "accuracy.png").read_bytes().startswith(PNG)
+
+    # the second call keeps the finished task: no new run, no new file
+    before = (out / "tasks" / "builtin-compare.json").stat().st_mtime_ns
+    runs_before = sorted(p.name for p in (out / "runs").iterdir())
+    capsys.readouterr()
+    assert bench.main(args) == 0
+    assert "done earlier, kept" in capsys.readouterr().err
+    assert (out / "tasks" / "builtin-compare.json").stat().st_mtime_ns == before
+    assert sorted(p.name for p in (out / "runs").iterdir()) == runs_before
+
+    # other settings in the same folder are refused with the fix named
+    assert bench.main([*args[:-2], "--max-new-tokens", "16"]) == 2
+    assert "max_new_tokens" in capsys.readouterr().err
