@@ -12,7 +12,7 @@ TORCH ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo "torch>=2.4" || e
 export HF_HUB_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench bench-accuracy clean
 
 setup: $(STAMP)
 
@@ -36,6 +36,9 @@ test: lint
 
 bench: setup
 	$(BIN)/python benchmarks/step_speed.py
+
+bench-accuracy: setup
+	$(BIN)/python benchmarks/accuracy.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,65 +1,75 @@
-"""Time one GReaTer step on the bundled model, batched against a naive one-example-at-a-time step.
+"""Time the optimization step on the bundled model, batched against a naive one-example-at-a-time
+implementation, in the same process and on the same examples.
 
-The naive step does what the reference implementation does: for every example on its own, it
-generates the reasoning, then generates the answer from a fresh prefill; it takes the proposal
-distribution and the one-hot gradient with one forward and one backward per example; and it
-evaluates each candidate prompt by regenerating example by example. The batched step is
-gradprompt's: one decode over all examples (and, for evaluation, all candidates x examples) on one
-KV cache, drafts from the current reasoning, and one forward + backward for the whole minibatch.
+The naive engine does what the reference implementation does: for every prompt and every example
+on its own, it generates the reasoning, then generates the answer from a fresh prefill and takes
+the prompt's NLL with another forward; the gradient is one forward and one backward per example.
+gradprompt's engine decodes all prompts x examples together on one KV cache, drafts candidates'
+reasoning from the current prompt's, and takes the gradient in one forward + backward. The naive
+engine is swapped in under the same node code, so both give the same candidates and scores (the
+benchmark checks it).
 
-Both produce the same candidates and scores (checked at the end of each run); the table reports
-medians over repeats and the ratio. The last line reads ``speedup: X.X`` (naive / batched).
+Three measurements:
+
+1. **phases** at the base size (medians over ``--repeats``): reason, propose+gradient, evaluate.
+2. **graph step**: one whole step of the LangGraph run (retrieve, reason, propose, refine,
+   evaluate, select, approve), with retrieval from a populated trajectory store and refinement by
+   the local chat model, from the run's own node timings.
+3. **scaling**: time per step as the minibatch grows (``--batch-sizes``) and as the reasoning
+   budget grows (``--lengths``).
+
+Each row reports seconds, the naive/batched ratio, generated tokens per second and the share of
+the time spent inside model forward and backward passes. The tables go to ``OUT/step_speed.md``
+(and ``.json``), the scaling plot to ``OUT/step_speed.png``; the last line printed reads
+``speedup: X.X`` (naive / batched, phases at the base size).
 
     python benchmarks/step_speed.py [--examples 8] [--max-new-tokens 128] [--repeats 3]
+    python benchmarks/step_speed.py --no-scaling --no-graph     # the phase table only
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
+import shutil
 import statistics
+import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
+from unittest import mock
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
-import torch
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
-from nodes.greater import Proposal, Rollout, choose, forced_rows, propose, rollout
-from nodes.runtime.candidates import example_groups, propose_candidates
-from nodes.runtime.runtime import Runtime
-from nodes.runtime.scoring import one_hot_loss
-from nodes.settings import StepSettings
-from nodes.tasks import builtin_task
+import torch  # noqa: E402
+
+import nodes.greater as greater  # noqa: E402
+from graph.api import optimize  # noqa: E402
+from nodes.greater import Rollout  # noqa: E402
+from nodes.runtime.progress_bars import progress_bar  # noqa: E402
+from nodes.runtime.runtime import Runtime  # noqa: E402
+from nodes.runtime.scoring import PositionGradient, window_gradients  # noqa: E402
+from nodes.runtime.usage import UsageCounts  # noqa: E402
+from nodes.settings import StepSettings  # noqa: E402
+from nodes.tasks import builtin_task  # noqa: E402
 
 PHASES = ("reason", "propose+gradient", "evaluate")
+STEP_NODES = ("retrieve", "reason", "propose", "refine", "evaluate", "select", "approve")
+ENGINES = ("naive", "batched")
 
 
-class CallCounter:
-    """Counts forward calls of the model (each generate step is one call)."""
-
-    def __init__(self, model: torch.nn.Module):
-        self.calls = 0
-        model.register_forward_pre_hook(self._hook)
-
-    def _hook(self, *_):
-        self.calls += 1
+# ----- the naive engine --------------------------------------------------------------------------
 
 
-@contextmanager
-def timed(times: dict[str, float], calls: dict[str, int], phase: str, counter: CallCounter):
-    start, before = time.perf_counter(), counter.calls
-    yield
-    times[phase] = time.perf_counter() - start
-    calls[phase] = counter.calls - before
-
-
-# ----- the naive step ---------------------------------------------------------------------------
-
-
-def naive_rollout(rt: Runtime, fmt, examples, prompt, max_new: int) -> Rollout:
+def naive_rollout_one(rt: Runtime, fmt, examples, prompt, max_new: int) -> Rollout:
     reasonings, answers, correct, nlls = [], [], [], []
     for ex in examples:
         ctx = rt.layout.encode(ex.question, prompt)
@@ -67,91 +77,245 @@ def naive_rollout(rt: Runtime, fmt, examples, prompt, max_new: int) -> Rollout:
         extractor = rt.extractor_ids(fmt.extractor(ex.question))
         answer = rt.generate([ctx.ids + reasoning + extractor], fmt.max_answer_tokens)[0]
         text = rt.tokenizer.decode(answer, skip_special_tokens=True)
-        with torch.no_grad():
-            logits = rt.model(input_ids=torch.tensor([ctx.ids], device=rt.device)).logits[0]
-        logp = torch.log_softmax(logits[ctx.prompt[0] - 1 : ctx.prompt[1] - 1].float(), -1)
-        targets = torch.tensor(ctx.ids[ctx.prompt[0] : ctx.prompt[1]], device=rt.device)
-        nlls.append(float(-logp.gather(1, targets[:, None]).mean()))
+        if ctx.prompt[1] > ctx.prompt[0]:
+            with torch.no_grad():
+                logits = rt.model(input_ids=torch.tensor([ctx.ids], device=rt.device)).logits[0]
+            logp = torch.log_softmax(logits[ctx.prompt[0] - 1 : ctx.prompt[1] - 1].float(), -1)
+            targets = torch.tensor(ctx.ids[ctx.prompt[0] : ctx.prompt[1]], device=rt.device)
+            nlls.append(float(-logp.gather(1, targets[:, None]).mean()))
+        else:
+            nlls.append(0.0)
         reasonings.append(reasoning)
         answers.append(text)
         correct.append(fmt.is_correct(text, ex.answer, ex.question))
     return Rollout(tuple(prompt), reasonings, answers, correct, sum(nlls) / len(nlls))
 
 
-def naive_propose(rt, fmt, settings, examples, prompt, position, reasonings, rng) -> Proposal:
-    groups = example_groups(len(examples), settings.group_size, settings.n_groups, rng)
-    rows = forced_rows(rt, fmt, examples, prompt, reasonings)
-    dists = []
-    for ex in examples:
-        ctx = rt.layout.encode(ex.question, prompt)
-        with torch.no_grad():
-            logits = rt.model(input_ids=torch.tensor([ctx.ids], device=rt.device)).logits[0]
-        dists.append(torch.log_softmax(logits[ctx.prompt[0] + position - 1].float(), -1))
-    current = prompt[position]
-    banned = [prompt[position - 1]] if position > 0 else []
-    cands = propose_candidates(
-        torch.stack(dists),
-        rt.allowed_tokens,
-        banned,
-        top_k=settings.top_k,
-        groups=groups,
-        min_count=2 * settings.n_evaluate,
-    )
-    if current not in cands:
-        cands.append(current)
-    cand_t = torch.tensor(cands, device=rt.device)
-    total = torch.zeros(len(cands), dtype=torch.float32, device=rt.device)
-    for row in rows:
-        weights = torch.zeros(len(cands), device=rt.device)
-        weights[cands.index(current)] = 1.0
-        weights.requires_grad_(True)
-        with torch.enable_grad():
-            loss = one_hot_loss(
-                rt,
-                [row],
-                position,
-                cand_t,
-                weights,
-                temperature=settings.temperature,
-                nll_weight=settings.grad_nll_weight,
+def naive_rollout(rt, fmt, examples, prompts, max_new_tokens, drafts=None, label=None) -> list[Rollout]:
+    """Same signature as the batched rollout; ignores drafts (the naive engine has none)."""
+    return [naive_rollout_one(rt, fmt, examples, p, max_new_tokens) for p in prompts]
+
+
+def naive_window_gradients(rt, rows, positions, *, temperature, nll_weight) -> list[PositionGradient]:
+    """One forward and one backward per example, summed: the same gradient, B times the calls."""
+    per_row = [window_gradients(rt, [r], positions, temperature=temperature, nll_weight=nll_weight) for r in rows]
+    out = []
+    for i in range(len(positions)):
+        parts = [g[i] for g in per_row]
+        out.append(
+            PositionGradient(
+                embed_grad=torch.stack([p.embed_grad for p in parts]).sum(0),
+                position_logprobs=torch.cat([p.position_logprobs for p in parts]),
+                answer_ce=torch.cat([p.answer_ce for p in parts]),
+                prompt_nll=torch.cat([p.prompt_nll for p in parts]),
+                prompt_len=parts[0].prompt_len,
+                nll_weight=parts[0].nll_weight,
             )
-            loss.backward()
-        total += weights.grad
-    values = total.tolist()
-    ranked = [c for _, c in sorted(zip(values, cands, strict=True), key=lambda vc: vc[0])]
-    return Proposal(position, current, tuple(prompt), cands, values, ranked)
+        )
+    return out
 
 
-def naive_evaluate(rt, fmt, settings, examples, proposal, current_rollout):
-    top = [proposal.prompt_with(t) for t in proposal.ranked[: settings.n_evaluate]]
-    return [(p, naive_rollout(rt, fmt, examples, p, settings.max_new_tokens)) for p in top]
+@contextmanager
+def engine(kind: str) -> Iterator[None]:
+    """Swap the naive engine in under the unchanged node and step code."""
+    if kind == "batched":
+        yield
+        return
+    with (
+        mock.patch("nodes.greater.rollout", naive_rollout),
+        mock.patch("nodes.reason.rollout", naive_rollout),
+        mock.patch("nodes.greater.window_gradients", naive_window_gradients),
+    ):
+        yield
 
 
-# ----- one step each way ------------------------------------------------------------------------
+# ----- measurements ------------------------------------------------------------------------------
 
 
-def run_step(rt, fmt, settings, examples, prompt, counter, naive: bool):
-    times: dict[str, float] = {}
-    calls: dict[str, int] = {}
-    position = 1
-    with timed(times, calls, "reason", counter):
-        if naive:
-            current = naive_rollout(rt, fmt, examples, prompt, settings.max_new_tokens)
-        else:
-            current = rollout(rt, fmt, examples, [prompt], settings.max_new_tokens)[0]
-    with timed(times, calls, "propose+gradient", counter):
-        fn: Callable = naive_propose if naive else propose
-        proposal = fn(rt, fmt, settings, examples, prompt, position, current.reasonings, random.Random(0))
-    with timed(times, calls, "evaluate", counter):
-        if naive:
-            evaluated = naive_evaluate(rt, fmt, settings, examples, proposal, current)
-        else:
-            evaluated = choose(rt, fmt, settings, examples, proposal, current).evaluated
-    scores = {p: round(r.score(settings.score_nll_weight), 4) for p, r in evaluated}
-    return times, calls, proposal, scores
+class Meter:
+    """Seconds and model usage of one piece of work."""
+
+    def __init__(self, rt: Runtime):
+        self.rt = rt
+        self.seconds = 0.0
+        self.usage = UsageCounts()
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        start, before = time.perf_counter(), self.rt.usage.snapshot()
+        yield
+        self.seconds = time.perf_counter() - start
+        self.usage = self.rt.usage.snapshot() - before
+
+    def row(self) -> dict:
+        s = max(self.seconds, 1e-9)
+        return {
+            "seconds": self.seconds,
+            "calls": self.usage.calls,
+            "tokens_generated": self.usage.tokens_generated,
+            "tokens_per_s": self.usage.tokens_generated / s,
+            "model_share": min(1.0, self.usage.model_seconds / s),
+        }
 
 
-def main() -> None:
+def phase_step(rt: Runtime, task, settings: StepSettings, examples, prompt) -> tuple[dict[str, dict], list]:
+    """reason, propose+gradient and evaluate once; returns per-phase rows and the candidate scores.
+    Calls go through the module so the naive engine, when patched in, is the one that runs."""
+    fmt = task.answer_format
+    rows = {}
+    m = Meter(rt)
+    with m():
+        current = greater.rollout(rt, fmt, examples, [prompt], settings.max_new_tokens)[0]
+    rows["reason"] = m.row()
+    m = Meter(rt)
+    with m():
+        proposal = greater.propose(rt, fmt, settings, examples, prompt, 1, current.reasonings, random.Random(0))
+    rows["propose+gradient"] = m.row()
+    m = Meter(rt)
+    with m():
+        choice = greater.choose(rt, fmt, settings, examples, proposal, current)
+    rows["evaluate"] = m.row()
+    rows["step"] = {
+        "seconds": sum(r["seconds"] for r in rows.values()),
+        "calls": sum(r["calls"] for r in rows.values()),
+        "tokens_generated": sum(r["tokens_generated"] for r in rows.values()),
+    }
+    s = rows["step"]
+    s["tokens_per_s"] = s["tokens_generated"] / s["seconds"]
+    s["model_share"] = sum(r["model_share"] * r["seconds"] for k, r in rows.items() if k != "step") / s["seconds"]
+    scores = sorted((list(p), round(r.score(settings.score_nll_weight), 4)) for p, r in choice.evaluated)
+    return rows, scores
+
+
+def one_step_run(args, store: Path, run_dir: Path, **settings):
+    """A one-step run of the graph on the benchmark's task (dev of one example, no test split)."""
+    return optimize(
+        f"builtin:{args.task}",
+        steps=1,
+        train=args.examples,
+        dev=1,
+        test=0,
+        batch_size=args.examples,
+        keep_best=1,
+        trajectory=True,
+        store=str(store),
+        run_dir=run_dir,
+        **settings,
+    )
+
+
+def graph_step(rt: Runtime, kind: str, args, store: Path, run_dir: Path) -> dict:
+    """One step of the real graph; time and usage from the end of ``prepare`` to the end of the step."""
+    marks: dict[str, tuple[float, UsageCounts]] = {}
+
+    def on_update(node: str, update: dict, settings: dict) -> None:
+        if node in ("prepare", "advance"):
+            marks[node] = (time.perf_counter(), rt.usage.snapshot())
+
+    with engine(kind):
+        result = one_step_run(
+            args,
+            store,
+            run_dir,
+            max_new_tokens=args.max_new_tokens,
+            n_evaluate=args.candidates,
+            refine=True,
+            on_update=on_update,
+        )
+    (t0, u0), (t1, u1) = marks["prepare"], marks["advance"]
+    seconds, usage = t1 - t0, u1 - u0
+    timings = result.history[0]["timings"]
+    return {
+        "seconds": seconds,
+        "nodes": {n: timings.get(n, 0.0) for n in STEP_NODES},
+        "calls": usage.calls,
+        "tokens_generated": usage.tokens_generated,
+        "tokens_per_s": usage.tokens_generated / seconds,
+        "model_share": min(1.0, usage.model_seconds / seconds),
+        "candidates": sorted(c["text"] for c in result.history[0]["candidates"]),
+    }
+
+
+# ----- output ------------------------------------------------------------------------------------
+
+
+def _ratio(n: float, b: float) -> str:
+    return f"{n / b:.1f}x" if b > 0 else "-"
+
+
+def phase_table(med: dict[str, dict[str, dict]]) -> list[str]:
+    lines = [
+        "| phase | naive (s) | batched (s) | ratio | naive calls | batched calls | batched tokens/s | "
+        "naive tokens/s | batched in model | naive in model |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for p in (*PHASES, "step"):
+        n, b = med["naive"][p], med["batched"][p]
+        lines.append(
+            f"| {p} | {n['seconds']:.1f} | {b['seconds']:.1f} | {_ratio(n['seconds'], b['seconds'])} | "
+            f"{n['calls']:.0f} | {b['calls']:.0f} | {b['tokens_per_s']:.0f} | {n['tokens_per_s']:.0f} | "
+            f"{b['model_share']:.0%} | {n['model_share']:.0%} |"
+        )
+    return lines
+
+
+def graph_table(g: dict[str, dict]) -> list[str]:
+    lines = ["| node | naive (s) | batched (s) | ratio |", "|---|---:|---:|---:|"]
+    for node in STEP_NODES:
+        n, b = g["naive"]["nodes"][node], g["batched"]["nodes"][node]
+        lines.append(f"| {node} | {n:.1f} | {b:.1f} | {_ratio(n, b)} |")
+    n, b = g["naive"], g["batched"]
+    lines.append(f"| **whole step** | {n['seconds']:.1f} | {b['seconds']:.1f} | {_ratio(n['seconds'], b['seconds'])} |")
+    lines.append("")
+    lines.append(
+        f"Generated tokens per second: naive {n['tokens_per_s']:.0f}, batched {b['tokens_per_s']:.0f}. "
+        f"Share of the step inside model forward/backward passes: naive {n['model_share']:.0%}, "
+        f"batched {b['model_share']:.0%}."
+    )
+    return lines
+
+
+def scaling_table(points: list[dict]) -> list[str]:
+    lines = [
+        "| examples | reasoning tokens | naive (s) | batched (s) | ratio | naive tokens/s | batched tokens/s |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for p in points:
+        n, b = p["naive"], p["batched"]
+        lines.append(
+            f"| {p['examples']} | {p['max_new_tokens']} | {n['seconds']:.1f} | {b['seconds']:.1f} | "
+            f"{_ratio(n['seconds'], b['seconds'])} | {n['tokens_per_s']:.0f} | {b['tokens_per_s']:.0f} |"
+        )
+    return lines
+
+
+def plot(path: Path, points: list[dict], base_examples: int, base_tokens: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, key, fixed_key, fixed, label in (
+        (axes[0], "examples", "max_new_tokens", base_tokens, "minibatch (examples)"),
+        (axes[1], "max_new_tokens", "examples", base_examples, "reasoning budget (tokens)"),
+    ):
+        pts = sorted((p for p in points if p[fixed_key] == fixed), key=lambda p: p[key])
+        xs = [p[key] for p in pts]
+        for kind, style in (("naive", "o-"), ("batched", "s-")):
+            ax.plot(xs, [p[kind]["seconds"] for p in pts], style, label=kind)
+        ax.set(xlabel=label, ylabel="seconds per step", xscale="log", yscale="log")
+        ax.set_xticks(xs)
+        ax.set_xticklabels([str(x) for x in xs])
+        other = "reasoning tokens" if fixed_key == "max_new_tokens" else "examples"
+        ax.set_title(f"{fixed} {other}")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="smollm2")
     parser.add_argument("--task", default="compare", help="built-in task name")
@@ -159,59 +323,126 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--candidates", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
+    parser.add_argument("--graph", action=argparse.BooleanOptionalAction, default=True, help="time a graph step")
+    parser.add_argument("--scaling", action=argparse.BooleanOptionalAction, default=True, help="time the sweeps")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[4, 8, 16, 32])
+    parser.add_argument("--lengths", type=int, nargs="+", default=[64, 128, 256])
+    parser.add_argument("--scaling-candidates", type=int, default=1, help="candidates evaluated per step in the sweeps")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "step_speed")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
 
     rt = Runtime.from_spec(args.model)
-    counter = CallCounter(rt.model)
     task = builtin_task(args.task)
-    settings = StepSettings(batch_size=args.examples, max_new_tokens=args.max_new_tokens, n_evaluate=args.candidates)
-    examples = task.split(0, 100, 10, 10).train[: args.examples]
+    pool = task.split(0, max(100, *args.batch_sizes), 10, 10).train
     prompt = tuple(rt.encode_prompt("Let's think step by step."))
     rt.allowed_tokens  # noqa: B018 - computed once per process, not part of a step
+    report: dict = {
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "threads": torch.get_num_threads(),
+        "device": rt.device.type,
+    }
 
-    results = {"naive": [], "batched": []}
-    checks = []
-    for rep in range(args.repeats):
-        for kind in ("batched", "naive"):
-            times, calls, proposal, scores = run_step(
-                rt, task.answer_format, settings, examples, prompt, counter, naive=kind == "naive"
-            )
-            results[kind].append((times, calls))
-            checks.append((kind, proposal.ranked[: args.candidates], scores))
-            print(f"repeat {rep + 1} {kind:7s} " + "  ".join(f"{p} {times[p]:.1f}s" for p in PHASES), flush=True)
-
-    batched_top = [c for k, c, _ in checks if k == "batched"]
-    naive_top = [c for k, c, _ in checks if k == "naive"]
-    same_candidates = batched_top[0] == naive_top[0]
-    same_scores = all(
-        abs(a - b) < 1e-3
-        for (_, _, sa), (_, _, sb) in zip(checks[0::2], checks[1::2], strict=True)
-        for a, b in zip(sorted(sa.values()), sorted(sb.values()), strict=True)
+    # 1. phases at the base size
+    settings = StepSettings(batch_size=args.examples, max_new_tokens=args.max_new_tokens, n_evaluate=args.candidates)
+    phase_step(rt, task, settings, pool[: args.examples], prompt)  # warm-up: first-call costs are not a step's
+    runs: dict[str, list] = {k: [] for k in ENGINES}
+    scores: dict[str, list] = {k: [] for k in ENGINES}
+    with progress_bar("phases", total=args.repeats * 2, unit="steps") as bar:
+        for rep in range(args.repeats):
+            for kind in ("batched", "naive"):
+                with engine(kind):
+                    rows, sc = phase_step(rt, task, settings, pool[: args.examples], prompt)
+                runs[kind].append(rows)
+                scores[kind].append(sc)
+                print(
+                    f"repeat {rep + 1} {kind:7s} " + "  ".join(f"{p} {rows[p]['seconds']:.1f}s" for p in PHASES),
+                    file=sys.stderr,
+                    flush=True,
+                )
+                bar.advance()
+    med = {
+        kind: {
+            p: {k: statistics.median(r[p][k] for r in runs[kind]) for k in runs[kind][0][p]} for p in (*PHASES, "step")
+        }
+        for kind in ENGINES
+    }
+    same = all(
+        [p for p, _ in a] == [p for p, _ in b] and all(abs(x - y) < 1e-3 for (_, x), (_, y) in zip(a, b, strict=True))
+        for a, b in zip(scores["naive"], scores["batched"], strict=True)
     )
+    report["phases"] = med
+    report["same_candidates_and_scores"] = same
 
-    def median(kind: str, phase: str) -> float:
-        return statistics.median(t[phase] for t, _ in results[kind])
+    lines = [
+        f"Model {args.model} on {rt.device.type} ({torch.get_num_threads()} threads); built-in task {args.task}.",
+        "",
+        f"### Phases: {args.examples} examples, {args.max_new_tokens} reasoning tokens, {args.candidates} "
+        f"candidates, median of {args.repeats}",
+        "",
+        *phase_table(med),
+        "",
+        f"Same candidates and scores from both engines: {same}.",
+    ]
 
-    def total(kind: str) -> float:
-        return statistics.median(sum(t.values()) for t, _ in results[kind])
+    # 2. one whole graph step, retrieval and refinement on
+    if args.graph:
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            # populate the trajectory so the measured steps retrieve from it
+            one_step_run(args, tmp / "store", tmp / "warmup", max_new_tokens=16, refine=False)
+            g = {}
+            for kind in ("batched", "naive"):
+                shutil.copytree(tmp / "store", tmp / f"store-{kind}")
+                g[kind] = graph_step(rt, kind, args, tmp / f"store-{kind}", tmp / f"runs-{kind}")
+                print(f"graph step {kind}: {g[kind]['seconds']:.1f}s", file=sys.stderr, flush=True)
+        report["graph_step"] = g
+        lines += [
+            "",
+            f"### One graph step (retrieval and refinement on): {args.examples} examples, "
+            f"{args.max_new_tokens} reasoning tokens, {args.candidates} candidates",
+            "",
+            *graph_table(g),
+            f"Same candidates from both engines: {g['naive']['candidates'] == g['batched']['candidates']}.",
+        ]
 
-    print()
-    print(
-        f"model {args.model}, {args.examples} examples, {args.max_new_tokens} reasoning tokens, "
-        f"{args.candidates} candidates, {args.repeats} repeats, {torch.get_num_threads()} threads on "
-        f"{rt.device.type}"
-    )
-    print(f"same top candidates: {same_candidates}; same candidate scores: {same_scores}")
-    print()
-    print("| phase | naive (s) | batched (s) | ratio | naive model calls | batched model calls |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for p in PHASES:
-        n, b = median("naive", p), median("batched", p)
-        nc, bc = results["naive"][0][1][p], results["batched"][0][1][p]
-        print(f"| {p} | {n:.1f} | {b:.1f} | {n / b:.1f}x | {nc} | {bc} |")
-    n, b = total("naive"), total("batched")
-    print(f"| step | {n:.1f} | {b:.1f} | {n / b:.1f}x | | |")
-    print(f"speedup: {n / b:.1f}")
+    # 3. scaling sweeps
+    if args.scaling:
+        sizes = [(b, args.max_new_tokens) for b in args.batch_sizes]
+        sizes += [(args.examples, n) for n in args.lengths if (args.examples, n) not in sizes]
+        points = []
+        with progress_bar("scaling", total=len(sizes) * 2, unit="steps") as bar:
+            for b, n in sizes:
+                s = StepSettings(batch_size=b, max_new_tokens=n, n_evaluate=args.scaling_candidates)
+                point = {"examples": b, "max_new_tokens": n}
+                for kind in ("batched", "naive"):
+                    with engine(kind):
+                        point[kind] = phase_step(rt, task, s, pool[:b], prompt)[0]["step"]
+                    bar.advance()
+                points.append(point)
+                print(
+                    f"scaling {b} examples {n} tokens: naive {point['naive']['seconds']:.1f}s "
+                    f"batched {point['batched']['seconds']:.1f}s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        report["scaling"] = points
+        plot(args.out / "step_speed.png", points, args.examples, args.max_new_tokens)
+        lines += [
+            "",
+            f"### Scaling: one step (reason, propose+gradient, evaluate {args.scaling_candidates} candidate(s)), "
+            "single run per point",
+            "",
+            *scaling_table(points),
+            "",
+            "![time per step](step_speed.png)",
+        ]
+
+    speedup = med["naive"]["step"]["seconds"] / med["batched"]["step"]["seconds"]
+    (args.out / "step_speed.md").write_text("\n".join(lines) + "\n")
+    (args.out / "step_speed.json").write_text(json.dumps(report, indent=2))
+    print("\n".join(lines))
+    print(f"speedup: {speedup:.1f}")
 
 
 if __name__ == "__main__":

@@ -116,6 +116,20 @@ def draw(rep: RunReport) -> dict[str, bytes]:
     return out
 
 
+def _marked_diff(diff: list[dict], removed: tuple[str, str], added: tuple[str, str], escape) -> str:
+    """A word diff as text, removed and added words wrapped in the format's markers."""
+    parts = []
+    for d in diff:
+        if d["op"] == "equal":
+            parts.append(escape(d["old"]))
+            continue
+        if d["old"]:
+            parts.append(f"{removed[0]}{escape(d['old'])}{removed[1]}")
+        if d["new"]:
+            parts.append(f"{added[0]}{escape(d['new'])}{added[1]}")
+    return " ".join(parts)
+
+
 def _num(v, digits: int = 3) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
 
@@ -198,16 +212,7 @@ def _html_table(head: list[str], rows: list[list[str]]) -> str:
 
 
 def _html_diff(diff: list[dict]) -> str:
-    parts = []
-    for d in diff:
-        if d["op"] == "equal":
-            parts.append(html.escape(d["old"]))
-            continue
-        if d["old"]:
-            parts.append(f"<del>{html.escape(d['old'])}</del>")
-        if d["new"]:
-            parts.append(f"<ins>{html.escape(d['new'])}</ins>")
-    return " ".join(parts)
+    return _marked_diff(diff, ("<del>", "</del>"), ("<ins>", "</ins>"), html.escape)
 
 
 def to_html(rep: RunReport, figures: dict[str, bytes]) -> str:
@@ -252,16 +257,7 @@ def _md_table(head: list[str], rows: list[list[str]]) -> str:
 
 
 def _md_diff(diff: list[dict]) -> str:
-    parts = []
-    for d in diff:
-        if d["op"] == "equal":
-            parts.append(d["old"])
-            continue
-        if d["old"]:
-            parts.append(f"~~{d['old']}~~")
-        if d["new"]:
-            parts.append(f"**{d['new']}**")
-    return " ".join(parts)
+    return _marked_diff(diff, ("~~", "~~"), ("**", "**"), str)
 
 
 def to_markdown(rep: RunReport, image_names: dict[str, str]) -> str:

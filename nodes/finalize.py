@@ -33,7 +33,7 @@ def finalize(state: dict) -> dict:
         if sess.splits.test
         else []
     )
-    test_acc = {p: r.accuracy for p, r in zip(reported, test, strict=True)}
+    test_acc = {p: r.accuracy for p, r in zip(reported, test, strict=True)} if test else {}
 
     def result(i: int) -> dict:
         p = pool[i]
