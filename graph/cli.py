@@ -102,7 +102,7 @@ def _progress(args: argparse.Namespace):
     """A progress display fed by node updates, or None when quiet."""
     from nodes.runtime.progress_bars import shown
 
-    if args.json or not shown():
+    if not shown():  # off under --json (see main) and when stderr is not a terminal
         return None
     from graph.progress import RunProgress
 

@@ -153,7 +153,7 @@ class Runtime:
         longest = max(len(j.context) + len(j.extractor) for j in jobs)
         self.check_fits(longest + max_new_tokens + max_answer_tokens, "a question with the prompt and its reasoning")
 
-        with progress_bar(label or "", total=len(jobs), unit="rows") if label else nullcontext() as bar:
+        with progress_bar(label, total=len(jobs), unit="rows") if label else nullcontext() as bar:
 
             def chunk(items: list[DecodeJob]) -> list[Decoded]:
                 return reason_and_answer(
