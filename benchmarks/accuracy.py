@@ -1,10 +1,12 @@
 """Test accuracy of the optimized prompt against fixed baselines, task by task, with 95% intervals.
 
-For every task it runs one optimization with the same settings and seed (optimize on train,
-choose on dev, report on test; the splits are disjoint and fixed by the seed), then scores four
-prompts on the same test examples: no prompt, "Let's think step by step.", the initial prompt the
-search started from, and the optimized prompt. It also records the time and the model calls and
-tokens each task spent.
+For every task it runs one optimization with the same settings and seed (race candidates on the
+train split, choose on dev, report on test; the splits are disjoint and fixed by the seed), then
+scores four prompts on the same test examples: no prompt, "Let's think step by step.", the initial
+prompt the search started from, and the optimized prompt (the initial one when the run kept it).
+Per task it reports the paired test gain of the optimized prompt over the initial one with its 95%
+interval and exact McNemar p-value, the majority-answer rate, and the time and model calls and
+tokens spent; over tasks, the mean of each column and of the gain with a 95% t-interval.
 
 Every finished task is saved as ``OUT/tasks/NAME.json`` and a task's run is checkpointed like any
 run, so an interrupted benchmark started again with the same command skips finished tasks and
@@ -51,7 +53,22 @@ LABELS = {
     "optimized": "optimized",
 }
 # Settings that change results; a benchmark folder holds results for one combination only.
-FIXED = ("model", "seed", "steps", "train", "dev", "test", "batch_size", "max_new_tokens", "initial_prompt", "refine")
+FIXED = (
+    "model",
+    "seed",
+    "steps",
+    "train",
+    "dev",
+    "test",
+    "batch_size",
+    "max_new_tokens",
+    "initial_prompt",
+    "refine",
+    "n_evaluate",
+    "acceptance",
+    "race_alpha",
+    "final_alpha",
+)
 
 
 def default_data_dir() -> Path | None:
@@ -142,6 +159,7 @@ def run_task(name: str, spec: str, fixed: dict, common: dict, out: Path) -> dict
     correct = {k: sum(r.correct) for k, r in zip(ids, rolled, strict=True)}
     correct["initial"] = round(result.scores["baseline"]["test"] * n)
     correct["optimized"] = round(result.scores["best"]["test"] * n)
+    final = result.final
     usage = sess.rt.usage.snapshot() - usage_before
     return {
         "task": name,
@@ -158,6 +176,11 @@ def run_task(name: str, spec: str, fixed: dict, common: dict, out: Path) -> dict
             "optimized": result.best_prompt,
         },
         "dev": result.scores,
+        "gain": final["gain"]["test"],
+        "dev_gain": final["gain"]["dev"],
+        "kept_initial": final["kept_initial"],
+        "reason": final["reason"],
+        "majority_answer": final["majority_answer"],
         "steps": result.steps,
         "seconds": round(time.perf_counter() - start, 1),
         "usage": usage.to_json(),
@@ -165,41 +188,77 @@ def run_task(name: str, spec: str, fixed: dict, common: dict, out: Path) -> dict
     }
 
 
+def mean_interval(values: list[float]) -> dict:
+    """Mean over tasks with a 95% t-interval (tasks as the unit; none with a single task)."""
+    from scipy import stats
+
+    m = statistics.fmean(values)
+    if len(values) < 2 or statistics.pstdev(values) == 0:
+        return {"mean": m, "ci95": [m, m] if len(values) > 1 else None}
+    low, high = stats.t.interval(0.95, len(values) - 1, loc=m, scale=stats.sem(values))
+    return {"mean": m, "ci95": [float(low), float(high)]}
+
+
 def write_summary(out: Path, rows: list[dict], fixed: dict) -> None:
     """The Markdown table, the JSON and the chart, from every finished task in the folder."""
-    mean = {k: statistics.fmean(r["scores"][k]["accuracy"] for r in rows) for k in PROMPTS}
-    (out / "results.json").write_text(json.dumps({"settings": fixed, "tasks": rows, "mean": mean}, indent=2))
+    mean = {k: mean_interval([r["scores"][k]["accuracy"] for r in rows]) for k in PROMPTS}
+    gain = mean_interval([r["gain"]["gain"] for r in rows])
+    majority = mean_interval([r["majority_answer"]["accuracy"] for r in rows])
+    worse = [r["task"] for r in rows if r["gain"]["ci95"][1] < 0]
+    better = [r["task"] for r in rows if r["gain"]["ci95"][0] > 0]
+    summary = {
+        "mean": mean,
+        "gain": gain,
+        "majority": majority,
+        "significantly_worse": worse,
+        "significantly_better": better,
+    }
+    (out / "results.json").write_text(json.dumps({"settings": fixed, "tasks": rows, **summary}, indent=2))
 
     def cell(s: dict) -> str:
         return f"{s['accuracy']:.2f} [{s['ci95'][0]:.2f}, {s['ci95'][1]:.2f}]"
 
+    def gain_cell(g: dict) -> str:
+        return f"{g['gain']:+.3f} [{g['ci95'][0]:+.2f}, {g['ci95'][1]:+.2f}] p={g['p_value']:.2f}"
+
+    def mean_cell(m: dict) -> str:
+        ci = m["ci95"]
+        return f"**{m['mean']:.3f}**" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
     lines = [
-        "| task | n test | "
+        "| task | n test | majority | "
         + " | ".join(LABELS[k] for k in PROMPTS)
-        + " | time (s) | model calls | tokens generated |",
-        "|---|---:|" + "---|" * len(PROMPTS) + "---:|---:|---:|",
+        + " | gain over initial | kept initial | time (s) | model calls |",
+        "|---|---:|---:|" + "---|" * len(PROMPTS) + "---|:-:|---:|---:|",
     ]
     for r in rows:
         u = r["usage"]
         lines.append(
-            f"| {r['task']} | {r['test_examples']} | "
+            f"| {r['task']} | {r['test_examples']} | {r['majority_answer']['accuracy']:.2f} | "
             + " | ".join(cell(r["scores"][k]) for k in PROMPTS)
-            + f" | {r['seconds']:.0f} | {u['calls']} | {u['tokens_generated']} |"
+            + f" | {gain_cell(r['gain'])} | {'yes' if r['kept_initial'] else 'no'}"
+            + f" | {r['seconds']:.0f} | {u['calls']} |"
         )
     total_s = sum(r["seconds"] for r in rows)
     calls = sum(r["usage"]["calls"] for r in rows)
-    gen = sum(r["usage"]["tokens_generated"] for r in rows)
+    g = gain
+    gain_mean = f"**{g['mean']:+.3f}**" + (f" [{g['ci95'][0]:+.3f}, {g['ci95'][1]:+.3f}]" if g["ci95"] else "")
     lines.append(
-        f"| **mean of {len(rows)} tasks** | | "
-        + " | ".join(f"**{mean[k]:.3f}**" for k in PROMPTS)
-        + f" | {total_s:.0f} | {calls} | {gen} |"
+        f"| **mean of {len(rows)} tasks** | | {majority['mean']:.2f} | "
+        + " | ".join(mean_cell(mean[k]) for k in PROMPTS)
+        + f" | {gain_mean} | {sum(not r['kept_initial'] for r in rows)} changed | {total_s:.0f} | {calls} |"
     )
     lines.append("")
     lines.append(
-        f"Accuracy on each task's test split with its 95% Wilson interval. Model {fixed['model']}, seed "
-        f"{fixed['seed']}, {fixed['steps']} steps, {fixed['train']}/{fixed['dev']}/{fixed['test']} "
-        f"train/dev/test examples, minibatch {fixed['batch_size']}, reasoning up to {fixed['max_new_tokens']} "
-        f"tokens, initial prompt {fixed['initial_prompt']!r}, refinement {'on' if fixed['refine'] else 'off'}."
+        f"Accuracy on each task's test split with its 95% Wilson interval; the gain is the paired test "
+        f"difference optimized minus initial on the same examples (95% Agresti-Min interval, exact McNemar "
+        f"p-value); means over tasks carry a 95% t-interval over tasks. Tasks significantly worse than the "
+        f"initial prompt: {', '.join(worse) or 'none'}; significantly better: {', '.join(better) or 'none'}. "
+        f"Model {fixed['model']}, seed {fixed['seed']}, {fixed['steps']} steps, "
+        f"{fixed['train']}/{fixed['dev']}/{fixed['test']} train/dev/test examples, gradient batch "
+        f"{fixed['batch_size']}, {fixed['n_evaluate']} gradient candidates raced per step, acceptance "
+        f"{fixed['acceptance']}, reasoning up to {fixed['max_new_tokens']} tokens, initial prompt "
+        f"{fixed['initial_prompt']!r}, refinement {'on' if fixed['refine'] else 'off'}."
     )
     (out / "results.md").write_text("\n".join(lines) + "\n")
     plot(out / "accuracy.png", rows)
@@ -239,11 +298,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="smollm2")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--train", type=int, default=24)
-    parser.add_argument("--dev", type=int, default=24)
-    parser.add_argument("--test", type=int, default=48)
+    parser.add_argument("--train", type=int, default=32)
+    parser.add_argument("--dev", type=int, default=48)
+    parser.add_argument("--test", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=6)
-    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument("--n-evaluate", type=int, default=4)
+    parser.add_argument("--acceptance", choices=["always", "not_worse", "better"], default="not_worse")
+    parser.add_argument("--race-alpha", type=float, default=0.2)
+    parser.add_argument("--final-alpha", type=float, default=0.05)
     parser.add_argument("--initial-prompt", default=DEFAULT_INITIAL)
     parser.add_argument(
         "--refine",

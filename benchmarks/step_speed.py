@@ -53,11 +53,11 @@ import torch  # noqa: E402
 
 import nodes.greater as greater  # noqa: E402
 from graph.api import optimize  # noqa: E402
-from nodes.greater import Rollout  # noqa: E402
 from nodes.runtime.progress_bars import progress_bar  # noqa: E402
 from nodes.runtime.runtime import Runtime  # noqa: E402
 from nodes.runtime.scoring import PositionGradient, window_gradients  # noqa: E402
 from nodes.runtime.usage import UsageCounts  # noqa: E402
+from nodes.selection import Outcome  # noqa: E402
 from nodes.settings import StepSettings  # noqa: E402
 from nodes.tasks import builtin_task  # noqa: E402
 
@@ -69,31 +69,33 @@ ENGINES = ("naive", "batched")
 # ----- the naive engine --------------------------------------------------------------------------
 
 
-def naive_rollout_one(rt: Runtime, fmt, examples, prompt, max_new: int) -> Rollout:
-    reasonings, answers, correct, nlls = [], [], [], []
-    for ex in examples:
-        ctx = rt.layout.encode(ex.question, prompt)
-        reasoning = rt.generate([ctx.ids], max_new)[0]
-        extractor = rt.extractor_ids(fmt.extractor(ex.question))
-        answer = rt.generate([ctx.ids + reasoning + extractor], fmt.max_answer_tokens)[0]
-        text = rt.tokenizer.decode(answer, skip_special_tokens=True)
+def naive_outcome(rt: Runtime, fmt, ex, prompt, max_new: int) -> Outcome:
+    """One example as the reference code does it: reasoning and answer as two ``generate`` calls,
+    the prompt NLL and the gold answer's log-probability as two more forwards."""
+    ctx = rt.layout.encode(ex.question, prompt)
+    reasoning = rt.generate([ctx.ids], max_new)[0]
+    extractor = rt.extractor_ids(fmt.extractor(ex.question))
+    answer = rt.generate([ctx.ids + reasoning + extractor], fmt.max_answer_tokens)[0]
+    text = rt.tokenizer.decode(answer, skip_special_tokens=True)
+    nll = 0.0
+    with torch.no_grad():
         if ctx.prompt[1] > ctx.prompt[0]:
-            with torch.no_grad():
-                logits = rt.model(input_ids=torch.tensor([ctx.ids], device=rt.device)).logits[0]
+            logits = rt.model(input_ids=torch.tensor([ctx.ids], device=rt.device)).logits[0]
             logp = torch.log_softmax(logits[ctx.prompt[0] - 1 : ctx.prompt[1] - 1].float(), -1)
             targets = torch.tensor(ctx.ids[ctx.prompt[0] : ctx.prompt[1]], device=rt.device)
-            nlls.append(float(-logp.gather(1, targets[:, None]).mean()))
-        else:
-            nlls.append(0.0)
-        reasonings.append(reasoning)
-        answers.append(text)
-        correct.append(fmt.is_correct(text, ex.answer, ex.question))
-    return Rollout(tuple(prompt), reasonings, answers, correct, sum(nlls) / len(nlls))
+            nll = float(-logp.gather(1, targets[:, None]).mean())
+        gold = rt.extractor_ids(fmt.target(ex.answer))
+        seq = ctx.ids + reasoning + extractor + gold
+        logits = rt.model(input_ids=torch.tensor([seq], device=rt.device)).logits[0]
+        start = len(seq) - len(gold)
+        logp = torch.log_softmax(logits[start - 1 : len(seq) - 1].float(), -1)
+        gold_lp = float(logp.gather(1, torch.tensor(gold, device=rt.device)[:, None]).sum())
+    return Outcome(fmt.is_correct(text, ex.answer, ex.question), gold_lp, nll, tuple(reasoning), text)
 
 
-def naive_rollout(rt, fmt, examples, prompts, max_new_tokens, drafts=None, label=None) -> list[Rollout]:
-    """Same signature as the batched rollout; ignores drafts (the naive engine has none)."""
-    return [naive_rollout_one(rt, fmt, examples, p, max_new_tokens) for p in prompts]
+def naive_rollout_pairs(rt, fmt, pairs, max_new_tokens, label=None) -> list[Outcome]:
+    """Same signature as the batched one; ignores drafts (the naive engine has none)."""
+    return [naive_outcome(rt, fmt, ex, prompt, max_new_tokens) for prompt, ex, _ in pairs]
 
 
 def naive_window_gradients(rt, rows, positions, *, temperature, nll_weight) -> list[PositionGradient]:
@@ -122,8 +124,7 @@ def engine(kind: str) -> Iterator[None]:
         yield
         return
     with (
-        mock.patch("nodes.greater.rollout", naive_rollout),
-        mock.patch("nodes.reason.rollout", naive_rollout),
+        mock.patch("nodes.greater.rollout_pairs", naive_rollout_pairs),
         mock.patch("nodes.greater.window_gradients", naive_window_gradients),
     ):
         yield
@@ -172,8 +173,9 @@ def phase_step(rt: Runtime, task, settings: StepSettings, examples, prompt) -> t
         proposal = greater.propose(rt, fmt, settings, examples, prompt, 1, current.reasonings, random.Random(0))
     rows["propose+gradient"] = m.row()
     m = Meter(rt)
+    top = proposal.top_prompts(settings.n_evaluate)
     with m():
-        choice = greater.choose(rt, fmt, settings, examples, proposal, current)
+        evaluated = greater.rollout(rt, fmt, examples, top, settings.max_new_tokens, drafts=current.reasonings)
     rows["evaluate"] = m.row()
     rows["step"] = {
         "seconds": sum(r["seconds"] for r in rows.values()),
@@ -183,7 +185,9 @@ def phase_step(rt: Runtime, task, settings: StepSettings, examples, prompt) -> t
     s = rows["step"]
     s["tokens_per_s"] = s["tokens_generated"] / s["seconds"]
     s["model_share"] = sum(r["model_share"] * r["seconds"] for k, r in rows.items() if k != "step") / s["seconds"]
-    scores = sorted((list(p), round(r.score(settings.score_nll_weight), 4)) for p, r in choice.evaluated)
+    scores = sorted(
+        (list(p), round(r.score(settings.score_nll_weight), 4)) for p, r in zip(top, evaluated, strict=True)
+    )
     return rows, scores
 
 

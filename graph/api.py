@@ -18,7 +18,7 @@ from typing import Any
 from langgraph.types import Command
 from pydantic import ValidationError
 
-from graph.builder import FIRST_STEP_NODE, LAST_STEP_NODE, build_graph
+from graph.builder import FIRST_STEP_NODE, LAST_STEP_NODE
 from graph.context import Context
 from nodes.errors import GradpromptError
 from nodes.greater import rollout
@@ -28,7 +28,7 @@ from store.checkpoints import (
     clear_decision,
     list_run_ids,
     new_run_id,
-    open_checkpointer,
+    open_run_graph,
     read_decision,
     read_run_info,
     runs_dir,
@@ -67,6 +67,17 @@ class OptimizationResult:
     history: list[dict] = field(repr=False)
     dev_examples: int = 0
     test_examples: int = 0
+    # the final choice: kept_initial, reason, gain (dev/test paired differences with 95% intervals
+    # and p-values), empty_prompt and majority_answer test rates, each accuracy with its interval
+    final: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def kept_initial(self) -> bool:
+        return bool(self.final.get("kept_initial", True))
+
+    @property
+    def reason(self) -> str:
+        return str(self.final.get("reason", ""))
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -187,6 +198,7 @@ def _result(values: dict) -> OptimizationResult:
         history=values.get("history", []),
         dev_examples=final.get("dev_examples", 0),
         test_examples=final.get("test_examples", 0),
+        final=final,
     )
 
 
@@ -203,8 +215,7 @@ def start_run(
     """Start a run with validated settings (see :func:`optimize` for the friendly form)."""
     task, _ = load_inputs(settings)  # bad data fails here, before a model is loaded
     run_id = run_id or new_run_id(task.name)
-    with open_checkpointer(run_dir) as saver:
-        graph = build_graph(checkpointer=saver)
+    with open_run_graph(run_dir) as graph:
         if graph.get_state(_config(run_id)).values:
             raise GradpromptError(f"run {run_id} already exists: resume it, or choose another --run-id")
         write_run_info(
@@ -259,8 +270,7 @@ def resume(
     """Continue a stopped or killed run from its last checkpoint; a finished run is returned as is.
     A run waiting for approval continues with the answer given by :func:`approve` (or ``approver``)."""
     read_run_info(run_dir, run_id)
-    with open_checkpointer(run_dir) as saver:
-        graph = build_graph(checkpointer=saver)
+    with open_run_graph(run_dir) as graph:
         snapshot = graph.get_state(_config(run_id))
         if not snapshot.values:
             raise GradpromptError(f"run {run_id} has no checkpoint yet: start it again with `gradprompt optimize`")
@@ -289,8 +299,8 @@ def approve(run_id: str, action: str, prompt: str | None = None, *, run_dir=None
 
     parse_answer({"action": action, "prompt": prompt})
     read_run_info(run_dir, run_id)
-    with open_checkpointer(run_dir) as saver:
-        request = pending_request(build_graph(checkpointer=saver).get_state(_config(run_id)))
+    with open_run_graph(run_dir) as graph:
+        request = pending_request(graph.get_state(_config(run_id)))
     if request is None:
         raise GradpromptError(f"run {run_id} is not waiting for an approval (see `gradprompt runs pending`)")
     answer = {"action": action, "prompt": prompt, "step": request["step"]}
@@ -301,8 +311,7 @@ def approve(run_id: str, action: str, prompt: str | None = None, *, run_dir=None
 def pending_runs(*, run_dir=None) -> list[dict]:
     """Runs waiting for a person's decision, with what they wait on."""
     out = []
-    with open_checkpointer(run_dir) as saver:
-        graph = build_graph(checkpointer=saver)
+    with open_run_graph(run_dir) as graph:
         for run_id in list_run_ids(run_dir):
             request = pending_request(graph.get_state(_config(run_id)))
             if request is not None:
@@ -313,16 +322,15 @@ def pending_runs(*, run_dir=None) -> list[dict]:
 def run_values(run_id: str, *, run_dir=None) -> dict:
     """The latest checkpointed state of a run."""
     read_run_info(run_dir, run_id)
-    with open_checkpointer(run_dir) as saver:
-        snapshot = build_graph(checkpointer=saver).get_state(_config(run_id))
+    with open_run_graph(run_dir) as graph:
+        snapshot = graph.get_state(_config(run_id))
     return {**snapshot.values, "next": list(snapshot.next)}
 
 
 def list_runs(*, run_dir=None) -> list[dict]:
     """Every run in the folder with its task, progress and status."""
     out = []
-    with open_checkpointer(run_dir) as saver:
-        graph = build_graph(checkpointer=saver)
+    with open_run_graph(run_dir) as graph:
         for run_id in list_run_ids(run_dir):
             info = read_run_info(run_dir, run_id)
             snap = graph.get_state(_config(run_id))
@@ -360,8 +368,7 @@ def fork(
     """Start a new run from the checkpoint where ``run_id`` began step ``step``, optionally with a
     hand-edited prompt and a new step budget. The original run is left untouched."""
     info = read_run_info(run_dir, run_id)
-    with open_checkpointer(run_dir) as saver:
-        graph = build_graph(checkpointer=saver)
+    with open_run_graph(run_dir) as graph:
         found = None
         for snap in graph.get_state_history(_config(run_id)):
             if snap.values.get("step") == step and snap.next and snap.next[0] in (FIRST_STEP_NODE, "finalize"):

@@ -8,10 +8,11 @@ from rich.text import Text
 
 
 def _score(item: dict) -> str:
-    acc, score = item.get("accuracy"), item.get("score")
+    acc, n, lp = item.get("accuracy"), item.get("examples"), item.get("gold_logprob")
     if acc is None:
         return "not evaluated"
-    return f"minibatch accuracy {acc:.2f}, score {score:.3f}"
+    where = f" on {n} pool examples" if n else ""
+    return f"accuracy {acc:.2f}{where}" + (f", gold log-prob {lp:.2f}" if lp is not None else "")
 
 
 def render_request(request: dict) -> Text:

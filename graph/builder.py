@@ -48,14 +48,19 @@ LAST_STEP_NODE = STEP_NODES[-1][0]
 
 
 def _timed(name: str, fn: Callable[..., dict]) -> Callable[..., dict]:
-    """Wrap a node so the seconds it took land in the step's ``timings``, and hand it the caller's
-    chat model from the runtime context when it asks for one."""
-    wants_chat = "chat_model" in inspect.signature(fn).parameters
+    """Wrap a node so the seconds it took land in the step's ``timings``, and hand it what it asks
+    for by name: the caller's chat model (runtime context) and the graph's store (the run's rollout
+    cache lives there)."""
+    wanted = inspect.signature(fn).parameters
 
     def node(state: State, runtime: Runtime[Context]) -> dict:
         start = time.perf_counter()
         context = getattr(runtime, "context", None)
-        kwargs = {"chat_model": getattr(context, "chat_model", None)} if wants_chat else {}
+        kwargs = {}
+        if "chat_model" in wanted:
+            kwargs["chat_model"] = getattr(context, "chat_model", None)
+        if "store" in wanted:
+            kwargs["store"] = getattr(runtime, "store", None)
         update = fn(state, **kwargs)
         base = update.get("timings", state.get("timings", {}))
         if name == FIRST_STEP_NODE:

@@ -14,6 +14,7 @@ import types
 import typing
 from typing import Any
 
+from graph.summary import summary_lines
 from nodes.errors import GradpromptError
 from nodes.settings import RunSettings
 
@@ -89,12 +90,11 @@ def _print_result(result, as_json: bool) -> None:
         f"run {result.run_id}: {result.steps} steps ({result.stop_reason}), {result.variant} variant, "
         f"model {result.model}"
     )
-    print(f"{'':10s} {'dev acc':>8s} {'test acc':>9s}  prompt")
-    print(
-        f"{'baseline':10s} {_fmt(s['baseline']['dev']):>8s} {_fmt(s['baseline']['test']):>9s}  "
-        f"{result.baseline_prompt!r}"
-    )
-    print(f"{'optimized':10s} {_fmt(s['best']['dev']):>8s} {_fmt(s['best']['test']):>9s}  {result.best_prompt!r}")
+    lines = summary_lines(result.final)
+    if not lines:  # a run without a final choice (it never finished)
+        lines = [f"initial dev {_fmt(s['baseline']['dev'])}  final dev {_fmt(s['best']['dev'])}"]
+    for line in lines:
+        print(line)
     print(f"({result.dev_examples} dev and {result.test_examples} test examples)")
 
 
@@ -230,10 +230,8 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
     )
     print(f"current prompt: {values.get('prompt_text')!r}")
     final = values.get("final") or {}
-    if final:
-        for key in ("baseline", "best"):
-            r = final[key]
-            print(f"{key:9s} dev {_fmt(r['dev_accuracy'])} test {_fmt(r['test_accuracy'])}  {r['text']!r}")
+    for line in summary_lines(final):
+        print(line)
     if args.history:
         for h in history:
             print()
@@ -241,13 +239,20 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
             times = ", ".join(f"{k} {v:.1f}s" for k, v in h.get("timings", {}).items())
             print(f"step {h['step']} position {h['position']} ({changed}): {h['prompt_text']!r}")
             cur = h["current"]
-            print(f"  current   acc {_fmt(cur.get('accuracy'))} score {_fmt(cur.get('score'))}")
+            print(
+                f"  current   acc {_fmt(cur.get('accuracy'))} on {cur.get('examples', '-')} "
+                f"gold lp {_fmt(cur.get('gold_logprob'))}"
+            )
             for c in h["candidates"]:
                 mark = "*" if c["prompt"] == h["accepted"]["prompt"] else " "
+                how_far = c.get("stopped") or "ran the whole pool"
                 print(
-                    f" {mark}{c['source']:9s} acc {_fmt(c.get('accuracy'))} score {_fmt(c.get('score'))} "
-                    f"grad {_fmt(c.get('gradient'))}  {c['text']!r}"
+                    f" {mark}{c['source']:9s} acc {_fmt(c.get('accuracy'))} on {c.get('examples', '-')} "
+                    f"gold lp {_fmt(c.get('gold_logprob'))} grad {_fmt(c.get('gradient'))}  {c['text']!r}  "
+                    f"[{how_far}]"
                 )
+            if h["accepted"].get("reason"):
+                print(f"  decision: {h['accepted']['reason']}")
             print(f"  time: {times}")
     return 0
 

@@ -36,7 +36,7 @@ class RunProgress:
         if "step" in update:
             self._step = update["step"]
         for c in update.get("best", [])[:1]:
-            self._best = c.get("score")
+            self._best = c.get("accuracy")
         names = [n for n, _ in STEP_NODES]
         if node == "finalize":
             done = total
@@ -49,5 +49,5 @@ class RunProgress:
             total=total,
             completed=min(done, total),
             description=f"step {min(self._step + 1, steps)}/{steps}",
-            info=f"{_PHASES.get(node, node)} done, best minibatch score {best}",
+            info=f"{_PHASES.get(node, node)} done, best pool accuracy {best}",
         )

@@ -13,6 +13,7 @@ import io
 from pathlib import Path
 
 from graph.run_report import RunReport
+from graph.summary import summary_lines
 
 FIGURES = {
     "scores": "Score per step",
@@ -41,8 +42,8 @@ def _integer_steps(*axes) -> None:
 def _fig_scores(plt, rep: RunReport):
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
     xs = [r.step for r in rep.steps]
-    ax1.plot(xs, [r.current_accuracy for r in rep.steps], "o-", label="current prompt (minibatch)")
-    ax1.plot(xs, [r.accepted_accuracy for r in rep.steps], "s--", label="accepted update (minibatch)")
+    ax1.plot(xs, [r.current_accuracy for r in rep.steps], "o-", label="current prompt (pool)")
+    ax1.plot(xs, [r.accepted_accuracy for r in rep.steps], "s--", label="accepted update (examples it ran)")
     if rep.dev_points:
         dx, dy = zip(*rep.dev_points, strict=True)
         ax1.plot(dx, dy, "D", color="black", label="accepted prompt on dev")
@@ -50,7 +51,7 @@ def _fig_scores(plt, rep: RunReport):
     ax1.legend(fontsize=7)
     ax2.plot(xs, [r.current_score for r in rep.steps], "o-", label="current prompt")
     ax2.plot(xs, [r.accepted_score for r in rep.steps], "s--", label="accepted update")
-    ax2.set(xlabel="step", ylabel="score (lower is better)", title="minibatch score")
+    ax2.set(xlabel="step", ylabel="score (lower is better)", title="score on the pool")
     ax2.legend(fontsize=7)
     _integer_steps(ax1, ax2)
     return fig
@@ -156,13 +157,14 @@ def _summary_rows(rep: RunReport) -> list[tuple[str, str]]:
             ("test accuracy", f"{_num(base.get('test_accuracy'))} → {_num(best.get('test_accuracy'))}"),
             ("examples", f"{final.get('dev_examples')} dev, {final.get('test_examples')} test"),
         ]
+        rows += [(f"final choice {i}", line) for i, line in enumerate(summary_lines(final)[3:], start=1)]
     if rep.rejected:
         rows.append(("candidates rejected", ", ".join(f"{k}: {v}" for k, v in sorted(rep.rejected.items()))))
     return rows
 
 
 def _step_table(rep: RunReport) -> tuple[list[str], list[list[str]]]:
-    head = ["step", "pos", "minibatch acc", "score", "accepted acc", "accepted score", "dev acc", "source", "by"]
+    head = ["step", "pos", "pool acc", "score", "accepted acc", "accepted score", "dev acc", "source", "by"]
     head += ["edit limit", "words changed", "candidates", "seconds"]
     rows = [
         [

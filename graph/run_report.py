@@ -1,6 +1,6 @@
 """What a run's report says, read from its checkpointed state: no model is needed for it.
 
-A run explains itself through its history: per step the current prompt's minibatch score, the
+A run explains itself through its history: per step the current prompt's score on the selection pool, the
 update taken and by whom, the edit limit, every candidate with its source, and the seconds each
 node took. This module turns that into plain rows; :mod:`graph.report_render` draws and writes
 them.

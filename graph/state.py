@@ -1,8 +1,9 @@
 """The graph's state: plain JSON (token ids, strings, numbers), so every checkpoint is a complete,
 readable record of the run and any process can resume it.
 
-Bulky per-example data (the current prompt's reasoning on the minibatch) lives only for the step
-that needs it and is bounded by ``batch_size x max_new_tokens`` token ids.
+Bulky per-example data (every rollout's reasoning and answer) lives in the run's rollout cache in
+the graph's store, not here; the state keeps per-prompt scores and the current prompt's per-example
+right/wrong on the selection pool.
 """
 
 from __future__ import annotations
@@ -18,9 +19,17 @@ class Scored(TypedDict, total=False):
     source: str  # current | gradient | retrieval | refinement | human
     token: int | None  # the token placed at the edited position, for gradient candidates
     gradient: float | None  # the one-hot gradient that ranked it (lower is better)
-    accuracy: float | None  # on the step's minibatch
+    accuracy: float | None  # on the first ``examples`` examples of the selection pool
+    right: int | None  # examples answered right
+    examples: int | None  # pool examples it was evaluated on (the whole pool when ``finished``)
+    gold_logprob: float | None  # mean log-probability of the gold answers (the tie-breaker)
     nll: float | None  # mean prompt NLL
-    score: float | None  # error rate + score_nll_weight * nll (lower is better)
+    score: float | None  # error rate + score_nll_weight * nll (lower is better), for the trajectory
+    finished: bool  # ran the whole race
+    stopped: str  # why it left the race early
+    only_new_right: int  # paired with the current prompt: examples only this one got right
+    only_current_right: int  # ... and examples only the current prompt got right
+    reason: str  # (decision) why the step moved or stayed
     step: int
 
 
@@ -58,7 +67,7 @@ class State(TypedDict, total=False):
     extra_candidates: list[dict[str, Any]]  # whole prompts from retrieval and refinement
     rejected: dict[str, int]  # candidates dropped this step: over_limit, malformed
     refine_reply: str  # the chat model's reply, bounded
-    reasonings: list[list[int]]
+    race_slices: list[int]  # the pool slice ends this step's race compared at
     current: Scored
     proposal: dict[str, Any]
     evaluated: list[Scored]
@@ -66,8 +75,8 @@ class State(TypedDict, total=False):
     timings: dict[str, float]
     # across steps
     history: list[StepRecord]
-    best: list[Scored]  # the keep_best lowest minibatch scores seen
-    stale: int  # steps since the best score improved
+    best: list[Scored]  # the keep_best prompts scored on the whole pool, best first
+    stale: int  # steps since the best pool accuracy rose
     done: bool
     stop_reason: str
     final: dict[str, Any]  # dev/test scores of the baseline and the chosen prompt

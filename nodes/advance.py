@@ -13,7 +13,7 @@ def stop_reason(settings, step: int, stale: int, accuracy: float | None) -> str:
     if settings.patience is not None and stale >= settings.patience:
         return f"no better prompt in {stale} steps"
     if settings.target_accuracy is not None and accuracy is not None and accuracy >= settings.target_accuracy:
-        return f"minibatch accuracy {accuracy:.2f} reached the target"
+        return f"pool accuracy {accuracy:.2f} reached the target"
     return ""
 
 
@@ -22,7 +22,8 @@ def advance(state: dict) -> dict:
     decision = state["decision"]
     prompt = tuple(decision["prompt"])
     step = state["step"] + 1
-    reason = stop_reason(sess.settings, step, state.get("stale", 0), decision.get("accuracy"))
+    on_pool = decision.get("examples") == state["current"].get("examples")
+    reason = stop_reason(sess.settings, step, state.get("stale", 0), decision.get("accuracy") if on_pool else None)
     return {
         "step": step,
         "prompt": list(prompt),
@@ -30,7 +31,6 @@ def advance(state: dict) -> dict:
         "position": next_position(sess.rt, prompt, _last_edited(state)),
         "done": bool(reason),
         "stop_reason": reason,
-        "reasonings": [],
         "timings": {},
     }
 

@@ -4,7 +4,7 @@ The node stops the graph with LangGraph's ``interrupt()`` and a payload a person
 the run is checkpointed there and waits, in this process or any later one, for
 ``Command(resume={"action": "approve" | "reject" | "edit", "prompt": TEXT})``. It holds no model
 work before the interrupt, so resuming re-runs nothing expensive; an edited prompt is scored on
-the step's minibatch before it is accepted.
+the whole selection pool (paired with the current prompt) before it is accepted.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import difflib
 from langgraph.types import interrupt
 
 from nodes.errors import GradpromptError
-from nodes.evaluate import current_rollout
-from nodes.greater import evaluate_prompts
-from nodes.session import scored, session, step_examples
+from nodes.evaluate import pool_rollout
+from nodes.selection import discordant
+from nodes.session import scored, session
 
 ACTIONS = ("approve", "reject", "edit")
 
@@ -34,25 +34,29 @@ def approval_request(state: dict) -> dict:
     """What a person sees: the proposed update, its diff, the scores and the alternatives."""
     decision, current = state["decision"], state["current"]
     alternatives = sorted(
-        (c for c in state["evaluated"] if c["prompt"] != decision["prompt"] and c.get("score") is not None),
-        key=lambda c: c["score"],
+        (c for c in state["evaluated"] if c["prompt"] != decision["prompt"] and c.get("accuracy") is not None),
+        key=lambda c: (-c.get("examples", 0), -c["accuracy"], -c.get("gold_logprob", 0.0)),
     )[:3]
     return {
         "step": state["step"],
-        "current": {"text": state["prompt_text"], "accuracy": current.get("accuracy"), "score": current.get("score")},
-        "proposed": {
-            "text": decision["text"],
-            "source": decision.get("source"),
-            "accuracy": decision.get("accuracy"),
-            "score": decision.get("score"),
-        },
+        "current": _brief(current, state["prompt_text"]),
+        "proposed": {**_brief(decision, decision["text"]), "source": decision.get("source")},
+        "reason": decision.get("reason", ""),
         "diff": word_diff(state["prompt_text"], decision["text"]),
-        "alternatives": [
-            {"text": c["text"], "source": c["source"], "accuracy": c.get("accuracy"), "score": c.get("score")}
-            for c in alternatives
-        ],
+        "alternatives": [{**_brief(c, c["text"]), "source": c["source"]} for c in alternatives],
         "edit_limit": state.get("edit_limit"),
         "actions": list(ACTIONS),
+    }
+
+
+def _brief(item: dict, text: str) -> dict:
+    """What a person needs of a prompt's results: accuracy on how many pool examples."""
+    return {
+        "text": text,
+        "accuracy": item.get("accuracy"),
+        "examples": item.get("examples"),
+        "gold_logprob": item.get("gold_logprob"),
+        "score": item.get("score"),
     }
 
 
@@ -67,7 +71,7 @@ def parse_answer(answer) -> tuple[str, str | None]:
     return answer["action"], text
 
 
-def approve(state: dict) -> dict:
+def approve(state: dict, store=None) -> dict:
     sess = session(state["settings"])
     if not sess.settings.human_approval:
         return {}
@@ -78,9 +82,19 @@ def approve(state: dict) -> dict:
     if action == "reject":
         return {"decision": {**state["current"], "by": "human"}}
     ids = tuple(sess.rt.encode_prompt(text.strip()))
-    current = current_rollout(state)
-    ((_, rolled),) = evaluate_prompts(
-        sess.rt, sess.task.answer_format, sess.settings, step_examples(sess, state["step"]), [ids], current
+    current = pool_rollout(sess, store, state["prompt"])
+    rolled = pool_rollout(sess, store, ids)
+    only_new, only_old = discordant(rolled.correct, current.correct)
+    edited = scored(
+        sess,
+        ids,
+        "human",
+        rolled,
+        step=state["step"],
+        by="human",
+        finished=True,
+        stopped="",
+        only_new_right=only_new,
+        only_current_right=only_old,
     )
-    edited = scored(sess, ids, "human", rolled, step=state["step"], by="human")
     return {"decision": edited, "evaluated": [*state["evaluated"], edited]}

@@ -1,18 +1,13 @@
-"""evaluate: score the step's candidate prompts by regenerating reasoning and answers with each on
-the minibatch (official variant), or pass the gradient's top candidate through unevaluated (paper
-variant). Every candidate from every source goes through here."""
+"""evaluate: race the step's candidate prompts against the current one on the selection pool
+(official variant), or pass the gradient's top candidate through unevaluated (paper variant).
+Every candidate from every source goes through here; the racing rule is in :mod:`nodes.selection`."""
 
 from __future__ import annotations
 
 from nodes.edit_limit import word_distance
-from nodes.greater import Proposal, Rollout, evaluate_prompts
-from nodes.session import scored, session, step_examples
-
-
-def current_rollout(state: dict) -> Rollout:
-    """The current prompt's rollout on this step's minibatch, as the reason node left it in the state."""
-    cur = state["current"]
-    return Rollout(tuple(cur["prompt"]), [tuple(r) for r in state["reasonings"]], [], cur["correct"], cur["nll"])
+from nodes.greater import Proposal, Rollout
+from nodes.selection import SelectionConfig, discordant, race
+from nodes.session import rollouts, scored, selection_pool, session
 
 
 def proposal_of(state: dict) -> Proposal:
@@ -38,7 +33,41 @@ def gradient_candidates(state: dict, n: int) -> list[dict]:
     ]
 
 
-def evaluate(state: dict) -> dict:
+def pool_rollout(sess, store, prompt) -> Rollout:
+    """A prompt's results on the whole pool (rolled out only where the cache lacks them)."""
+    return rollouts(sess, store, selection_pool(sess), [tuple(prompt)])[0]
+
+
+def race_candidates(sess, store, prompts: list[tuple[int, ...]], current: Rollout):
+    """Race ``prompts`` against ``current`` on the pool, each slice in one batched, cached decode,
+    with the current prompt's reasoning as every candidate's draft."""
+    pool = selection_pool(sess)
+
+    def evaluate_slice(alive: list[tuple[int, ...]], start: int, stop: int):
+        rolled = rollouts(sess, store, pool[start:stop], alive, drafts=current.reasonings[start:stop])
+        return [r.outcomes for r in rolled]
+
+    return race(prompts, current.outcomes, evaluate_slice, SelectionConfig.from_settings(sess.settings))
+
+
+def raced_entry(sess, candidate: dict, contender, current: Rollout, pool_size: int, step: int) -> dict:
+    """A candidate as the state records it: its results on the examples it ran, how far it got
+    and why it stopped, and its paired counts against the current prompt on those examples."""
+    rolled = Rollout.from_outcomes(contender.prompt, contender.outcomes)
+    only_new, only_old = discordant(contender.correct, current.correct[: contender.evaluated])
+    return _scored(
+        sess,
+        candidate,
+        rolled,
+        step,
+        finished=contender.evaluated == pool_size and not contender.stopped,
+        stopped=contender.stopped or ("" if contender.evaluated == pool_size else "not reached"),
+        only_new_right=only_new,
+        only_current_right=only_old,
+    )
+
+
+def evaluate(state: dict, store=None) -> dict:
     sess = session(state["settings"])
     st = sess.settings
     if st.variant == "paper":
@@ -46,19 +75,17 @@ def evaluate(state: dict) -> dict:
     candidates, over = within_limit(
         sess, state, gradient_candidates(state, st.n_evaluate) + list(state.get("extra_candidates", []))
     )
-    current = current_rollout(state)
-    results = evaluate_prompts(
-        sess.rt,
-        sess.task.answer_format,
-        st,
-        step_examples(sess, state["step"]),
-        [tuple(c["prompt"]) for c in candidates],
-        current,
-    )
-    evaluated = [_scored(sess, c, rolled, state["step"]) for c, (_, rolled) in zip(candidates, results, strict=True)]
+    candidates = [c for c in candidates if list(c["prompt"]) != list(state["prompt"])]
+    current = pool_rollout(sess, store, state["prompt"])
+    result = race_candidates(sess, store, [tuple(c["prompt"]) for c in candidates], current)
+    by_prompt = {c.prompt: c for c in result.contenders}
+    evaluated = [
+        raced_entry(sess, c, by_prompt[tuple(c["prompt"])], current, result.pool_size, state["step"])
+        for c in candidates
+    ]
     rejected = dict(state.get("rejected") or {})
     rejected["over_limit"] = rejected.get("over_limit", 0) + over
-    return {"evaluated": evaluated, "rejected": rejected}
+    return {"evaluated": evaluated, "rejected": rejected, "race_slices": result.slices}
 
 
 def within_limit(sess, state: dict, candidates: list[dict]) -> tuple[list[dict], int]:
@@ -78,6 +105,6 @@ def within_limit(sess, state: dict, candidates: list[dict]) -> tuple[list[dict],
     return list(kept.values()), over
 
 
-def _scored(sess, candidate: dict, rolled: Rollout | None, step: int) -> dict:
+def _scored(sess, candidate: dict, rolled: Rollout | None, step: int, **more) -> dict:
     extra = {k: v for k, v in candidate.items() if k not in ("prompt", "text", "source", "step")}
-    return scored(sess, candidate["prompt"], candidate["source"], rolled, step=step, **extra)
+    return scored(sess, candidate["prompt"], candidate["source"], rolled, step=step, **extra, **more)

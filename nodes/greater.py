@@ -1,5 +1,6 @@
-"""The GReaTer step as three calls the graph nodes make: roll out prompts, propose token edits
-by gradient, choose among evaluated candidates, then move the edit position.
+"""The GReaTer step's model work as the graph nodes call it: roll out prompts (through the run's
+rollout cache), propose token edits by gradient, move the edit position. Which prompt wins is
+decided in :mod:`nodes.selection`.
 
 Prompts are token-id tuples throughout; text is produced only for people to read.
 """
@@ -12,10 +13,12 @@ from dataclasses import dataclass, field
 
 import torch
 
+from nodes.rollout_cache import RolloutCache
 from nodes.runtime.candidates import example_groups, propose_candidates
 from nodes.runtime.decoding import DecodeJob
 from nodes.runtime.runtime import Runtime
 from nodes.runtime.scoring import ForcedRow, forced_row, window_gradients
+from nodes.selection import Outcome
 from nodes.settings import StepSettings
 from nodes.tasks.answer_types import AnswerFormat
 from nodes.tasks.task import Example
@@ -32,6 +35,8 @@ class Rollout:
     answers: list[str]
     correct: list[bool]
     nll: float
+    gold_logprobs: list[float] = field(default_factory=list)  # per example
+    nlls: list[float] = field(default_factory=list)  # prompt NLL per example
 
     @property
     def error_rate(self) -> float:
@@ -41,9 +46,63 @@ class Rollout:
     def accuracy(self) -> float:
         return 1.0 - self.error_rate
 
+    @property
+    def gold_logprob(self) -> float:
+        """Mean log-probability of the gold answers: the continuous signal that breaks ties."""
+        return sum(self.gold_logprobs) / len(self.gold_logprobs) if self.gold_logprobs else 0.0
+
     def score(self, nll_weight: float) -> float:
         """Lower is better: error rate plus a small pull towards readable prompts."""
         return self.error_rate + nll_weight * self.nll
+
+    @property
+    def outcomes(self) -> list[Outcome]:
+        lps = self.gold_logprobs or [0.0] * len(self.correct)
+        nlls = self.nlls or [self.nll] * len(self.correct)
+        return [
+            Outcome(c, lp, nll, tuple(r), a)
+            for c, lp, nll, r, a in zip(self.correct, lps, nlls, self.reasonings, self.answers, strict=True)
+        ]
+
+    @classmethod
+    def from_outcomes(cls, prompt: PromptIds, outcomes: Sequence[Outcome]) -> Rollout:
+        n = max(len(outcomes), 1)
+        return cls(
+            tuple(prompt),
+            [o.reasoning for o in outcomes],
+            [o.answer for o in outcomes],
+            [o.correct for o in outcomes],
+            sum(o.nll for o in outcomes) / n,
+            [o.gold_logprob for o in outcomes],
+            [o.nll for o in outcomes],
+        )
+
+
+def rollout_pairs(
+    rt: Runtime,
+    fmt: AnswerFormat,
+    pairs: Sequence[tuple[PromptIds, Example, Sequence[int]]],
+    max_new_tokens: int,
+    label: str | None = None,
+) -> list[Outcome]:
+    """Reason and answer for every (prompt, example, draft) in one batched decode. A draft (usually
+    the current prompt's reasoning on that example) speeds up a candidate whose reasoning stays
+    close to it without changing the result; the gold answer's log-probability comes from the same
+    decode. ``label`` shows a progress bar (for long evaluations over a split)."""
+    jobs = []
+    for prompt, ex, draft in pairs:
+        ctx = rt.layout.encode(ex.question, prompt)
+        extractor = rt.extractor_ids(fmt.extractor(ex.question))
+        gold = rt.extractor_ids(fmt.target(ex.answer))
+        jobs.append(DecodeJob(ctx.ids, ctx.prompt, extractor, tuple(draft), tuple(gold)))
+    decoded = rt.reason_and_answer(jobs, max_new_tokens, fmt.max_answer_tokens, label=label)
+    out = []
+    for (_, ex, _), d in zip(pairs, decoded, strict=True):
+        text = rt.tokenizer.decode(d.answer, skip_special_tokens=True)
+        out.append(
+            Outcome(fmt.is_correct(text, ex.answer, ex.question), d.gold_logprob, d.prompt_nll, d.reasoning, text)
+        )
+    return out
 
 
 def rollout(
@@ -55,27 +114,38 @@ def rollout(
     drafts: Sequence[Sequence[int]] | None = None,
     label: str | None = None,
 ) -> list[Rollout]:
-    """Reason and answer with every prompt on every example in one batched decode across all
-    prompts x examples. ``drafts`` (one reasoning per example, usually the current prompt's)
-    speed up candidates whose reasoning stays close to it without changing the result. ``label``
-    shows a progress bar (for long evaluations over a split)."""
-    questions = [e.question for e in examples]
-    extractors = [rt.extractor_ids(fmt.extractor(q)) for q in questions]
+    """Every prompt on every example, in one batched decode (see :func:`rollout_pairs`)."""
     guesses = list(drafts) if drafts is not None else [()] * len(examples)
-    jobs = [
-        DecodeJob(c.ids, c.prompt, x, tuple(d))
-        for p in prompts
-        for c, x, d in zip(rt.contexts(questions, p), extractors, guesses, strict=True)
-    ]
-    decoded = rt.reason_and_answer(jobs, max_new_tokens, fmt.max_answer_tokens, label=label)
-    texts = [rt.tokenizer.decode(d.answer, skip_special_tokens=True) for d in decoded]
-    out, n = [], len(examples)
-    for i, p in enumerate(prompts):
-        sl = slice(i * n, (i + 1) * n)
-        correct = [fmt.is_correct(t, e.answer, e.question) for t, e in zip(texts[sl], examples, strict=True)]
-        nll = sum(d.prompt_nll for d in decoded[sl]) / max(n, 1)
-        out.append(Rollout(tuple(p), [d.reasoning for d in decoded[sl]], texts[sl], correct, nll))
-    return out
+    pairs = [(tuple(p), e, d) for p in prompts for e, d in zip(examples, guesses, strict=True)]
+    outcomes = rollout_pairs(rt, fmt, pairs, max_new_tokens, label=label)
+    n = len(examples)
+    return [Rollout.from_outcomes(p, outcomes[i * n : (i + 1) * n]) for i, p in enumerate(prompts)]
+
+
+def cached_rollouts(
+    rt: Runtime,
+    fmt: AnswerFormat,
+    cache: RolloutCache,
+    examples: Sequence[Example],
+    prompts: Sequence[PromptIds],
+    max_new_tokens: int,
+    drafts: Sequence[Sequence[int]] | None = None,
+    label: str | None = None,
+) -> list[Rollout]:
+    """Like :func:`rollout`, but only the (prompt, example) pairs the run has not rolled out yet
+    reach the model, all of them in one batched decode; the new results go to the cache."""
+    prompts = [tuple(p) for p in prompts]
+    unique = list(dict.fromkeys(prompts))
+    known = {p: cache.get(p, examples) for p in unique}
+    guesses = list(drafts) if drafts is not None else [()] * len(examples)
+    missing = [(p, i) for p in unique for i, o in enumerate(known[p]) if o is None]
+    if missing:
+        pairs = [(p, examples[i], guesses[i]) for p, i in missing]
+        fresh = rollout_pairs(rt, fmt, pairs, max_new_tokens, label=label)
+        cache.put([(p, examples[i], o) for (p, i), o in zip(missing, fresh, strict=True)])
+        for (p, i), o in zip(missing, fresh, strict=True):
+            known[p][i] = o
+    return [Rollout.from_outcomes(p, known[p]) for p in prompts]
 
 
 @dataclass
@@ -189,49 +259,6 @@ def propose(
     return Proposal(pos0, base[pos0], base, cands0, values0, ranked0, more)
 
 
-@dataclass
-class Choice:
-    prompt: PromptIds
-    evaluated: list[tuple[PromptIds, Rollout | None]]
-
-
-def evaluate_prompts(
-    rt: Runtime,
-    fmt: AnswerFormat,
-    settings: StepSettings,
-    examples: Sequence[Example],
-    prompts: Sequence[PromptIds],
-    current: Rollout,
-) -> list[tuple[PromptIds, Rollout]]:
-    """Regenerate reasoning and answers with each prompt on the minibatch, all in one batched
-    decode. The current prompt's rollout is reused, and its reasoning drafts the others'."""
-    unique = list(dict.fromkeys(tuple(p) for p in prompts))
-    fresh = [p for p in unique if p != current.prompt_ids]
-    rolled = dict(
-        zip(fresh, rollout(rt, fmt, examples, fresh, settings.max_new_tokens, current.reasonings), strict=True)
-    )
-    rolled[current.prompt_ids] = current
-    return [(tuple(p), rolled[tuple(p)]) for p in prompts]
-
-
-def choose(
-    rt: Runtime,
-    fmt: AnswerFormat,
-    settings: StepSettings,
-    examples: Sequence[Example],
-    proposal: Proposal,
-    current: Rollout,
-) -> Choice:
-    """Official variant: regenerate reasoning with the top candidates and keep the best score.
-    Paper variant: the gradient argmax, unevaluated."""
-    top = proposal.top_prompts(settings.n_evaluate)
-    if settings.variant == "paper":
-        return Choice(top[0], [(p, None) for p in top[:1]])
-    evaluated = evaluate_prompts(rt, fmt, settings, examples, top, current)
-    best = min(evaluated, key=lambda pr: pr[1].score(settings.score_nll_weight))[0]
-    return Choice(best, evaluated)
-
-
 def next_position(rt: Runtime, prompt: PromptIds, position: int) -> int:
     """Left-to-right sweep; past the end, wrap to the start if the prompt ends a sentence,
     otherwise grow it by one token (position == len(prompt) means 'append')."""
@@ -243,9 +270,18 @@ def next_position(rt: Runtime, prompt: PromptIds, position: int) -> int:
     return len(prompt)
 
 
-def minibatch(train: Sequence[Example], size: int, seed: int, step: int) -> list[Example]:
-    """The step's training examples: a function of (seed, step) alone, so a resumed run draws
-    the same minibatch as an uninterrupted one."""
-    if len(train) <= size:
-        return list(train)
-    return random.Random(f"{seed}:{step}").sample(list(train), size)
+def pool_order(pool: Sequence[Example], seed: int) -> list[Example]:
+    """The selection pool in the one order every race reads it in (a function of the seed), so
+    that the first slices are a fair sample of the pool and every prompt is compared on the same
+    examples."""
+    order = list(pool)
+    random.Random(f"{seed}:pool").shuffle(order)
+    return order
+
+
+def gradient_batch(pool: Sequence[Example], size: int, seed: int, step: int) -> list[int]:
+    """Positions in the pool of the examples a step takes its gradient on: a function of (seed,
+    step) alone, so a resumed run takes the same ones."""
+    if len(pool) <= size:
+        return list(range(len(pool)))
+    return sorted(random.Random(f"{seed}:{step}").sample(range(len(pool)), size))

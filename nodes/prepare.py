@@ -6,12 +6,12 @@ scored on this task's dev split next to the initial prompt, and the best becomes
 
 from __future__ import annotations
 
-from nodes.greater import rollout
-from nodes.session import Session, scored, session, trajectory_of
+from nodes.selection import rank_key
+from nodes.session import Session, rollouts, scored, session, trajectory_of
 from store.checkpoints import new_run_id
 
 
-def _warm_start(sess: Session, initial: tuple[int, ...]) -> tuple[tuple[int, ...], dict]:
+def _warm_start(sess: Session, initial: tuple[int, ...], cache_store=None) -> tuple[tuple[int, ...], dict]:
     store = trajectory_of(sess)
     questions = [e.question for e in sess.task.examples[:32]]
     if store is None:
@@ -28,19 +28,22 @@ def _warm_start(sess: Session, initial: tuple[int, ...]) -> tuple[tuple[int, ...
     if len(pool) == 1:
         return initial, {"considered": sources, "chosen": 0}
     st = sess.settings
-    dev = rollout(sess.rt, sess.task.answer_format, sess.splits.dev, pool, st.max_new_tokens, label="warm start on dev")
+    dev = rollouts(sess, cache_store, sess.splits.dev, pool, label="warm start on dev")
     for src, r in zip(sources, dev, strict=True):
         src["dev_accuracy"] = r.accuracy
+        src["dev_gold_logprob"] = r.gold_logprob
         src["dev_score"] = r.score(st.score_nll_weight)
-    best = min(range(len(pool)), key=lambda i: (sources[i]["dev_score"], i))
+    # the initial prompt wins ties: a stored prompt must answer more dev examples right, or as many
+    # with a higher gold-answer log-probability
+    best = max(range(len(pool)), key=lambda i: (rank_key(dev[i].outcomes)[:2], -i))
     return pool[best], {"considered": sources, "chosen": best}
 
 
-def prepare(state: dict) -> dict:
+def prepare(state: dict, store=None) -> dict:
     sess = session(state["settings"])
     st = sess.settings
     initial = tuple(sess.rt.encode_prompt(st.initial_prompt))
-    start, warm = _warm_start(sess, initial) if st.warm_start else (initial, {})
+    start, warm = _warm_start(sess, initial, store) if st.warm_start else (initial, {})
     store = trajectory_of(sess)
     if store is not None:
         store.register_task(

@@ -1,5 +1,5 @@
 """propose: GReaTer's token candidates at the edited position, ranked by the one-hot gradient of the
-answer loss taken through the current prompt's own reasoning."""
+answer loss taken through the current prompt's own reasoning on the step's gradient batch."""
 
 from __future__ import annotations
 
@@ -7,23 +7,26 @@ import random
 
 from nodes.edit_limit import positions_for_step
 from nodes.greater import propose as greater_propose
-from nodes.session import session, step_edit_limit, step_examples
+from nodes.session import gradient_examples, rollouts, session, step_edit_limit
 
 
-def propose(state: dict) -> dict:
+def propose(state: dict, store=None) -> dict:
     sess = session(state["settings"])
     step = state["step"]
     st = sess.settings
     limit = state.get("edit_limit", step_edit_limit(sess, step))
+    examples = gradient_examples(sess, step)
+    prompt = tuple(state["prompt"])
+    current = rollouts(sess, store, examples, [prompt])[0]  # from the cache: reason rolled out the pool
     proposal = greater_propose(
         sess.rt,
         sess.task.answer_format,
-        sess.settings,
-        step_examples(sess, step),
-        tuple(state["prompt"]),
+        st,
+        examples,
+        prompt,
         state["position"],
-        state["reasonings"],
-        random.Random(f"{sess.settings.seed}:{step}:groups"),
+        current.reasonings,
+        random.Random(f"{st.seed}:{step}:groups"),
         extra_tokens=state.get("extra_tokens", ()),
         n_positions=positions_for_step(limit, st.edit_max, st.edit_min, st.edit_positions),
     )

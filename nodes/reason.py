@@ -1,17 +1,17 @@
-"""reason: the current prompt's greedy reasoning and answers on this step's minibatch."""
+"""reason: the current prompt's reasoning and answers on the whole selection pool.
+
+Every candidate is compared with the current prompt on the same pool examples, so the current
+prompt's results must cover the pool. A prompt accepted from a race already has them in the run's
+rollout cache; only what is missing (the initial prompt, a human edit) reaches the model.
+"""
 
 from __future__ import annotations
 
-from nodes.greater import rollout
-from nodes.session import scored, session, step_examples
+from nodes.session import rollouts, scored, selection_pool, session
 
 
-def reason(state: dict) -> dict:
+def reason(state: dict, store=None) -> dict:
     sess = session(state["settings"])
-    examples = step_examples(sess, state["step"])
     prompt = tuple(state["prompt"])
-    current = rollout(sess.rt, sess.task.answer_format, examples, [prompt], sess.settings.max_new_tokens)[0]
-    return {
-        "reasonings": [list(r) for r in current.reasonings],
-        "current": scored(sess, prompt, "current", current, step=state["step"], correct=current.correct),
-    }
+    current = rollouts(sess, store, selection_pool(sess), [prompt], label="current prompt on the pool")[0]
+    return {"current": scored(sess, prompt, "current", current, step=state["step"], correct=current.correct)}

@@ -1,19 +1,43 @@
 """record: keep the finished step in the run's history and the best prompts seen so far.
 
 The history lives in the checkpointed state, so ``runs show`` reads it back from any checkpoint;
-it holds scores and token ids, not reasoning, to keep every snapshot small.
+it holds scores and token ids, not reasoning, to keep every snapshot small. The best-prompt list
+takes only prompts scored on the whole selection pool (see :func:`nodes.selection.update_best`).
 """
 
 from __future__ import annotations
 
-from nodes.session import Session, session, trajectory_of
+from nodes.selection import update_best
+from nodes.session import Session, session, splits_fingerprint, trajectory_of
 
-_RETRIEVED = ("text", "task", "score", "similarity")
-_SLIM = ("prompt", "text", "source", "token", "gradient", "accuracy", "nll", "score", "step", "by")
+_SLIM = (
+    "prompt",
+    "text",
+    "source",
+    "token",
+    "gradient",
+    "accuracy",
+    "right",
+    "examples",
+    "gold_logprob",
+    "nll",
+    "score",
+    "step",
+    "by",
+    "finished",
+    "stopped",
+    "only_new_right",
+    "only_current_right",
+    "reason",
+)
 
 
 def _slim(c: dict) -> dict:
     return {k: c[k] for k in _SLIM if k in c}
+
+
+def _on_pool(c: dict, pool_size: int) -> bool:
+    return c.get("examples") == pool_size and c.get("accuracy") is not None
 
 
 def record(state: dict) -> dict:
@@ -31,23 +55,22 @@ def record(state: dict) -> dict:
         "changed": decision["prompt"] != state["prompt"],
         "variant": st.variant,
         "edit_limit": state.get("edit_limit"),
+        "race_slices": state.get("race_slices", []),
         "retrieved": [
-            {k: r.get(k) for k in ("text", "task", "score", "similarity")} for r in state.get("retrieved", [])
+            {k: r.get(k) for k in ("text", "task", "score", "accuracy", "dev_accuracy", "similarity")}
+            for r in state.get("retrieved", [])
         ],
         "rejected": dict(state.get("rejected") or {}),
         "timings": dict(state.get("timings", {})),
     }
     _write_trajectory(sess, state, decision)
-    pool = {tuple(b["prompt"]): b for b in state.get("best", [])}
-    before = min((b["score"] for b in pool.values()), default=float("inf"))
-    for c in [state["current"], *state["evaluated"]]:
-        if c.get("score") is None:
-            continue
-        key = tuple(c["prompt"])
-        if key not in pool or c["score"] < pool[key]["score"]:
-            pool[key] = _slim(c)
-    best = sorted(pool.values(), key=lambda c: c["score"])[: st.keep_best]
-    improved = bool(best) and best[0]["score"] < before
+    pool_size = state["current"].get("examples", 0)
+    full = [_slim(c) for c in [state["current"], *state["evaluated"]] if _on_pool(c, pool_size)]
+    best, improved = update_best(
+        state.get("best", []),
+        [{**c, "correct": c["right"]} for c in full],
+        st.keep_best,
+    )
     return {
         "history": [*state.get("history", []), entry],
         "best": best,
@@ -62,6 +85,7 @@ def _write_trajectory(sess: Session, state: dict, decision: dict) -> None:
         return
     from store.trajectory import TrajectoryRecord
 
+    splits = splits_fingerprint(sess)
     rows = []
     for c in [state["current"], *state["evaluated"]]:
         rows.append(
@@ -76,6 +100,8 @@ def _write_trajectory(sess: Session, state: dict, decision: dict) -> None:
                 accepted=c["prompt"] == decision["prompt"] and c["source"] == decision["source"],
                 score=c.get("score"),
                 accuracy=c.get("accuracy"),
+                examples=c.get("examples"),
+                splits=splits,
                 decided_by=decision.get("by", "optimizer"),
             )
         )

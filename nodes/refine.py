@@ -9,22 +9,35 @@ import re
 
 from nodes.chat_model import local_chat_model
 from nodes.edit_limit import word_distance
-from nodes.session import session, step_examples
+from nodes.session import gradient_examples, session
 
 PROMPT_BLOCK = re.compile(r"<prompt>(.*?)</prompt>", re.DOTALL | re.IGNORECASE)
 MAX_PROMPT_WORDS = 120
 
 
-def meta_prompt(current: str, retrieved: list[dict], examples: list, limit: int, n: int) -> str:
+def _measured(r: dict) -> str | None:
+    """How well a prompt did, in words: dev accuracy when it has one for this run's splits, else
+    its training accuracy, with the number of examples when known."""
+    if r.get("dev_accuracy") is not None:
+        return f"dev accuracy {r['dev_accuracy']:.2f}"
+    if r.get("accuracy") is not None:
+        n = r.get("examples")
+        return f"accuracy {r['accuracy']:.2f}" + (f" on {n} examples" if n else "")
+    return None
+
+
+def meta_prompt(current: str, retrieved: list[dict], examples: list, limit: int, n: int, accuracy=None) -> str:
     lines = [
         "You improve an instruction that is added after each question given to a language model, "
         "so that the model reasons better and answers correctly.",
         "",
-        "Earlier instructions and their accuracy on training questions (higher is better):",
+        "Earlier instructions and how they scored on training questions (higher is better):",
     ]
-    shown = [r for r in retrieved if r.get("accuracy") is not None][:8]
-    lines += [f'- "{r["text"]}" (accuracy {r["accuracy"]:.2f})' for r in shown] or ["- (none recorded yet)"]
-    lines += ["", f'Current instruction: "{current}"', "", "How the instruction is used:"]
+    shown = [(r, _measured(r)) for r in retrieved if not r.get("current")]
+    shown = [(r, m) for r, m in shown if m is not None][:8]
+    lines += [f'- "{r["text"]}" ({m})' for r, m in shown] or ["- (none recorded yet)"]
+    now = f" ({_measured({'accuracy': accuracy})})" if accuracy is not None else ""
+    lines += ["", f'Current instruction: "{current}"{now}', "", "How the instruction is used:"]
     for ex in examples:
         lines += [f"Question: {ex.question}", f"Instruction: {current}", f"Correct answer: {ex.answer}", ""]
     lines += [
@@ -57,8 +70,9 @@ def refine(state: dict, chat_model=None) -> dict:
     chat = chat_model or local_chat_model(sess.rt, st.refine_max_new_tokens)
     limit = state.get("edit_limit", st.edit_max)
     current = state["prompt_text"]
-    examples = step_examples(sess, state["step"])[:2]
-    message = meta_prompt(current, state.get("retrieved", []), examples, limit, st.refine_candidates)
+    examples = gradient_examples(sess, state["step"])[:2]
+    accuracy = (state.get("current") or {}).get("accuracy")
+    message = meta_prompt(current, state.get("retrieved", []), examples, limit, st.refine_candidates, accuracy)
     try:
         reply = chat.invoke(message)
         text = reply.content if isinstance(reply.content, str) else str(reply.content)

@@ -8,7 +8,7 @@ and the best-scoring one within the step's edit limit is evaluated as a whole pr
 from __future__ import annotations
 
 from nodes.edit_limit import word_distance
-from nodes.session import session, step_edit_limit, trajectory_of
+from nodes.session import session, splits_fingerprint, step_edit_limit, trajectory_of
 
 
 def retrieve(state: dict) -> dict:
@@ -27,7 +27,8 @@ def retrieve(state: dict) -> dict:
     }
     if store is None or st.retrieve_k == 0:
         return out
-    hits = store.similar(text, model=st.model, k=st.retrieve_k, task=sess.task.name, exclude_text=text)
+    splits = splits_fingerprint(sess)
+    hits = store.similar(text, model=st.model, k=st.retrieve_k, task=sess.task.name, exclude_text=text, splits=splits)
     if st.cross_task and len(hits) < st.retrieve_k:
         hits += store.similar(
             text, model=st.model, k=st.retrieve_k - len(hits), exclude_task=sess.task.name, exclude_text=text
@@ -39,6 +40,8 @@ def retrieve(state: dict) -> dict:
             "task": h.record.task,
             "score": h.record.score,
             "accuracy": h.record.accuracy,
+            "examples": h.record.examples,
+            "dev_accuracy": h.record.dev_accuracy,
             "similarity": round(h.similarity, 4),
             "run_id": h.record.run_id,
         }
@@ -53,5 +56,11 @@ def retrieve(state: dict) -> dict:
             tokens.append(ids[position])
     within = [r for r in scored if word_distance(r["text"], text) <= limit and r["prompt"]]
     extra = [{"prompt": within[0]["prompt"], "source": "retrieval"}] if within else []
-    current = {"text": text, "prompt": state["prompt"], "task": sess.task.name, "score": None, "current": True}
+    current = {
+        "text": text,
+        "prompt": state["prompt"],
+        "task": sess.task.name,
+        "score": None,
+        "current": True,
+    }
     return {**out, "retrieved": [current, *retrieved], "extra_tokens": tokens[:3], "extra_candidates": extra}

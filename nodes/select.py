@@ -1,14 +1,32 @@
-"""select: the update this step proposes: the lowest-scoring evaluated candidate (official) or the
-gradient argmax (paper). A person may still overrule it before it is applied."""
+"""select: the update this step proposes, by the run's acceptance rule (:func:`nodes.selection.accept`)
+over the race's finishers (official variant), or the gradient argmax (paper variant). A person may
+still overrule it before it is applied."""
 
 from __future__ import annotations
 
+from nodes.evaluate import pool_rollout
+from nodes.selection import Contender, RaceResult, accept
+from nodes.session import rollouts, selection_pool, session
 
-def select(state: dict) -> dict:
+
+def select(state: dict, store=None) -> dict:
+    sess = session(state["settings"])
     evaluated = state["evaluated"]
-    if not evaluated:  # every candidate was over the edit limit: keep the current prompt
-        return {"decision": state["current"]}
-    if all(c.get("score") is None for c in evaluated):
-        return {"decision": evaluated[0]}
-    best = min(evaluated, key=lambda c: c["score"])
-    return {"decision": best}
+    current = state["current"]
+    if sess.settings.variant == "paper":
+        if not evaluated:
+            return {"decision": {**current, "reason": "no candidate"}}
+        return {"decision": {**evaluated[0], "reason": "paper variant: the gradient argmax, unevaluated"}}
+    pool = selection_pool(sess)
+    base = pool_rollout(sess, store, state["prompt"])
+    contenders = []
+    for c in evaluated:
+        got = rollouts(sess, store, pool[: c["examples"]], [c["prompt"]])[0]  # cached by the race
+        contenders.append(Contender(tuple(c["prompt"]), got.outcomes, "" if c["finished"] else c["stopped"]))
+    decision = accept(
+        tuple(state["prompt"]), base.outcomes, RaceResult(contenders, len(pool), []), sess.settings.acceptance
+    )
+    if not decision.moved:
+        return {"decision": {**current, "reason": decision.reason}}
+    chosen = next(c for c in evaluated if tuple(c["prompt"]) == decision.prompt)
+    return {"decision": {**chosen, "reason": decision.reason}}

@@ -57,26 +57,71 @@ def load_inputs(settings: RunSettings) -> tuple[Task, Splits]:
     )
 
 
-def step_examples(sess: Session, step: int) -> list:
-    """The minibatch of ``step``: a function of (seed, step) alone, so a re-run node sees the
-    same examples."""
-    from nodes.greater import minibatch
+def selection_pool(sess: Session) -> list:
+    """The run's training split in its fixed racing order: every prompt is scored on these."""
+    from nodes.greater import pool_order
 
-    return minibatch(sess.splits.train, sess.settings.batch_size, sess.settings.seed, step)
+    return pool_order(sess.splits.train, sess.settings.seed)
+
+
+def gradient_examples(sess: Session, step: int) -> list:
+    """The pool examples ``step`` takes its gradient on (a function of seed and step alone)."""
+    from nodes.greater import gradient_batch
+
+    pool = selection_pool(sess)
+    return [pool[i] for i in gradient_batch(pool, sess.settings.batch_size, sess.settings.seed, step)]
+
+
+def rollout_cache(sess: Session, store=None):
+    """The run's (prompt, example) rollout cache in ``store`` (the graph's LangGraph store)."""
+    from nodes.rollout_cache import RolloutCache, rollout_fingerprint
+
+    return RolloutCache(store, rollout_fingerprint(sess.settings, sess.task.answer_format))
+
+
+def rollouts(sess: Session, store, examples, prompts, drafts=None, label: str | None = None) -> list:
+    """Rollouts of ``prompts`` on ``examples``, rolling out only what the run has not yet."""
+    from nodes.greater import cached_rollouts
+
+    return cached_rollouts(
+        sess.rt,
+        sess.task.answer_format,
+        rollout_cache(sess, store),
+        examples,
+        [tuple(p) for p in prompts],
+        sess.settings.max_new_tokens,
+        drafts=drafts,
+        label=label,
+    )
 
 
 def scored(sess: Session, prompt, source: str, rollout=None, step: int | None = None, **extra) -> dict:
-    """A prompt as the state records it, with its minibatch results when it was rolled out."""
+    """A prompt as the state records it, with its results on the examples it was rolled out on."""
     out = {"prompt": list(prompt), "text": sess.rt.decode(prompt), "source": source, **extra}
     if rollout is not None:
         out.update(
             accuracy=rollout.accuracy,
+            right=sum(rollout.correct),
+            examples=len(rollout.correct),
+            gold_logprob=rollout.gold_logprob,
             nll=rollout.nll,
             score=rollout.score(sess.settings.score_nll_weight),
         )
     if step is not None:
         out["step"] = step
     return out
+
+
+def splits_fingerprint(sess: Session) -> str:
+    """Which examples a run's dev and test scores were measured on: task data, seed, split sizes.
+    A dev score recorded under another fingerprint may have seen this run's test examples."""
+    import hashlib
+
+    s = sess.settings
+    data = hashlib.sha1()
+    for e in [*sess.task.examples, *sess.task.held_out]:
+        data.update(f"{e.question}\x1f{e.answer}\x1e".encode())
+    return hashlib.sha1(f"{data.hexdigest()}|{s.seed}|{s.train}|{s.dev}|{s.test}".encode()).hexdigest()[:16]
 
 
 def trajectory_of(sess: Session):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class StepSettings(BaseModel):
@@ -13,19 +13,53 @@ class StepSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    batch_size: int = Field(8, ge=1, description="training examples per step (minibatch)")
+    batch_size: int = Field(
+        8, ge=1, description="pool examples the step's gradient is taken on (drawn afresh from the pool each step)"
+    )
     max_new_tokens: int = Field(128, ge=1, description="bound on generated reasoning tokens")
     top_k: int = Field(10, ge=1, description="top-k of each example's next-token distribution")
     group_size: int = Field(5, ge=1, description="examples per intersection group")
     n_groups: int = Field(6, ge=1, description="intersection groups whose union gives candidates")
-    n_evaluate: int = Field(3, ge=1, description="gradient-ranked candidates evaluated by regeneration")
+    n_evaluate: int = Field(6, ge=1, description="gradient-ranked candidates raced by regeneration each step")
     temperature: float = Field(0.2, gt=0, description="answer logits are divided by this in the loss")
     grad_nll_weight: float = Field(0.2, ge=0, description="weight of prompt NLL in the gradient loss")
-    score_nll_weight: float = Field(0.02, ge=0, description="weight of prompt NLL in the candidate score")
+    score_nll_weight: float = Field(
+        0.02, ge=0, description="weight of prompt NLL in the recorded score (error rate + weight x NLL)"
+    )
     variant: Literal["official", "paper"] = Field(
         "official", description="official: evaluate top candidates by regeneration; paper: take the gradient argmax"
     )
-    keep_best: int = Field(10, ge=1, description="best prompts kept for the final choice on dev")
+    keep_best: int = Field(10, ge=1, description="best prompts (scored on the whole pool) kept across steps")
+    race_slices: tuple[int, ...] = Field(
+        (8, 16, 32),
+        description="pool examples after which racing candidates are compared with the current prompt "
+        "(comma-separated; the whole pool always comes last)",
+    )
+    race_alpha: float = Field(
+        0.2, gt=0, lt=1, description="a racing candidate stops when a paired test puts it behind at this level"
+    )
+    acceptance: Literal["always", "not_worse", "better"] = Field(
+        "not_worse",
+        description="when a step moves to its best candidate: always, not_worse (unless worse than the "
+        "current prompt on the pool) or better (only with more pool examples right)",
+    )
+    final_candidates: int = Field(3, ge=1, description="best prompts compared with the initial one on dev")
+    final_alpha: float = Field(
+        0.05, gt=0, lt=1, description="significance level for replacing the initial prompt (split over the candidates)"
+    )
+
+    @field_validator("race_slices", mode="before")
+    @classmethod
+    def _slices(cls, value):
+        """Accept "8,16,32" from the command line as well as a list."""
+        if isinstance(value, str):
+            try:
+                value = [int(v) for v in value.replace(" ", "").split(",") if v]
+            except ValueError:
+                raise ValueError(f"race slices are example counts like 8,16,32, got {value!r}") from None
+        if any(int(v) < 1 for v in value):
+            raise ValueError("race slices must be positive example counts")
+        return tuple(sorted(int(v) for v in value))
 
 
 DEFAULT_PROMPT = "Let's think step by step."
@@ -44,14 +78,14 @@ class RunSettings(StepSettings):
     question_field: str | None = Field(None, description="question field of a jsonl/csv task")
     answer_field: str | None = Field(None, description="answer field of a jsonl/csv task")
     initial_prompt: str = Field(DEFAULT_PROMPT, description="the prompt the search starts from")
-    seed: int = Field(0, description="seeds the splits, the minibatches and the candidate groups")
-    train: int = Field(50, ge=1, description="training examples (minibatches are drawn from these)")
-    dev: int = Field(50, ge=1, description="dev examples: the final prompt is chosen on these")
+    seed: int = Field(0, description="seeds the splits, the pool order, the gradient batches and the candidate groups")
+    train: int = Field(50, ge=1, description="training examples: the selection pool every candidate is raced on")
+    dev: int = Field(100, ge=1, description="dev examples: the final prompt must beat the initial one on these")
     test: int = Field(100, ge=0, description="test examples: reported, never used for choosing")
     steps: int = Field(20, ge=0, description="optimization steps (one token position each)")
     patience: int | None = Field(None, ge=1, description="stop after this many steps without a better prompt")
     target_accuracy: float | None = Field(
-        None, gt=0, le=1, description="stop once the current prompt reaches this minibatch accuracy"
+        None, gt=0, le=1, description="stop once the current prompt reaches this accuracy on the pool"
     )
     max_batch: int = Field(32, ge=1, description="rows per model call (halved automatically on CUDA out-of-memory)")
     human_approval: bool = Field(False, description="pause before every update for a person to approve, reject or edit")

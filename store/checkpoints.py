@@ -22,6 +22,7 @@ from nodes.errors import GradpromptError
 from store.paths import data_dir
 
 DB_NAME = "checkpoints.sqlite"
+ROLLOUTS_DB = "rollouts.sqlite"
 
 
 def runs_dir(run_dir: str | os.PathLike | None = None) -> Path:
@@ -51,6 +52,36 @@ def open_checkpointer(run_dir: str | os.PathLike | None = None) -> Iterator[Sqli
         ) from None
     finally:
         conn.close()
+
+
+@contextmanager
+def open_rollout_store(run_dir: str | os.PathLike | None = None) -> Iterator:
+    """The LangGraph ``SqliteStore`` beside the checkpoints that holds the runs' rollout caches
+    (kept out of the checkpoints, which snapshot the whole state at every node)."""
+    from langgraph.store.sqlite import SqliteStore
+
+    path = runs_dir(run_dir) / ROLLOUTS_DB
+    conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        store = SqliteStore(conn)
+        store.setup()
+        yield store
+    except sqlite3.DatabaseError as exc:
+        raise GradpromptError(
+            f"the rollout cache {path} cannot be read ({exc}); move it away (it only saves model time)"
+        ) from None
+    finally:
+        conn.close()
+
+
+@contextmanager
+def open_run_graph(run_dir: str | os.PathLike | None = None) -> Iterator:
+    """The optimizer graph compiled with the runs folder's checkpointer and rollout store."""
+    from graph.builder import build_graph
+
+    with open_checkpointer(run_dir) as saver, open_rollout_store(run_dir) as store:
+        yield build_graph(checkpointer=saver, store=store)
 
 
 def _write_json(path: Path, data: dict) -> None:

@@ -15,7 +15,7 @@ import os
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlparse
@@ -39,10 +39,12 @@ class TrajectoryRecord:
     step: int
     source: str  # initial | current | gradient | retrieval | refinement | human | dev
     accepted: bool = False
-    score: float | None = None  # minibatch score, lower is better
-    accuracy: float | None = None  # minibatch accuracy
+    score: float | None = None  # error rate + small NLL weight on the examples scored, lower is better
+    accuracy: float | None = None  # accuracy on the run's selection pool (or the part a race reached)
     dev_accuracy: float | None = None
     decided_by: str = "optimizer"
+    examples: int | None = None  # how many examples the accuracy is measured on
+    splits: str | None = None  # fingerprint of (task data, seed, split sizes) the scores belong to
 
     @property
     def id(self) -> str:
@@ -164,9 +166,12 @@ class TrajectoryStore:
         task: str | None = None,
         exclude_task: str | None = None,
         exclude_text: str | None = None,
+        splits: str | None = None,
     ) -> list[Hit]:
         """The ``k`` distinct prompts most similar to ``text`` recorded for ``model`` (and ``task``,
-        or any task but ``exclude_task``), each with its best recorded score."""
+        or any task but ``exclude_task``), each with its best recorded score. With ``splits``, a dev
+        score recorded under other splits of the same task is not used as the prompt's score (its
+        dev examples may be this run's test examples); the prompt itself is still retrieved."""
         where: list[dict] = [{"model": model}]
         if task is not None:
             where.append({"task": task})
@@ -189,7 +194,10 @@ class TrajectoryStore:
         for doc, meta, dist in zip(result["documents"][0], result["metadatas"][0], result["distances"][0], strict=True):
             if doc == exclude_text:
                 continue
-            hit = Hit(TrajectoryRecord.from_chroma(doc, meta), 1.0 - float(dist))
+            record = TrajectoryRecord.from_chroma(doc, meta)
+            if splits is not None and record.dev_accuracy is not None and record.splits != splits:
+                record = replace(record, dev_accuracy=None, score=None)
+            hit = Hit(record, 1.0 - float(dist))
             old = best.get(doc)
             if old is None or _better(hit.record, old.record):
                 best[doc] = hit

@@ -15,18 +15,14 @@ import torch
 
 
 def example_groups(n_examples: int, group_size: int, n_groups: int, rng: random.Random) -> list[list[int]]:
-    """Random disjoint groups of examples (reshuffled for more groups than one pass gives)."""
-    groups: list[list[int]] = []
-    while len(groups) < n_groups:
-        order = list(range(n_examples))
-        rng.shuffle(order)
-        for start in range(0, n_examples, group_size):
-            groups.append(order[start : start + group_size])
-            if len(groups) == n_groups:
-                break
-        if n_examples <= group_size:
-            break  # one group holds everybody; more would repeat it
-    return groups
+    """``n_groups`` random subsets of ``group_size`` distinct examples each, drawn independently
+    (as the GReaTer authors do), so every intersection really is over ``group_size`` examples. With
+    no more examples than a group holds there is one group of all of them (more would repeat it)."""
+    if n_examples <= 0:
+        return []
+    if n_examples <= group_size:
+        return [list(range(n_examples))]
+    return [sorted(rng.sample(range(n_examples), group_size)) for _ in range(n_groups)]
 
 
 def propose_candidates(

@@ -34,6 +34,7 @@ class DecodeJob:
     prompt: tuple[int, int]
     extractor: tuple[int, ...]
     draft: tuple[int, ...] = ()
+    gold: tuple[int, ...] = ()  # the gold answer's tokens after the extractor, for its log-probability
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class Decoded:
     answer: tuple[int, ...]
     prompt_nll: float  # mean NLL of the prompt tokens (0 for an empty prompt)
     draft_accepted: int  # draft tokens greedy decoding confirmed
+    gold_logprob: float = 0.0  # log p(gold answer | context, reasoning, extractor); 0 without a gold answer
 
 
 class _Row:
@@ -56,13 +58,22 @@ class _Row:
         self.done = False
         self.accepted = 0
         self.guess: list[int] = []
+        self.gold_pending = False  # this step's guess is the gold answer, teacher-forced
+        self.gold_logprob: float | None = None
 
     def plan_guess(self, limit: int, max_new: int) -> None:
         """Draft tokens to verify after this step's feed: what followed the latest occurrence of
         the reasoning's last tokens in the draft (a rephrased reasoning often rejoins it)."""
         self.guess = []
+        self.gold_pending = False
+        if self.answering:
+            # the gold answer is the guess for the answer: one forward scores it teacher-forced
+            # and, where greedy decoding agrees with it, also confirms the greedy answer
+            if self.job.gold and self.gold_logprob is None and not self.answer:
+                self.guess, self.gold_pending = list(self.job.gold), True
+            return
         draft = self.job.draft
-        if self.answering or not draft or len(self.feed) != 1 or limit <= 0:
+        if not draft or len(self.feed) != 1 or limit <= 0:
             return
         room = min(limit, max_new - len(self.reasoning) - 1)
         for n in (3, 2):
@@ -195,7 +206,9 @@ def reason_and_answer(
             logits_to_keep=keep,
         )
         cache = out.past_key_values
-        predictions = torch.split(out.logits.argmax(-1), keep.sum(1).tolist())
+        counts = keep.sum(1).tolist()
+        _score_gold(active, torch.split(out.logits, counts))
+        predictions = torch.split(out.logits.argmax(-1), counts)
         grown = []
         for i, (r, preds) in enumerate(zip(active, predictions, strict=True)):
             preds = preds.tolist()
@@ -205,9 +218,23 @@ def reason_and_answer(
             while used < len(r.guess) and not r.done and r.feed == [r.guess[used]]:
                 used += 1
                 r.take(preds[used], stop_ids, max_new_tokens, max_answer_tokens)
-            r.accepted += used
+            if not r.gold_pending:
+                r.accepted += used
             new_mask[i, fed + used :] = 0
             grown.append(fed + used)
         mask = torch.cat([mask, new_mask], dim=1)
         lengths = lengths + torch.as_tensor(grown, device=device)
-    return [Decoded(tuple(r.reasoning), tuple(r.answer), nll, r.accepted) for r, nll in zip(rows, nlls, strict=True)]
+    return [
+        Decoded(tuple(r.reasoning), tuple(r.answer), nll, r.accepted, r.gold_logprob or 0.0)
+        for r, nll in zip(rows, nlls, strict=True)
+    ]
+
+
+def _score_gold(rows: list[_Row], logits: Sequence[torch.Tensor]) -> None:
+    """Log-probability of the gold answer for rows whose guess this step was the gold answer:
+    the kept logits start at the extractor's last token, which predicts the answer's first."""
+    for r, row_logits in zip(rows, logits, strict=True):
+        if r.gold_pending:
+            gold = torch.as_tensor(r.job.gold, device=row_logits.device)
+            logp = torch.log_softmax(row_logits[: len(gold)].float(), dim=-1)
+            r.gold_logprob = float(logp.gather(1, gold[:, None]).sum())

@@ -21,7 +21,9 @@ from nodes.runtime.model_loading import LoadedModel, load_model
 from nodes.runtime.progress_bars import progress_bar
 from nodes.runtime.usage import usage_of
 
-PLAIN_TOKEN = re.compile(r"^ ?(?:[A-Za-z]+|[^\sA-Za-z0-9])$")
+# The GReaTer authors' candidate filter: ASCII letters with an optional leading space, or the
+# full stop and comma tokens. Byte fragments, accents, CJK, zero-width and other symbols are out.
+PLAIN_TOKEN = re.compile(r" ?[A-Za-z]+|[.,]")
 SENTENCE_END = re.compile(r"[.!?]\s*$")
 
 
@@ -73,7 +75,8 @@ class Runtime:
 
     @cached_property
     def allowed_tokens(self) -> torch.Tensor:
-        """Bool mask over the embedding rows: plain words or single punctuation, not special.
+        """Bool mask over the embedding rows: ASCII words (optionally space-led), '.' and ',';
+        never special tokens.
 
         Computed once per runtime with one batched decode; the step itself never loops over the
         vocabulary in Python.
@@ -82,7 +85,7 @@ class Runtime:
         n = min(rows, len(self.tokenizer))
         texts = self.tokenizer.batch_decode([[i] for i in range(n)])
         mask = torch.zeros(rows, dtype=torch.bool)
-        mask[:n] = torch.tensor([bool(PLAIN_TOKEN.match(t)) for t in texts])
+        mask[:n] = torch.tensor([bool(PLAIN_TOKEN.fullmatch(t)) for t in texts])
         special = [i for i in self.tokenizer.all_special_ids if i < rows]
         mask[special] = False
         return mask.to(self.device)

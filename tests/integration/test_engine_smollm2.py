@@ -7,8 +7,10 @@ import random
 import pytest
 
 from nodes.errors import GradpromptError
-from nodes.greater import choose, minibatch, next_position, propose, rollout
+from nodes.greater import cached_rollouts, next_position, pool_order, propose, rollout
+from nodes.rollout_cache import RolloutCache
 from nodes.runtime.model_loading import load_model
+from nodes.selection import SelectionConfig, accept, race
 from nodes.settings import StepSettings
 from nodes.tasks import builtin_task
 
@@ -27,44 +29,50 @@ def test_chat_layout_on_the_real_template(smollm2_rt):
         assert rt.tokenizer.decode(enc.ids).endswith("<|im_start|>assistant\n")
 
 
-def test_one_full_step_changes_the_prompt(smollm2_rt):
+def test_one_full_step_races_candidates_and_always_moves_to_the_best(smollm2_rt):
+    """A whole official step on the real model: rollout of the current prompt on the pool,
+    gradient proposal on a batch of it, a race of the top edits, and the acceptance rules."""
     rt = smollm2_rt
     task = builtin_task("compare")
     fmt = task.answer_format
     settings = StepSettings(batch_size=4, max_new_tokens=24, n_evaluate=3)
-    examples = minibatch(task.split(0, 16, 8, 8).train, settings.batch_size, seed=0, step=0)
+    pool = pool_order(task.split(0, 12, 8, 8).train, 0)
+    cache = RolloutCache(None, "engine-step-test")
     prompt = tuple(rt.encode_prompt("Let's think step by step."))
-    current = rollout(rt, fmt, examples, [prompt], settings.max_new_tokens)[0]
-    assert len(current.reasonings) == 4 and all(current.reasonings)
-    proposal = propose(rt, fmt, settings, examples, prompt, 0, current.reasonings, random.Random(0))
+    current = cached_rollouts(rt, fmt, cache, pool, [prompt], settings.max_new_tokens)[0]
+    assert len(current.reasonings) == 12 and all(current.reasonings)
+    assert all(lp < 0 for lp in current.gold_logprobs)
+    proposal = propose(rt, fmt, settings, pool[:4], prompt, 0, current.reasonings[:4], random.Random(0))
     assert proposal.current_token == prompt[0] and prompt[0] in proposal.candidates
     assert len(proposal.candidates) >= 2 * settings.n_evaluate
     assert all(rt.allowed_tokens[c] for c in proposal.candidates)
-    choice = choose(rt, fmt, settings, examples, proposal, current)
-    evaluated = [p for p, _ in choice.evaluated]
-    assert len(evaluated) == 3 and choice.prompt in evaluated
-    scores = {p: r.score(settings.score_nll_weight) for p, r in choice.evaluated}
-    assert scores[choice.prompt] == min(scores.values())
-    for p, r in choice.evaluated:
-        assert len(r.correct) == 4 and r.nll > 0 and p[1:] == prompt[1:]
-    if choice.prompt == prompt:  # the current token can win; then the sweep still moves on
-        assert next_position(rt, prompt, 0) == 1
-    else:
-        assert choice.prompt[0] != prompt[0]
+    top = [p for p in proposal.top_prompts(settings.n_evaluate + 1) if p != prompt][: settings.n_evaluate]
+    assert len(top) == 3 and all(p[1:] == prompt[1:] and p[0] != prompt[0] for p in top)
+
+    def evaluate(alive, start, stop):
+        drafts = current.reasonings[start:stop]
+        return [r.outcomes for r in cached_rollouts(rt, fmt, cache, pool[start:stop], alive, 24, drafts=drafts)]
+
+    result = race(top, current.outcomes, evaluate, SelectionConfig(race_slices=(4, 8)))
+    assert result.slices == [4, 8, 12]
+    moved = accept(prompt, current.outcomes, result, "always")
+    assert moved.moved and moved.prompt != prompt and moved.prompt in top  # the step changes the prompt
+    kept = accept(prompt, current.outcomes, result, "better")
+    best = max((c for c in result.finished), key=lambda c: sum(c.correct), default=None)
+    assert kept.moved == (best is not None and sum(best.correct) > sum(current.correct))
+    assert next_position(rt, moved.prompt, 0) == 1
 
 
 def test_paper_variant_takes_the_gradient_argmax(smollm2_rt):
     rt = smollm2_rt
     task = builtin_task("compare")
     settings = StepSettings(batch_size=3, max_new_tokens=16, variant="paper")
-    examples = minibatch(task.split(0, 16, 8, 8).train, 3, seed=1, step=0)
+    examples = task.split(0, 16, 8, 8).train[:3]
     prompt = tuple(rt.encode_prompt("Think carefully."))
     current = rollout(rt, task.answer_format, examples, [prompt], 16)[0]
     proposal = propose(rt, task.answer_format, settings, examples, prompt, 1, current.reasonings, random.Random(0))
-    choice = choose(rt, task.answer_format, settings, examples, proposal, current)
     best = min(zip(proposal.gradients, proposal.candidates, strict=True))[1]
-    assert choice.prompt == proposal.prompt_with(best)
-    assert choice.evaluated == [(choice.prompt, None)]
+    assert proposal.top_prompts(1)[0] == proposal.prompt_with(best)
 
 
 def test_growing_the_prompt_appends_a_token(smollm2_rt):

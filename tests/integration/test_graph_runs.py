@@ -25,9 +25,10 @@ def test_short_run_records_every_step(tmp_path):
     assert result.steps == 3 and result.variant == "official"
     assert [h["step"] for h in result.history] == [0, 1, 2]
     for h in result.history:
-        assert sum(c["source"] == "gradient" for c in h["candidates"]) == 2
+        assert 1 <= sum(c["source"] == "gradient" for c in h["candidates"]) <= 2
         assert all(c["score"] is not None and 0 <= c["accuracy"] <= 1 for c in h["candidates"])
-        assert h["accepted"]["prompt"] in [c["prompt"] for c in h["candidates"]]
+        assert h["accepted"]["prompt"] in [c["prompt"] for c in h["candidates"]] + [h["prompt"]]
+        assert h["current"]["examples"] == 8  # the current prompt is always scored on the whole pool
         assert {"reason", "propose", "evaluate"} <= set(h["timings"])
     assert result.scores["baseline"]["dev"] is not None and result.scores["best"]["test"] is not None
     # the same history is read back from the checkpointer by a fresh graph
@@ -38,6 +39,33 @@ def test_short_run_records_every_step(tmp_path):
         steps_seen = {s.values.get("step") for s in graph.get_state_history(config)}
     assert {0, 1, 2, 3} <= steps_seen
     assert [r["run_id"] for r in list_runs(run_dir=tmp_path)] == ["short"]
+
+
+def test_racing_history_says_how_far_each_candidate_got_and_why(tmp_path):
+    result = optimize(
+        "builtin:compare",
+        steps=2,
+        run_dir=tmp_path,
+        **{**SMALL, "n_evaluate": 4, "race_slices": (2, 4), "race_alpha": 0.5, "acceptance": "always"},
+    )
+    pool = SMALL["train"]
+    seen = set()
+    for h in result.history:
+        assert h["race_slices"] == [2, 4, pool]
+        assert h["current"]["examples"] == pool
+        for c in h["candidates"]:
+            assert c["examples"] in (2, 4, pool)
+            seen.add(c["examples"])
+            if c["finished"]:
+                assert c["examples"] == pool and c["stopped"] == ""
+            else:
+                assert c["stopped"].startswith("behind") and c["examples"] < pool
+                if "current prompt" in c["stopped"]:  # it stopped because it was behind on these examples
+                    assert c["only_current_right"] > c["only_new_right"]
+            assert c["right"] == round(c["accuracy"] * c["examples"])
+        assert h["accepted"]["reason"].startswith("always")
+        assert h["changed"]  # always moves, and the current prompt is never its own candidate
+    assert pool in seen
 
 
 def test_paper_variant_is_labelled(tmp_path):
@@ -87,7 +115,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
         "builtin:compare",
         steps=3,
         seed=5,
-        run_dir=tmp_path,
+        run_dir=tmp_path / "elsewhere",  # a rollout cache of its own: nothing is shared with the killed run
         run_id="straight",
         store=str(tmp_path / "store-straight"),
         **SMALL,
@@ -101,6 +129,19 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
     killed = open_store(str(tmp_path / "store-killed")).records(run_id="killed")
     plain = open_store(str(tmp_path / "store-straight")).records(run_id="straight")
     assert sorted((r.step, r.source, r.text) for r in killed) == sorted((r.step, r.source, r.text) for r in plain)
+    # and the rollout cache holds the same (prompt, example) results, each once
+    assert _cached_rollouts(tmp_path) == _cached_rollouts(tmp_path / "elsewhere")
+
+
+def _cached_rollouts(run_dir) -> dict:
+    import sqlite3
+
+    from store.checkpoints import ROLLOUTS_DB
+
+    with sqlite3.connect(run_dir / ROLLOUTS_DB) as conn:
+        rows = conn.execute("SELECT prefix, key, value FROM store").fetchall()
+    assert len({(p, k) for p, k, _ in rows}) == len(rows) and rows
+    return {(p, k): json.loads(v)["correct"] for p, k, v in rows}
 
 
 def test_fork_with_an_edited_prompt(tmp_path):

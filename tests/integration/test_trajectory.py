@@ -3,7 +3,6 @@ tasks, a shared `chroma run` server, and refinement by a chat model."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -57,6 +56,18 @@ def test_retrieval_returns_the_most_similar_prompts_of_the_model(tmp_path):
     assert all(h.record.model == "m1" for h in hits)
     assert hits[0].similarity == pytest.approx(max(cosine), abs=1e-3)
     assert store.similar(query, model="other-model", k=3)[0].record.text == "Let's think step by step!"
+
+
+def test_dev_scores_of_other_splits_do_not_steer_a_run(tmp_path):
+    from dataclasses import replace
+
+    store = TrajectoryStore(tmp_path / "store")
+    dev = replace(_record("Check each step.", 3), source="dev", score=0.2, accuracy=None, dev_accuracy=0.8)
+    store.add([replace(dev, splits="split-A")])
+    (same,) = store.similar("Check each step", model="m1", k=1, splits="split-A")
+    (other,) = store.similar("Check each step", model="m1", k=1, splits="split-B")
+    assert same.record.dev_accuracy == 0.8 and same.record.score == 0.2
+    assert other.record.text == "Check each step." and other.record.dev_accuracy is None and other.record.score is None
 
 
 def test_writes_are_idempotent_and_survive_a_restart(tmp_path):
@@ -203,10 +214,17 @@ def test_local_model_refines_through_chat_huggingface(tmp_path, smollm2_rt):
         "builtin:compare", steps=1, run_dir=tmp_path, store=str(tmp_path / "s"), refine_max_new_tokens=24, **SMALL
     )
     from graph import run_values
+    from nodes.refine import parse_candidates
 
     values = run_values(result.run_id, run_dir=tmp_path)
-    assert values["refine_reply"].strip()
-    assert json.dumps(result.history[0]["rejected"])  # counted, whatever the small model wrote
+    reply = values["refine_reply"]
+    assert reply.strip()
+    # whatever the small model wrote, the step counted it exactly as the parser reads it
+    step = result.history[0]
+    kept, malformed, over = parse_candidates(reply, step["prompt_text"], step["edit_limit"])
+    assert step["rejected"]["malformed"] == malformed and step["rejected"]["over_limit"] >= over
+    refined = [c["text"] for c in step["candidates"] if c["source"] == "refinement"]
+    assert len(refined) <= len(kept) and all(t in kept or t.strip() in kept for t in refined)
 
 
 def test_edit_limit_bounds_every_candidate_and_positions_decay(tmp_path):

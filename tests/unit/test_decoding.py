@@ -88,3 +88,30 @@ def test_rows_that_stop_early_leave_the_batch(tiny_rt):
         )
         assert [o.reasoning for o in out] == reasonings
         assert [o.answer for o in out] == answers
+
+
+@pytest.mark.parametrize("max_new", [6, 20])
+def test_gold_answer_log_probability_comes_with_an_unchanged_greedy_answer(tiny_rt, max_new):
+    """The gold answer rides along as the answer's draft: the greedy answer stays exactly plain
+    greedy (whether the gold agrees with it or not), and its log-probability equals a plain
+    teacher-forced forward over context | reasoning | extractor | gold."""
+    import torch
+
+    rt = tiny_rt
+    contexts = rt.contexts(QUESTIONS, rt.encode_prompt("Let's think step by step."))
+    extractor = rt.layout.text_ids(EXTRACTOR)
+    reasonings, answers = _reference(rt, contexts, extractor, max_new, 5)
+    golds = [answers[0][:2] or (40,), rt.layout.text_ids(" Yes"), rt.layout.text_ids(" No"), *answers[3:]]
+    golds = [g or (41, 42) for g in golds]
+    jobs = [DecodeJob(c.ids, c.prompt, extractor, (), tuple(g)) for c, g in zip(contexts, golds, strict=True)]
+    out = rt.reason_and_answer(jobs, max_new, 5)
+    assert [o.reasoning for o in out] == reasonings
+    assert [o.answer for o in out] == answers
+    for c, r, g, o in zip(contexts, reasonings, golds, out, strict=True):
+        ids = torch.tensor([c.ids + r + extractor + tuple(g)])
+        with torch.no_grad():
+            logp = torch.log_softmax(rt.model(input_ids=ids).logits[0].float(), -1)
+        start = len(c.ids) + len(r) + len(extractor)
+        want = sum(float(logp[start - 1 + j, t]) for j, t in enumerate(g))
+        assert o.gold_logprob == pytest.approx(want, abs=1e-3)
+        assert o.gold_logprob < 0

@@ -67,6 +67,25 @@ def test_meta_prompt_carries_trajectory_examples_and_limit():
     assert "at most 7 words" in text and "Write 2 new instructions" in text
 
 
+def test_meta_prompt_shows_the_current_prompt_and_dev_scored_prompts():
+    text = meta_prompt(
+        "Let's think.",
+        [
+            {"text": "Let's think.", "accuracy": None, "current": True},
+            {"text": "Check each step.", "accuracy": None, "dev_accuracy": 0.6},
+            {"text": "Count the objects.", "accuracy": 0.5, "examples": 16},
+        ],
+        [],
+        5,
+        1,
+        accuracy=0.42,
+    )
+    assert 'Current instruction: "Let\'s think." (accuracy 0.42)' in text
+    assert '"Check each step." (dev accuracy 0.60)' in text
+    assert '"Count the objects." (accuracy 0.50 on 16 examples)' in text
+    assert text.count("Let's think.") == 1  # the current prompt is not listed as an earlier one
+
+
 def test_positions_per_step_decay_with_the_limit():
     from nodes.edit_limit import positions_for_step
 

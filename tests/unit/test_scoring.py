@@ -100,6 +100,15 @@ def test_loss_only_counts_answer_tokens(tiny_rt):
     manual = torch.nn.functional.cross_entropy(logits[row.answer[0] - 1 : row.answer[1] - 1], targets)
     assert n_answer >= 1
     torch.testing.assert_close(out.total, manual, rtol=1e-5, atol=1e-6)
+    # the loss is taken through the reasoning: the same row with other reasoning tokens has another loss
+    context = rt.contexts(QUESTIONS[:1], prompt)[0]
+    extractor = rt.layout.text_ids("\nTherefore, the final answer (Yes or No) is")
+    reasoning = row.ids[len(context.ids) : row.answer[0] - len(extractor)]
+    assert reasoning and row.ids[: len(context.ids)] == tuple(context.ids)
+    other = tuple(20 + (t + 7) % 300 for t in reasoning)
+    changed = forced_row(context.ids, context.prompt, other, extractor, row.ids[row.answer[0] : row.answer[1]])
+    out_other = forced_losses(rt, [changed], None, temperature=1.0, nll_weight=0.0)
+    assert abs(float(out_other.total) - float(out.total)) > 1e-4
 
 
 def test_batched_generation_equals_one_at_a_time(tiny_rt):

@@ -1,0 +1,333 @@
+"""How a prompt gets chosen: every decision of the search that rests on measured answers.
+
+Read this module to see the rules; the graph nodes only call it.
+
+1. **Racing** (:func:`race`). A step's candidates are scored on growing slices of a fixed selection
+   pool (the run's training split, in one order fixed by the seed), always on the same examples as
+   the current prompt, whose results on the whole pool are known. After each slice a candidate is
+   dropped when an exact one-sided paired test (McNemar: a binomial test on the examples where the
+   two disagree) says it is behind the current prompt, or behind the slice's leader, at level
+   ``race_alpha``. Survivors go on to the next slice; the last slice is the whole pool.
+2. **Acceptance** (:func:`accept`). The best survivor on the whole pool (most examples right, then
+   the higher mean gold-answer log-probability, a continuous signal measured on the same examples)
+   replaces the current prompt under the rule ``always`` (the GReaTer authors': move to the best
+   candidate), ``not_worse`` (move unless it is worse than the current prompt on the pool: fewer
+   right, or as many right with a lower gold log-probability) or ``better`` (move only when it
+   gets more examples right).
+3. **The best-prompt list** (:func:`update_best`) holds only prompts scored on the whole pool, so
+   its ranking compares like with like; patience counts steps since its top accuracy last rose.
+4. **The final choice** (:func:`final_choice`). The top prompts of that list are scored on the dev
+   split next to the initial prompt. The dev leader replaces the initial prompt only if it gets
+   significantly more dev examples right: exact one-sided McNemar p-value at most ``final_alpha``
+   divided by the number of prompts that competed (Bonferroni, since the leader was picked among
+   them on the same dev examples). Otherwise the initial prompt is kept, and the result says why.
+
+Prompts are compared by :func:`rank_key`, on the same examples only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from scipy.stats import binomtest
+
+from nodes.tasks.confidence import Z95
+
+PromptIds = tuple[int, ...]
+Acceptance = Literal["always", "not_worse", "better"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One prompt on one example: what a rollout tells the search."""
+
+    correct: bool
+    gold_logprob: float  # log p(gold answer | question, prompt, own reasoning, extractor)
+    nll: float  # mean NLL of the prompt's tokens in this example's context
+    reasoning: tuple[int, ...] = ()
+    answer: str = ""
+
+    def to_json(self) -> dict:
+        return {
+            "correct": self.correct,
+            "gold_logprob": self.gold_logprob,
+            "nll": self.nll,
+            "reasoning": list(self.reasoning),
+            "answer": self.answer,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> Outcome:
+        return cls(
+            bool(data["correct"]),
+            float(data["gold_logprob"]),
+            float(data["nll"]),
+            tuple(data.get("reasoning", ())),
+            str(data.get("answer", "")),
+        )
+
+
+@dataclass(frozen=True)
+class SelectionConfig:
+    """The constants of the rules above (see :class:`nodes.settings.StepSettings` for defaults)."""
+
+    race_slices: tuple[int, ...] = (8, 16, 32)
+    race_alpha: float = 0.2
+    acceptance: Acceptance = "not_worse"
+    keep_best: int = 10
+    final_candidates: int = 3
+    final_alpha: float = 0.05
+
+    @classmethod
+    def from_settings(cls, settings) -> SelectionConfig:
+        return cls(
+            race_slices=tuple(settings.race_slices),
+            race_alpha=settings.race_alpha,
+            acceptance=settings.acceptance,
+            keep_best=settings.keep_best,
+            final_candidates=settings.final_candidates,
+            final_alpha=settings.final_alpha,
+        )
+
+
+# ----- comparing two prompts on the same examples ------------------------------------------------
+def rank_key(outcomes: Sequence[Outcome]) -> tuple[int, float, float]:
+    """Higher is better: examples right, then mean gold log-probability, then lower prompt NLL."""
+    n = max(len(outcomes), 1)
+    return (
+        sum(o.correct for o in outcomes),
+        sum(o.gold_logprob for o in outcomes) / n,
+        -sum(o.nll for o in outcomes) / n,
+    )
+
+
+def discordant(a: Sequence[bool], b: Sequence[bool]) -> tuple[int, int]:
+    """(examples only ``a`` got right, examples only ``b`` got right) on paired examples."""
+    if len(a) != len(b):
+        raise ValueError(f"paired comparison needs the same examples: {len(a)} vs {len(b)} results")
+    only_a = sum(x and not y for x, y in zip(a, b, strict=True))
+    only_b = sum(y and not x for x, y in zip(a, b, strict=True))
+    return only_a, only_b
+
+
+def p_better(a: Sequence[bool], b: Sequence[bool]) -> float:
+    """Exact one-sided McNemar p-value for "``a`` gets more examples right than ``b``"."""
+    only_a, only_b = discordant(a, b)
+    if only_a + only_b == 0:
+        return 1.0
+    return float(binomtest(only_a, only_a + only_b, 0.5, alternative="greater").pvalue)
+
+
+@dataclass(frozen=True)
+class PairedGain:
+    """Accuracy of ``a`` minus accuracy of ``b`` on the same ``n`` examples."""
+
+    n: int
+    gain: float
+    low: float  # 95% interval (Agresti-Min adjusted Wald for matched proportions)
+    high: float
+    p_value: float  # exact two-sided McNemar
+    only_a: int
+    only_b: int
+
+    def to_json(self) -> dict:
+        return {
+            "n": self.n,
+            "gain": self.gain,
+            "ci95": [self.low, self.high],
+            "p_value": self.p_value,
+            "only_new_right": self.only_a,
+            "only_old_right": self.only_b,
+        }
+
+
+def paired_gain(a: Sequence[bool], b: Sequence[bool]) -> PairedGain:
+    """The paired accuracy difference with its 95% interval and exact two-sided test.
+
+    The interval is Agresti and Min's (2005) adjusted Wald interval for matched proportions: half
+    an example is added to each of the four agree/disagree cells. It covers well at small n and
+    does not collapse to a point when no example changed, as the plain Wald interval does."""
+    n = len(a)
+    only_a, only_b = discordant(a, b)
+    if n == 0:
+        return PairedGain(0, 0.0, -1.0, 1.0, 1.0, 0, 0)
+    adjusted = n + 2
+    pa, pb = (only_a + 0.5) / adjusted, (only_b + 0.5) / adjusted
+    half = Z95 * math.sqrt(max((pa + pb) - (pa - pb) ** 2, 0.0) / adjusted)
+    m = only_a + only_b
+    p = float(binomtest(only_a, m, 0.5).pvalue) if m else 1.0
+    centre = pa - pb
+    return PairedGain(n, (only_a - only_b) / n, max(-1.0, centre - half), min(1.0, centre + half), p, only_a, only_b)
+
+
+# ----- 1. racing ----------------------------------------------------------------------------------
+@dataclass
+class Contender:
+    """A candidate in a race: its results so far (on the pool's first ``len(outcomes)`` examples)."""
+
+    prompt: PromptIds
+    outcomes: list[Outcome] = field(default_factory=list)
+    stopped: str = ""  # why it left the race early; "" if it ran the whole pool
+
+    @property
+    def evaluated(self) -> int:
+        return len(self.outcomes)
+
+    @property
+    def correct(self) -> list[bool]:
+        return [o.correct for o in self.outcomes]
+
+
+@dataclass
+class RaceResult:
+    contenders: list[Contender]
+    pool_size: int
+    slices: list[int]
+
+    @property
+    def finished(self) -> list[Contender]:
+        return [c for c in self.contenders if c.evaluated == self.pool_size and not c.stopped]
+
+
+Evaluator = Callable[[list[PromptIds], int, int], list[list[Outcome]]]
+"""``evaluate(prompts, start, stop)``: each prompt's outcomes on pool examples ``start:stop``."""
+
+
+def slices_for(pool_size: int, race_slices: Sequence[int]) -> list[int]:
+    """Cumulative slice ends: the configured ones that fit, then the whole pool."""
+    return sorted({min(max(1, s), pool_size) for s in race_slices} | {pool_size}) if pool_size else []
+
+
+def race(
+    prompts: Sequence[PromptIds], current: Sequence[Outcome], evaluate: Evaluator, config: SelectionConfig
+) -> RaceResult:
+    """Race ``prompts`` against the current prompt, whose outcomes on the whole pool are ``current``."""
+    pool_size = len(current)
+    contenders = [Contender(tuple(p)) for p in dict.fromkeys(tuple(p) for p in prompts)]
+    cuts = slices_for(pool_size, config.race_slices)
+    done = 0
+    for cut in cuts:
+        alive = [c for c in contenders if not c.stopped]
+        if not alive:
+            break
+        for c, new in zip(alive, evaluate([c.prompt for c in alive], done, cut), strict=True):
+            c.outcomes.extend(new)
+        done = cut
+        base = [o.correct for o in current[:cut]]
+        for c in alive:
+            p = p_better(base, c.correct)
+            if p <= config.race_alpha:
+                c.stopped = _behind("the current prompt", cut, sum(c.correct), sum(base), p)
+        alive = [c for c in alive if not c.stopped]
+        if len(alive) > 1:
+            leader = max(alive, key=lambda c: rank_key(c.outcomes))
+            for c in alive:
+                if c is leader:
+                    continue
+                p = p_better(leader.correct, c.correct)
+                if p <= config.race_alpha:
+                    c.stopped = _behind("the leading candidate", cut, sum(c.correct), sum(leader.correct), p)
+    return RaceResult(contenders, pool_size, cuts)
+
+
+def _behind(whom: str, n: int, right: int, their_right: int, p: float) -> str:
+    return f"behind {whom} after {n} examples ({right} vs {their_right} right, p={p:.3f})"
+
+
+# ----- 2. acceptance ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Decision:
+    prompt: PromptIds  # the prompt the run moves to (the current one when it stays)
+    moved: bool
+    reason: str
+
+
+def accept(current: PromptIds, current_outcomes: Sequence[Outcome], result: RaceResult, rule: Acceptance) -> Decision:
+    """Apply the acceptance rule to a finished race."""
+    finished = result.finished
+    if not finished:
+        if rule == "always" and result.contenders:
+            furthest = max(result.contenders, key=lambda c: (c.evaluated, rank_key(c.outcomes)))
+            return Decision(
+                furthest.prompt, True, "always: every candidate stopped early; took the one that went furthest"
+            )
+        return Decision(current, False, "no candidate finished the race")
+    best = max(finished, key=lambda c: rank_key(c.outcomes))
+    ours, theirs = rank_key(current_outcomes), rank_key(best.outcomes)
+    n = result.pool_size
+    summary = f"best candidate {theirs[0]}/{n} right vs current {ours[0]}/{n}"
+    if rule == "always":
+        return Decision(best.prompt, True, f"always: {summary}")
+    if rule == "better":
+        moved = theirs[0] > ours[0]
+        return Decision(best.prompt if moved else current, moved, f"better: {summary}")
+    moved = theirs[:2] >= ours[:2]
+    tie = " (tie on accuracy, gold log-prob decides)" if theirs[0] == ours[0] else ""
+    return Decision(best.prompt if moved else current, moved, f"not_worse: {summary}{tie}")
+
+
+# ----- 3. the best-prompt list ----------------------------------------------------------------------
+def update_best(best: list[dict], scored: Sequence[dict], keep: int) -> tuple[list[dict], bool]:
+    """Merge prompts scored on the whole pool (dicts with ``prompt``, ``correct``, ``gold_logprob``,
+    ``nll``, ``pool``) into the list; returns the new list and whether its top accuracy rose."""
+    pool = {tuple(b["prompt"]): b for b in best}
+    before = max((b["correct"] for b in best), default=-1)
+    for s in scored:
+        pool.setdefault(tuple(s["prompt"]), s)
+    ranked = sorted(pool.values(), key=lambda b: (b["correct"], b["gold_logprob"], -b["nll"]), reverse=True)
+    ranked = ranked[:keep]
+    after = ranked[0]["correct"] if ranked else -1
+    return ranked, after > before
+
+
+# ----- 4. the final choice --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FinalChoice:
+    chosen: int  # index into the candidates; -1: the initial prompt was kept
+    leader: int  # the best candidate on dev, chosen or not (-1: there was none)
+    p_value: float  # one-sided exact McNemar, leader vs initial on dev
+    threshold: float  # final_alpha / number of candidates
+    gain: PairedGain  # chosen (or leader, when kept) minus initial on dev
+    reason: str
+
+    @property
+    def kept_initial(self) -> bool:
+        return self.chosen < 0
+
+
+def final_choice(
+    initial: Sequence[Outcome], candidates: Sequence[Sequence[Outcome]], alpha: float, advice: str = ""
+) -> FinalChoice:
+    """Keep the initial prompt unless the dev leader beats it significantly (see module doc)."""
+    n = len(initial)
+    base = [o.correct for o in initial]
+    if not candidates:
+        gain = paired_gain(base, base)
+        return FinalChoice(-1, -1, 1.0, alpha, gain, "no optimized prompt to compare: the initial prompt was kept")
+    leader = max(range(len(candidates)), key=lambda i: (rank_key(candidates[i]), -i))
+    right = [o.correct for o in candidates[leader]]
+    gain = paired_gain(right, base)
+    p = p_better(right, base)
+    threshold = alpha / len(candidates)
+    k = len(candidates)
+    scope = f"{k} optimized prompt{'s' if k > 1 else ''} on {n} dev examples"
+    if sum(right) <= sum(base):
+        reason = (
+            f"kept the initial prompt: no candidate answered more dev examples right ({sum(right)} vs {sum(base)} "
+            f"of {n}; {scope})"
+        )
+    elif p > threshold:
+        reason = (
+            f"kept the initial prompt: the best candidate's dev lead ({sum(right)} vs {sum(base)} of {n} right) "
+            f"is not significant (p={p:.3f}, needs p<={threshold:.3g} for {scope})"
+        )
+    else:
+        reason = (
+            f"chose the optimized prompt: {sum(right)} vs {sum(base)} of {n} dev examples right "
+            f"(p={p:.3g} <= {threshold:.3g})"
+        )
+        return FinalChoice(leader, leader, p, threshold, gain, reason)
+    return FinalChoice(-1, leader, p, threshold, gain, reason + (f"; {advice}" if advice else ""))
