@@ -113,36 +113,20 @@ def rollout(
     max_new_tokens: int,
     drafts: Sequence[Sequence[int]] | None = None,
     label: str | None = None,
+    cache: RolloutCache | None = None,
 ) -> list[Rollout]:
-    """Every prompt on every example, in one batched decode (see :func:`rollout_pairs`)."""
-    guesses = list(drafts) if drafts is not None else [()] * len(examples)
-    pairs = [(tuple(p), e, d) for p in prompts for e, d in zip(examples, guesses, strict=True)]
-    outcomes = rollout_pairs(rt, fmt, pairs, max_new_tokens, label=label)
-    n = len(examples)
-    return [Rollout.from_outcomes(p, outcomes[i * n : (i + 1) * n]) for i, p in enumerate(prompts)]
-
-
-def cached_rollouts(
-    rt: Runtime,
-    fmt: AnswerFormat,
-    cache: RolloutCache,
-    examples: Sequence[Example],
-    prompts: Sequence[PromptIds],
-    max_new_tokens: int,
-    drafts: Sequence[Sequence[int]] | None = None,
-    label: str | None = None,
-) -> list[Rollout]:
-    """Like :func:`rollout`, but only the (prompt, example) pairs the run has not rolled out yet
-    reach the model, all of them in one batched decode; the new results go to the cache."""
+    """Every prompt on every example. With a ``cache``, only the (prompt, example) pairs the run has
+    not rolled out yet reach the model and the new results go to the cache; either way everything
+    that is rolled out goes through one batched decode (see :func:`rollout_pairs`)."""
     prompts = [tuple(p) for p in prompts]
     unique = list(dict.fromkeys(prompts))
-    known = {p: cache.get(p, examples) for p in unique}
+    known = {p: cache.get(p, examples) if cache is not None else [None] * len(examples) for p in unique}
     guesses = list(drafts) if drafts is not None else [()] * len(examples)
     missing = [(p, i) for p in unique for i, o in enumerate(known[p]) if o is None]
     if missing:
-        pairs = [(p, examples[i], guesses[i]) for p, i in missing]
-        fresh = rollout_pairs(rt, fmt, pairs, max_new_tokens, label=label)
-        cache.put([(p, examples[i], o) for (p, i), o in zip(missing, fresh, strict=True)])
+        fresh = rollout_pairs(rt, fmt, [(p, examples[i], guesses[i]) for p, i in missing], max_new_tokens, label)
+        if cache is not None:
+            cache.put([(p, examples[i], o) for (p, i), o in zip(missing, fresh, strict=True)])
         for (p, i), o in zip(missing, fresh, strict=True):
             known[p][i] = o
     return [Rollout.from_outcomes(p, known[p]) for p in prompts]

@@ -81,17 +81,17 @@ def rollout_cache(sess: Session, store=None):
 
 def rollouts(sess: Session, store, examples, prompts, drafts=None, label: str | None = None) -> list:
     """Rollouts of ``prompts`` on ``examples``, rolling out only what the run has not yet."""
-    from nodes.greater import cached_rollouts
+    from nodes.greater import rollout
 
-    return cached_rollouts(
+    return rollout(
         sess.rt,
         sess.task.answer_format,
-        rollout_cache(sess, store),
         examples,
-        [tuple(p) for p in prompts],
+        prompts,
         sess.settings.max_new_tokens,
         drafts=drafts,
         label=label,
+        cache=rollout_cache(sess, store),
     )
 
 

@@ -38,20 +38,25 @@ def new_run_id(task_name: str) -> str:
 
 
 @contextmanager
+def _sqlite(path: Path, what: str, fix: str, **connect) -> Iterator[sqlite3.Connection]:
+    """A connection usable from LangGraph's worker threads; a damaged file is one clear error."""
+    conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30, **connect)
+    try:
+        yield conn
+    except sqlite3.DatabaseError as exc:
+        raise GradpromptError(f"the {what} {path} cannot be read ({exc}); {fix}") from None
+    finally:
+        conn.close()
+
+
+@contextmanager
 def open_checkpointer(run_dir: str | os.PathLike | None = None) -> Iterator[SqliteSaver]:
     """A ``SqliteSaver`` on the runs folder's database, closed afterwards."""
     path = runs_dir(run_dir) / DB_NAME
-    conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
-    try:
+    with _sqlite(path, "checkpoint database", "move it away to start a fresh one") as conn:
         saver = SqliteSaver(conn)
         saver.setup()
         yield saver
-    except sqlite3.DatabaseError as exc:
-        raise GradpromptError(
-            f"the checkpoint database {path} cannot be read ({exc}); move it away to start a fresh one"
-        ) from None
-    finally:
-        conn.close()
 
 
 @contextmanager
@@ -61,18 +66,12 @@ def open_rollout_store(run_dir: str | os.PathLike | None = None) -> Iterator:
     from langgraph.store.sqlite import SqliteStore
 
     path = runs_dir(run_dir) / ROLLOUTS_DB
-    conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30, isolation_level=None)
-    try:
+    fix = "move it away (it only saves model time)"
+    with _sqlite(path, "rollout cache", fix, isolation_level=None) as conn:
         conn.execute("PRAGMA journal_mode=WAL")
         store = SqliteStore(conn)
         store.setup()
         yield store
-    except sqlite3.DatabaseError as exc:
-        raise GradpromptError(
-            f"the rollout cache {path} cannot be read ({exc}); move it away (it only saves model time)"
-        ) from None
-    finally:
-        conn.close()
 
 
 @contextmanager

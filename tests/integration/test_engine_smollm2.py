@@ -7,7 +7,7 @@ import random
 import pytest
 
 from nodes.errors import GradpromptError
-from nodes.greater import cached_rollouts, next_position, pool_order, propose, rollout
+from nodes.greater import next_position, pool_order, propose, rollout
 from nodes.rollout_cache import RolloutCache
 from nodes.runtime.model_loading import load_model
 from nodes.selection import SelectionConfig, accept, race
@@ -39,7 +39,7 @@ def test_one_full_step_races_candidates_and_always_moves_to_the_best(smollm2_rt)
     pool = pool_order(task.split(0, 12, 8, 8).train, 0)
     cache = RolloutCache(None, "engine-step-test")
     prompt = tuple(rt.encode_prompt("Let's think step by step."))
-    current = cached_rollouts(rt, fmt, cache, pool, [prompt], settings.max_new_tokens)[0]
+    current = rollout(rt, fmt, pool, [prompt], settings.max_new_tokens, cache=cache)[0]
     assert len(current.reasonings) == 12 and all(current.reasonings)
     assert all(lp < 0 for lp in current.gold_logprobs)
     proposal = propose(rt, fmt, settings, pool[:4], prompt, 0, current.reasonings[:4], random.Random(0))
@@ -51,7 +51,7 @@ def test_one_full_step_races_candidates_and_always_moves_to_the_best(smollm2_rt)
 
     def evaluate(alive, start, stop):
         drafts = current.reasonings[start:stop]
-        return [r.outcomes for r in cached_rollouts(rt, fmt, cache, pool[start:stop], alive, 24, drafts=drafts)]
+        return [r.outcomes for r in rollout(rt, fmt, pool[start:stop], alive, 24, drafts=drafts, cache=cache)]
 
     result = race(top, current.outcomes, evaluate, SelectionConfig(race_slices=(4, 8)))
     assert result.slices == [4, 8, 12]

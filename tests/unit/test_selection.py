@@ -8,7 +8,7 @@ import random
 import pytest
 from scipy.stats import binomtest
 
-from nodes.greater import cached_rollouts, gradient_batch, pool_order, rollout
+from nodes.greater import gradient_batch, pool_order, rollout
 from nodes.rollout_cache import RolloutCache
 from nodes.runtime.candidates import example_groups
 from nodes.runtime.runtime import PLAIN_TOKEN
@@ -219,19 +219,19 @@ def test_pool_order_and_gradient_batches_are_fixed_by_the_seed():
     assert batch == gradient_batch(pool, 8, 0, 2) and len(set(batch)) == 8
 
 
-def test_cached_rollouts_never_roll_out_a_pair_twice(tiny_rt):
+def test_cached_rollout_never_rolls_out_a_pair_twice(tiny_rt):
     rt = tiny_rt
     task = builtin_task("compare")
     fmt = task.answer_format
     examples = task.examples[:6]
     cache = RolloutCache(None, "tiny-cache-test")
     a, b = tuple(rt.encode_prompt("Think step by step.")), tuple(rt.encode_prompt("Answer carefully."))
-    first = cached_rollouts(rt, fmt, cache, examples[:4], [a], 6)
+    first = rollout(rt, fmt, examples[:4], [a], 6, cache=cache)
     calls = rt.usage.snapshot().calls
-    again = cached_rollouts(rt, fmt, cache, examples[:4], [a], 6)
+    again = rollout(rt, fmt, examples[:4], [a], 6, cache=cache)
     assert rt.usage.snapshot().calls == calls  # no model call
     assert again[0].outcomes == first[0].outcomes
-    mixed = cached_rollouts(rt, fmt, cache, examples, [a, b], 6)  # only the missing pairs are rolled out
+    mixed = rollout(rt, fmt, examples, [a, b], 6, cache=cache)  # only the missing pairs are rolled out
     assert cache.misses == 4 + 2 + 6 and cache.hits == 4 + 4
     plain = rollout(rt, fmt, examples, [a, b], 6)
     for got, want in zip(mixed, plain, strict=True):
@@ -246,11 +246,11 @@ def test_race_on_the_tiny_model_compares_on_the_same_examples(tiny_rt):
     pool = task.examples[:12]
     cache = RolloutCache(None, "tiny-race-test")
     current_prompt = tuple(rt.encode_prompt("Think step by step."))
-    current = cached_rollouts(rt, fmt, cache, pool, [current_prompt], 6)[0]
+    current = rollout(rt, fmt, pool, [current_prompt], 6, cache=cache)[0]
     prompts = [tuple(rt.encode_prompt(t)) for t in ("Answer carefully.", "Yes or no.", "Check the numbers.")]
 
     def evaluate(alive, start, stop):
-        rolled = cached_rollouts(rt, fmt, cache, pool[start:stop], alive, 6, drafts=current.reasonings[start:stop])
+        rolled = rollout(rt, fmt, pool[start:stop], alive, 6, drafts=current.reasonings[start:stop], cache=cache)
         return [r.outcomes for r in rolled]
 
     result = race(prompts, current.outcomes, evaluate, SelectionConfig(race_slices=(4, 8), race_alpha=0.3))
