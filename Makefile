@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 
 demo: setup
 	$(BIN)/gradprompt optimize --task builtin:compare --steps 4 --train 16 --dev 16 --test 32 \
-		--batch-size 6 --max-new-tokens 64 --keep-best 4
+		--batch-size 6 --max-new-tokens 64 --keep-best 4 --n-evaluate 4
 
 lint: setup
 	$(BIN)/ruff check .

@@ -199,7 +199,7 @@ def mean_interval(values: list[float]) -> dict:
     return {"mean": m, "ci95": [float(low), float(high)]}
 
 
-def write_summary(out: Path, rows: list[dict], fixed: dict) -> None:
+def write_summary(out: Path, rows: list[dict], fixed: dict, planned: int | None = None) -> None:
     """The Markdown table, the JSON and the chart, from every finished task in the folder."""
     mean = {k: mean_interval([r["scores"][k]["accuracy"] for r in rows]) for k in PROMPTS}
     gain = mean_interval([r["gain"]["gain"] for r in rows])
@@ -249,6 +249,9 @@ def write_summary(out: Path, rows: list[dict], fixed: dict) -> None:
         + f" | {gain_mean} | {sum(not r['kept_initial'] for r in rows)} changed | {total_s:.0f} | {calls} |"
     )
     lines.append("")
+    if planned is not None and planned > len(rows):
+        lines.append(f"**Partial: {len(rows)} of {planned} tasks finished so far.**")
+        lines.append("")
     lines.append(
         f"Accuracy on each task's test split with its 95% Wilson interval; the gain is the paired test "
         f"difference optimized minus initial on the same examples (95% Agresti-Min interval, exact McNemar "
@@ -314,6 +317,9 @@ def main(argv: list[str] | None = None) -> int:
         default=False,
         help="chat-model refinement (off by default: the 135M model rarely writes a usable prompt)",
     )
+    parser.add_argument(
+        "--summary-only", action="store_true", help="rewrite the tables from the finished tasks, run nothing"
+    )
     args = parser.parse_args(argv)
     try:
         fixed = {k: getattr(args, k) for k in FIXED}
@@ -321,6 +327,14 @@ def main(argv: list[str] | None = None) -> int:
         specs = task_specs(args.data or default_data_dir(), args.tasks)
         check_out_folder(args.out, fixed)
         (args.out / "tasks").mkdir(exist_ok=True)
+        if args.summary_only:
+            done = [args.out / "tasks" / f"{n.replace('/', '-')}.json" for n in specs]
+            rows = [json.loads(p.read_text()) for p in done if p.is_file()]
+            if not rows:
+                raise GradpromptError(f"{args.out} holds no finished task yet: run the benchmark first")
+            write_summary(args.out, rows, fixed, len(specs))
+            print((args.out / "results.md").read_text())
+            return 0
         rows = []
         with progress_bar("benchmark", total=len(specs), unit="tasks", keep=True) as bar:
             for name, spec in specs.items():
@@ -344,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
                         flush=True,
                     )
                 bar.advance()
-        write_summary(args.out, rows, fixed)
+                write_summary(args.out, rows, fixed, len(specs))  # the tables always cover every finished task
     except GradpromptError as exc:
         print(f"accuracy benchmark: {exc}", file=sys.stderr)
         return 2

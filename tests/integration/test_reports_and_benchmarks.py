@@ -103,8 +103,15 @@ def test_accuracy_benchmark_end_to_end_and_resume(tmp_path, capsys):
         assert s["n"] == 6 and s["correct"] == round(s["accuracy"] * 6)
         assert s["ci95"][0] <= s["accuracy"] <= s["ci95"][1]
     assert row["usage"]["calls"] > 0 and row["usage"]["tokens_generated"] > 0 and row["seconds"] > 0
+    gain = row["gain"]
+    assert gain["n"] == 6 and gain["ci95"][0] <= gain["gain"] <= gain["ci95"][1] and 0 <= gain["p_value"] <= 1
+    optimized, initial = row["scores"]["optimized"]["correct"], row["scores"]["initial"]["correct"]
+    assert gain["gain"] == pytest.approx((optimized - initial) / 6)
+    assert row["kept_initial"] == (row["prompts"]["optimized"] == row["prompts"]["initial"]) and row["reason"]
     table = (out / "results.md").read_text()
-    assert "| builtin-compare | 6 |" in table and "mean of 1 tasks" in table
+    assert "| builtin-compare | 6 |" in table and "mean of 1 tasks" in table and "gain over initial" in table
+    (out / "results.md").unlink()
+    assert bench.main([*args, "--summary-only"]) == 0 and (out / "results.md").read_text() == table
     assert (out / "accuracy.png").read_bytes().startswith(PNG)
 
     # the second call keeps the finished task: no new run, no new file
