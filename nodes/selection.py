@@ -7,7 +7,8 @@ Read this module to see the rules; the graph nodes only call it.
    the current prompt, whose results on the whole pool are known. After each slice a candidate is
    dropped when an exact one-sided paired test (McNemar: a binomial test on the examples where the
    two disagree) says it is behind the current prompt, or behind the slice's leader, at level
-   ``race_alpha``. Survivors go on to the next slice; the last slice is the whole pool.
+   ``race_alpha``. Survivors go on to the next slice; the last slice is the whole pool, and a
+   candidate that runs it is a finisher whatever its score (acceptance judges finishers).
 2. **Acceptance** (:func:`accept`). The best survivor on the whole pool (most examples right, then
    the higher mean gold-answer log-probability, a continuous signal measured on the same examples)
    replaces the current prompt under the rule ``always`` (the GReaTer authors': move to the best
@@ -216,6 +217,8 @@ def race(
         for c, new in zip(alive, evaluate([c.prompt for c in alive], done, cut), strict=True):
             c.outcomes.extend(new)
         done = cut
+        if cut == pool_size:
+            break  # every survivor has run the whole pool: the acceptance rule takes it from here
         base = [o.correct for o in current[:cut]]
         for c in alive:
             p = p_better(base, c.correct)

@@ -259,3 +259,13 @@ def test_race_on_the_tiny_model_compares_on_the_same_examples(tiny_rt):
         assert c.evaluated in (4, 8, 12)
         assert c.correct == want.correct[: c.evaluated]  # racing changes nothing about the results
         assert (c.evaluated < 12) == bool(c.stopped)
+
+
+def test_a_candidate_that_runs_the_whole_pool_finishes_and_the_rule_judges_it():
+    current = [True] * 16
+    late_loser = [True] * 8 + [False] * 8  # level on the first slice, far behind on the pool
+    result = race([(4,)], outcomes(current), table_evaluator({(4,): outcomes(late_loser)}, []), SelectionConfig((8,)))
+    (c,) = result.contenders
+    assert c.evaluated == 16 and not c.stopped and result.finished == [c]
+    assert not accept((0,), outcomes(current), result, "not_worse").moved
+    assert accept((0,), outcomes(current), result, "always").prompt == (4,)
