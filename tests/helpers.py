@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 # A run small enough to take seconds per step on a CPU with the bundled model.
 SMALL_RUN = {
-    "train": 8,
+    "train": 4,  # the selection pool: every candidate that survives is rolled out on all of it
     "dev": 4,
     "test": 4,
     "batch_size": 2,

@@ -28,7 +28,7 @@ def test_short_run_records_every_step(tmp_path):
         assert 1 <= sum(c["source"] == "gradient" for c in h["candidates"]) <= 2
         assert all(c["score"] is not None and 0 <= c["accuracy"] <= 1 for c in h["candidates"])
         assert h["accepted"]["prompt"] in [c["prompt"] for c in h["candidates"]] + [h["prompt"]]
-        assert h["current"]["examples"] == 8  # the current prompt is always scored on the whole pool
+        assert h["current"]["examples"] == SMALL["train"]  # the current prompt is scored on the whole pool
         assert {"reason", "propose", "evaluate"} <= set(h["timings"])
     assert result.scores["baseline"]["dev"] is not None and result.scores["best"]["test"] is not None
     # the same history is read back from the checkpointer by a fresh graph
@@ -46,9 +46,9 @@ def test_racing_history_says_how_far_each_candidate_got_and_why(tmp_path):
         "builtin:compare",
         steps=2,
         run_dir=tmp_path,
-        **{**SMALL, "n_evaluate": 4, "race_slices": (2, 4), "race_alpha": 0.5, "acceptance": "always"},
+        **{**SMALL, "train": 8, "n_evaluate": 4, "race_slices": (2, 4), "race_alpha": 0.5, "acceptance": "always"},
     )
-    pool = SMALL["train"]
+    pool = 8
     seen = set()
     for h in result.history:
         assert h["race_slices"] == [2, 4, pool]

@@ -18,7 +18,7 @@ from graph import optimize
 from store.embeddings import get_embedder
 from store.trajectory import TrajectoryRecord, TrajectoryStore
 
-SMALL = {"train": 8, "dev": 4, "test": 4, "batch_size": 2, "max_new_tokens": 8, "n_evaluate": 2, "top_k": 5}
+SMALL = {"train": 4, "dev": 4, "test": 4, "batch_size": 2, "max_new_tokens": 8, "n_evaluate": 2, "top_k": 5}
 TEXTS = [
     "Let's think step by step.",
     "Think step by step and check each step.",
