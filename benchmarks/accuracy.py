@@ -39,7 +39,7 @@ from graph.api import make_settings, resume, start_run  # noqa: E402
 from nodes.errors import GradpromptError  # noqa: E402
 from nodes.greater import rollout  # noqa: E402
 from nodes.runtime.progress_bars import progress_bar  # noqa: E402
-from nodes.session import session  # noqa: E402
+from nodes.session import rollouts, session  # noqa: E402
 from nodes.tasks.confidence import wilson_interval  # noqa: E402
 from store.checkpoints import list_run_ids  # noqa: E402
 
@@ -161,7 +161,7 @@ def run_task(name: str, spec: str, fixed: dict, common: dict, out: Path) -> dict
     correct["optimized"] = round(result.scores["best"]["test"] * n)
     final = result.final
     usage = sess.rt.usage.snapshot() - usage_before
-    return {
+    row = {
         "task": name,
         "spec": spec,
         "answer_type": str(fmt.kind),
@@ -186,6 +186,39 @@ def run_task(name: str, spec: str, fixed: dict, common: dict, out: Path) -> dict
         "usage": usage.to_json(),
         "resumed": resumed,  # time and usage then cover only the part run in the last process
     }
+    row["dev_leader"] = audit_dev_leader(row, settings, out / "runs")
+    return row
+
+
+def audit_dev_leader(row: dict, settings, runs: Path) -> dict | None:
+    """The test gain the run's dev leader would have had over the initial prompt. Not something a
+    user gets (the final choice kept the initial prompt unless the leader's dev lead was
+    significant): it checks that choice, showing whether the leads it turned down were real."""
+    from graph.api import run_values
+    from nodes.selection import paired_gain
+    from store.checkpoints import open_rollout_store
+
+    final = run_values(row["run_id"], run_dir=runs).get("final") or {}
+    candidates = final.get("dev_candidates", [])[1:]
+    if not candidates:
+        return None
+    leader = max(candidates, key=lambda c: (c["dev_accuracy"], c.get("dev_gold_logprob", 0.0)))
+    sess = session(settings)
+    initial = tuple(final["baseline"]["prompt"])
+    with open_rollout_store(runs) as store:
+        lead, base = rollouts(sess, store, sess.splits.test, [tuple(leader["prompt"]), initial])
+    return {
+        "text": leader["text"],
+        "dev_accuracy": leader["dev_accuracy"],
+        "test_accuracy": lead.accuracy,
+        "test_gain": paired_gain(lead.correct, base.correct).to_json(),
+    }
+
+
+def _write_row(path: Path, row: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(row, indent=2))
+    tmp.replace(path)
 
 
 def mean_interval(values: list[float]) -> dict:
@@ -206,7 +239,10 @@ def write_summary(out: Path, rows: list[dict], fixed: dict, planned: int | None 
     majority = mean_interval([r["majority_answer"]["accuracy"] for r in rows])
     worse = [r["task"] for r in rows if r["gain"]["ci95"][1] < 0]
     better = [r["task"] for r in rows if r["gain"]["ci95"][0] > 0]
+    leaders = [r["dev_leader"] for r in rows if r.get("dev_leader")]
+    leader_gain = mean_interval([d["test_gain"]["gain"] for d in leaders]) if leaders else None
     summary = {
+        "dev_leader_test_gain": leader_gain,
         "mean": mean,
         "gain": gain,
         "majority": majority,
@@ -263,6 +299,15 @@ def write_summary(out: Path, rows: list[dict], fixed: dict, planned: int | None 
         f"{fixed['acceptance']}, reasoning up to {fixed['max_new_tokens']} tokens, initial prompt "
         f"{fixed['initial_prompt']!r}, refinement {'on' if fixed['refine'] else 'off'}."
     )
+    if leader_gain is not None:
+        lc = leader_gain["ci95"]
+        lines += [
+            "",
+            "Check of the final choice: had every run taken its dev leader regardless of significance, the mean "
+            f"paired test gain over the initial prompt would have been {leader_gain['mean']:+.3f}"
+            + (f" [{lc[0]:+.3f}, {lc[1]:+.3f}]" if lc else "")
+            + f" over {len(leaders)} tasks (per task in results.json, `dev_leader`).",
+        ]
     (out / "results.md").write_text("\n".join(lines) + "\n")
     plot(out / "accuracy.png", rows)
 
@@ -340,14 +385,17 @@ def main(argv: list[str] | None = None) -> int:
             for name, spec in specs.items():
                 path = args.out / "tasks" / f"{name.replace('/', '-')}.json"
                 if path.is_file():
-                    rows.append(json.loads(path.read_text()))
+                    row = json.loads(path.read_text())
+                    if "dev_leader" not in row:  # finished before the audit existed: add it
+                        settings = make_settings(spec, **fixed, **common, store=str(args.out / "trajectory"))
+                        row["dev_leader"] = audit_dev_leader(row, settings, args.out / "runs")
+                        _write_row(path, row)
+                    rows.append(row)
                     print(f"{name}: done earlier, kept", file=sys.stderr)
                 else:
                     bar.update(info=name)
                     row = run_task(name, spec, fixed, common, args.out)
-                    tmp = path.with_suffix(".tmp")
-                    tmp.write_text(json.dumps(row, indent=2))
-                    tmp.replace(path)
+                    _write_row(path, row)
                     rows.append(row)
                     s = row["scores"]
                     print(

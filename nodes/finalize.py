@@ -104,6 +104,7 @@ def finalize(state: dict, store=None) -> dict:
             "empty_prompt": {"test": _accuracy(test[empty].correct) if test else None},
             "majority_answer": majority_rate(sess),
             "dev_candidates": on_dev,
+            "dev_leader": None if choice.leader < 0 else on_dev[choice.leader + 1]["text"],
             "dev_examples": len(sess.splits.dev),
             "test_examples": len(sess.splits.test),
         },

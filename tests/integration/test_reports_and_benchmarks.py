@@ -108,6 +108,12 @@ def test_accuracy_benchmark_end_to_end_and_resume(tmp_path, capsys):
     optimized, initial = row["scores"]["optimized"]["correct"], row["scores"]["initial"]["correct"]
     assert gain["gain"] == pytest.approx((optimized - initial) / 6)
     assert row["kept_initial"] == (row["prompts"]["optimized"] == row["prompts"]["initial"]) and row["reason"]
+    leader = row["dev_leader"]  # the audit of the final choice: its dev leader scored on test
+    if leader is not None:
+        assert leader["test_gain"]["n"] == 6 and 0 <= leader["test_accuracy"] <= 1
+        if not row["kept_initial"]:
+            assert leader["text"] == row["prompts"]["optimized"]
+            assert leader["test_gain"]["gain"] == pytest.approx(gain["gain"])
     table = (out / "results.md").read_text()
     assert "| builtin-compare | 6 |" in table and "mean of 1 tasks" in table and "gain over initial" in table
     (out / "results.md").unlink()
