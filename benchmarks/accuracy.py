@@ -141,7 +141,7 @@ def run_task(name: str, spec: str, fixed: dict, common: dict, out: Path) -> dict
     """Optimize one task (or resume its run) and score the four prompts on its test split."""
     runs = out / "runs"
     run_id = f"bench-{name.replace('/', '-')}-{settings_key(fixed)}"
-    settings = make_settings(spec, **fixed, **common, store=str(out / "trajectory"))
+    settings = task_settings(spec, fixed, common, out)
     start = time.perf_counter()
     sess = session(settings)
     usage_before = sess.rt.usage.snapshot()
@@ -186,8 +186,21 @@ def run_task(name: str, spec: str, fixed: dict, common: dict, out: Path) -> dict
         "usage": usage.to_json(),
         "resumed": resumed,  # time and usage then cover only the part run in the last process
     }
-    row["dev_leader"] = audit_dev_leader(row, settings, out / "runs")
     return row
+
+
+def task_settings(spec: str, fixed: dict, common: dict, out: Path):
+    return make_settings(spec, **fixed, **common, store=str(out / "trajectory"))
+
+
+def _on_test(settings, runs: Path, prompts: list[tuple[int, ...]]) -> list:
+    """Test rollouts of prompts through the run folder's rollout cache (the initial prompt's are
+    already there from finalize, so only new prompts cost model calls)."""
+    from store.checkpoints import open_rollout_store
+
+    sess = session(settings)
+    with open_rollout_store(runs) as store:
+        return rollouts(sess, store, sess.splits.test, prompts)
 
 
 def audit_dev_leader(row: dict, settings, runs: Path) -> dict | None:
@@ -196,23 +209,42 @@ def audit_dev_leader(row: dict, settings, runs: Path) -> dict | None:
     significant): it checks that choice, showing whether the leads it turned down were real."""
     from graph.api import run_values
     from nodes.selection import paired_gain
-    from store.checkpoints import open_rollout_store
 
     final = run_values(row["run_id"], run_dir=runs).get("final") or {}
     candidates = final.get("dev_candidates", [])[1:]
     if not candidates:
         return None
     leader = max(candidates, key=lambda c: (c["dev_accuracy"], c.get("dev_gold_logprob", 0.0)))
-    sess = session(settings)
-    initial = tuple(final["baseline"]["prompt"])
-    with open_rollout_store(runs) as store:
-        lead, base = rollouts(sess, store, sess.splits.test, [tuple(leader["prompt"]), initial])
+    lead, base = _on_test(settings, runs, [tuple(leader["prompt"]), tuple(final["baseline"]["prompt"])])
     return {
         "text": leader["text"],
         "dev_accuracy": leader["dev_accuracy"],
         "test_accuracy": lead.accuracy,
         "test_gain": paired_gain(lead.correct, base.correct).to_json(),
     }
+
+
+def trace_steps(row: dict, settings, runs: Path) -> list[dict]:
+    """The test gain over the initial prompt of the prompt the search held after each step: how
+    the gain grows (or not) with the number of steps, from one run."""
+    from graph.api import run_values
+    from nodes.selection import paired_gain
+
+    values = run_values(row["run_id"], run_dir=runs)
+    initial = tuple(values["final"]["baseline"]["prompt"])
+    held = [tuple(h["accepted"]["prompt"]) for h in values.get("history", [])]
+    wanted = list(dict.fromkeys([initial, *held]))
+    rolled = dict(zip(wanted, _on_test(settings, runs, wanted), strict=True))
+    return [
+        {
+            "step": i + 1,
+            "text": h["accepted"]["text"],
+            "changed": h["changed"],
+            "test_accuracy": rolled[p].accuracy,
+            "test_gain": paired_gain(rolled[p].correct, rolled[initial].correct).to_json(),
+        }
+        for i, (h, p) in enumerate(zip(values.get("history", []), held, strict=True))
+    ]
 
 
 def _write_row(path: Path, row: dict) -> None:
@@ -303,13 +335,39 @@ def write_summary(out: Path, rows: list[dict], fixed: dict, planned: int | None 
         lc = leader_gain["ci95"]
         lines += [
             "",
-            "Check of the final choice: had every run taken its dev leader regardless of significance, the mean "
+            "Check of the final choice: had every run taken its best prompt on dev other than the initial one, "
+            "whatever the significance, the mean "
             f"paired test gain over the initial prompt would have been {leader_gain['mean']:+.3f}"
             + (f" [{lc[0]:+.3f}, {lc[1]:+.3f}]" if lc else "")
             + f" over {len(leaders)} tasks (per task in results.json, `dev_leader`).",
         ]
+    lines += trace_table(rows)
     (out / "results.md").write_text("\n".join(lines) + "\n")
     plot(out / "accuracy.png", rows)
+
+
+def trace_table(rows: list[dict]) -> list[str]:
+    """Gain against steps, for the tasks run with ``--trace``: per task and the mean over them."""
+    traced = [r for r in rows if r.get("trace")]
+    if not traced:
+        return []
+    steps = max(len(r["trace"]) for r in traced)
+    lines = [
+        "",
+        "Test gain over the initial prompt of the prompt the search held after each step (paired, same "
+        "test examples; the mean over tasks with its 95% t-interval):",
+        "",
+        "| step | " + " | ".join(r["task"].removeprefix("bbh/") for r in traced) + " | mean |",
+        "|---:|" + "---:|" * (len(traced) + 1),
+    ]
+    for i in range(steps):
+        gains = [r["trace"][i]["test_gain"]["gain"] if i < len(r["trace"]) else None for r in traced]
+        m = mean_interval([g for g in gains if g is not None])
+        ci = f" [{m['ci95'][0]:+.3f}, {m['ci95'][1]:+.3f}]" if m["ci95"] else ""
+        lines.append(
+            f"| {i + 1} | " + " | ".join("" if g is None else f"{g:+.3f}" for g in gains) + f" | {m['mean']:+.3f}{ci} |"
+        )
+    return lines
 
 
 def plot(path: Path, rows: list[dict]) -> None:
@@ -363,6 +421,11 @@ def main(argv: list[str] | None = None) -> int:
         help="chat-model refinement (off by default: the 135M model rarely writes a usable prompt)",
     )
     parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="also score on test the prompt the search held after each step (gain against steps)",
+    )
+    parser.add_argument(
         "--summary-only", action="store_true", help="rewrite the tables from the finished tasks, run nothing"
     )
     args = parser.parse_args(argv)
@@ -384,19 +447,22 @@ def main(argv: list[str] | None = None) -> int:
         with progress_bar("benchmark", total=len(specs), unit="tasks", keep=True) as bar:
             for name, spec in specs.items():
                 path = args.out / "tasks" / f"{name.replace('/', '-')}.json"
-                if path.is_file():
-                    row = json.loads(path.read_text())
-                    if "dev_leader" not in row:  # finished before the audit existed: add it
-                        settings = make_settings(spec, **fixed, **common, store=str(args.out / "trajectory"))
-                        row["dev_leader"] = audit_dev_leader(row, settings, args.out / "runs")
-                        _write_row(path, row)
-                    rows.append(row)
-                    print(f"{name}: done earlier, kept", file=sys.stderr)
-                else:
+                fresh = not path.is_file()
+                if fresh:
                     bar.update(info=name)
                     row = run_task(name, spec, fixed, common, args.out)
+                else:
+                    row = json.loads(path.read_text())
+                    print(f"{name}: done earlier, kept", file=sys.stderr)
+                settings = task_settings(spec, fixed, common, args.out)
+                missing = {"dev_leader": audit_dev_leader, **({"trace": trace_steps} if args.trace else {})}
+                missing = {k: f for k, f in missing.items() if k not in row}
+                for key, check in missing.items():  # also fills in rows finished before a check existed
+                    row[key] = check(row, settings, args.out / "runs")
+                if fresh or missing:
                     _write_row(path, row)
-                    rows.append(row)
+                rows.append(row)
+                if fresh:
                     s = row["scores"]
                     print(
                         f"{name}: "

@@ -129,6 +129,15 @@ def test_accuracy_benchmark_end_to_end_and_resume(tmp_path, capsys):
     assert (out / "tasks" / "builtin-compare.json").stat().st_mtime_ns == before
     assert sorted(p.name for p in (out / "runs").iterdir()) == runs_before
 
+    # --trace adds gain against steps to the finished task without running its search again
+    assert bench.main([*args, "--trace"]) == 0
+    trace = json.loads((out / "tasks" / "builtin-compare.json").read_text())["trace"]
+    assert len(trace) == row["steps"] and all(t["test_gain"]["n"] == 6 for t in trace)
+    if trace[-1]["text"] == row["prompts"]["initial"]:
+        assert trace[-1]["test_gain"]["gain"] == 0
+    assert sorted(p.name for p in (out / "runs").iterdir()) == runs_before
+    assert "held after each step" in (out / "results.md").read_text()
+
     # other settings in the same folder are refused with the fix named
     assert bench.main([*args[:-2], "--max-new-tokens", "16"]) == 2
     assert "max_new_tokens" in capsys.readouterr().err
