@@ -11,8 +11,8 @@ Read this module to see the rules; the graph nodes only call it.
    candidate that runs it is a finisher whatever its score (acceptance judges finishers).
 2. **Acceptance** (:func:`accept`). The best survivor on the whole pool (most examples right, then
    the higher mean gold-answer log-probability, a continuous signal measured on the same examples)
-   replaces the current prompt under the rule ``always`` (the GReaTer authors': move to the best
-   candidate), ``not_worse`` (move unless it is worse than the current prompt on the pool: fewer
+   replaces the current prompt under the rule ``always`` (the default and the GReaTer authors': move
+   to the best candidate), ``not_worse`` (move unless it is worse than the current prompt on the pool: fewer
    right, or as many right with a lower gold log-probability) or ``better`` (move only when it
    gets more examples right).
 3. **The best-prompt list** (:func:`update_best`) holds only prompts scored on the whole pool, so
@@ -77,7 +77,7 @@ class SelectionConfig:
 
     race_slices: tuple[int, ...] = (8, 16, 32)
     race_alpha: float = 0.2
-    acceptance: Acceptance = "not_worse"
+    acceptance: Acceptance = "always"
     keep_best: int = 10
     final_candidates: int = 3
     final_alpha: float = 0.05

@@ -39,7 +39,7 @@ class StepSettings(BaseModel):
         0.2, gt=0, lt=1, description="a racing candidate stops when a paired test puts it behind at this level"
     )
     acceptance: Literal["always", "not_worse", "better"] = Field(
-        "not_worse",
+        "always",
         description="when a step moves to its best candidate: always, not_worse (unless worse than the "
         "current prompt on the pool) or better (only with more pool examples right)",
     )
