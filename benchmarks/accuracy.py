@@ -211,10 +211,9 @@ def audit_dev_leader(row: dict, settings, runs: Path) -> dict | None:
     from nodes.selection import paired_gain
 
     final = run_values(row["run_id"], run_dir=runs).get("final") or {}
-    candidates = final.get("dev_candidates", [])[1:]
-    if not candidates:
+    if final.get("dev_leader") is None:
         return None
-    leader = max(candidates, key=lambda c: (c["dev_accuracy"], c.get("dev_gold_logprob", 0.0)))
+    leader = final["dev_candidates"][final["dev_leader"]]
     lead, base = _on_test(settings, runs, [tuple(leader["prompt"]), tuple(final["baseline"]["prompt"])])
     return {
         "text": leader["text"],
@@ -454,11 +453,10 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     row = json.loads(path.read_text())
                     print(f"{name}: done earlier, kept", file=sys.stderr)
-                settings = task_settings(spec, fixed, common, args.out)
                 missing = {"dev_leader": audit_dev_leader, **({"trace": trace_steps} if args.trace else {})}
                 missing = {k: f for k, f in missing.items() if k not in row}
                 for key, check in missing.items():  # also fills in rows finished before a check existed
-                    row[key] = check(row, settings, args.out / "runs")
+                    row[key] = check(row, task_settings(spec, fixed, common, args.out), args.out / "runs")
                 if fresh or missing:
                     _write_row(path, row)
                 rows.append(row)

@@ -104,7 +104,8 @@ def finalize(state: dict, store=None) -> dict:
             "empty_prompt": {"test": _accuracy(test[empty].correct) if test else None},
             "majority_answer": majority_rate(sess),
             "dev_candidates": on_dev,
-            "dev_leader": None if choice.leader < 0 else on_dev[choice.leader + 1]["text"],
+            # where in dev_candidates the best optimized prompt on dev is, chosen or not
+            "dev_leader": None if choice.leader < 0 else choice.leader + 1,
             "dev_examples": len(sess.splits.dev),
             "test_examples": len(sess.splits.test),
         },
