@@ -10,7 +10,8 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from graph.builder import FIRST_STEP_NODE, LAST_STEP_NODE
 from graph.context import Context
 from nodes.errors import GradpromptError
 from nodes.greater import rollout
+from nodes.runtime.model_loading import check_model
 from nodes.session import load_inputs, session
 from nodes.settings import RunSettings
 from store.checkpoints import (
@@ -35,6 +37,7 @@ from store.checkpoints import (
     write_decision,
     write_run_info,
 )
+from store.locks import check_run_id, run_lock, store_folder_lock
 
 Update = Callable[[str, dict, dict], None]  # (node name, what it wrote, settings)
 
@@ -92,6 +95,21 @@ def make_settings(task: str, **overrides: Any) -> RunSettings:
             f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in exc.errors()
         )
         raise GradpromptError(f"invalid settings ({problems})") from None
+
+
+@contextmanager
+def _in_use(run_dir, run_id: str, doing: str, settings: dict | None = None) -> Iterator[None]:
+    """Hold the run (and, for a run that writes its trajectory to a store folder, that folder) for
+    the block, so a second process that drives, answers or forks it is refused, not interleaved."""
+    with ExitStack() as stack:
+        stack.enter_context(run_lock(runs_dir(run_dir), run_id, doing))
+        if settings and settings.get("trajectory", True):
+            from store.trajectory import default_location
+
+            location = settings.get("store") or default_location()
+            if not location.startswith(("http://", "https://")):
+                stack.enter_context(store_folder_lock(Path(location)))
+        yield
 
 
 def _config(run_id: str) -> dict:
@@ -214,8 +232,9 @@ def start_run(
 ) -> OptimizationResult:
     """Start a run with validated settings (see :func:`optimize` for the friendly form)."""
     task, _ = load_inputs(settings)  # bad data fails here, before a model is loaded
-    run_id = run_id or new_run_id(task.name)
-    with open_run_graph(run_dir) as graph:
+    check_model(settings.model)
+    run_id = check_run_id(run_id) if run_id else new_run_id(task.name)
+    with _in_use(run_dir, run_id, "optimize", settings.model_dump()), open_run_graph(run_dir) as graph:
         if graph.get_state(_config(run_id)).values:
             raise GradpromptError(f"run {run_id} already exists: resume it, or choose another --run-id")
         write_run_info(
@@ -269,8 +288,8 @@ def resume(
 ) -> OptimizationResult:
     """Continue a stopped or killed run from its last checkpoint; a finished run is returned as is.
     A run waiting for approval continues with the answer given by :func:`approve` (or ``approver``)."""
-    read_run_info(run_dir, run_id)
-    with open_run_graph(run_dir) as graph:
+    info = read_run_info(run_dir, run_id)
+    with _in_use(run_dir, run_id, "resume", info.get("settings")), open_run_graph(run_dir) as graph:
         snapshot = graph.get_state(_config(run_id))
         if not snapshot.values:
             raise GradpromptError(f"run {run_id} has no checkpoint yet: start it again with `gradprompt optimize`")
@@ -299,12 +318,13 @@ def approve(run_id: str, action: str, prompt: str | None = None, *, run_dir=None
 
     parse_answer({"action": action, "prompt": prompt})
     read_run_info(run_dir, run_id)
-    with open_run_graph(run_dir) as graph:
-        request = pending_request(graph.get_state(_config(run_id)))
-    if request is None:
-        raise GradpromptError(f"run {run_id} is not waiting for an approval (see `gradprompt runs pending`)")
-    answer = {"action": action, "prompt": prompt, "step": request["step"]}
-    write_decision(run_dir, run_id, answer)
+    with run_lock(runs_dir(run_dir), run_id, "approve"):
+        with open_run_graph(run_dir) as graph:
+            request = pending_request(graph.get_state(_config(run_id)))
+        if request is None:
+            raise GradpromptError(f"run {run_id} is not waiting for an approval (see `gradprompt runs pending`)")
+        answer = {"action": action, "prompt": prompt, "step": request["step"]}
+        write_decision(run_dir, run_id, answer)
     return answer
 
 
@@ -332,7 +352,11 @@ def list_runs(*, run_dir=None) -> list[dict]:
     out = []
     with open_run_graph(run_dir) as graph:
         for run_id in list_run_ids(run_dir):
-            info = read_run_info(run_dir, run_id)
+            try:
+                info = read_run_info(run_dir, run_id)
+            except GradpromptError as exc:  # one damaged run.json must not hide the other runs
+                out.append({"run_id": run_id, "status": "damaged", "problem": str(exc)})
+                continue
             snap = graph.get_state(_config(run_id))
             values = snap.values or {}
             status = "finished" if values.get("final") else "stopped" if values else "not started"
@@ -368,7 +392,12 @@ def fork(
     """Start a new run from the checkpoint where ``run_id`` began step ``step``, optionally with a
     hand-edited prompt and a new step budget. The original run is left untouched."""
     info = read_run_info(run_dir, run_id)
-    with open_run_graph(run_dir) as graph:
+    new_id = check_run_id(new_id) if new_id else new_run_id(f"{run_id.rsplit('-', 3)[0]}-fork")
+    with (
+        run_lock(runs_dir(run_dir), run_id, "fork"),
+        run_lock(runs_dir(run_dir), new_id, "fork"),
+        open_run_graph(run_dir) as graph,
+    ):
         found = None
         for snap in graph.get_state_history(_config(run_id)):
             if snap.values.get("step") == step and snap.next and snap.next[0] in (FIRST_STEP_NODE, "finalize"):
@@ -389,7 +418,6 @@ def fork(
             rt = session(settings).rt
             ids = rt.encode_prompt(prompt)
             values.update(prompt=list(ids), prompt_text=rt.decode(ids), position=min(values["position"], len(ids)))
-        new_id = new_id or new_run_id(f"{run_id.rsplit('-', 3)[0]}-fork")
         values.update(run_id=new_id, settings=settings.model_dump(), done=False, stop_reason="", final={})
         write_run_info(
             run_dir,

@@ -99,14 +99,14 @@ def _print_result(result, as_json: bool) -> None:
 
 
 def _progress(args: argparse.Namespace):
-    """A progress display fed by node updates, or None when quiet."""
+    """A progress display fed by node updates: a bar on a terminal, plain lines in logs and pipes,
+    nothing under --json."""
+    from graph.progress import PlainProgress, RunProgress
     from nodes.runtime.progress_bars import shown
 
-    if not shown():  # off under --json (see main) and when stderr is not a terminal
+    if getattr(args, "json", False):
         return None
-    from graph.progress import RunProgress
-
-    return RunProgress()
+    return RunProgress() if shown() else PlainProgress()
 
 
 def _approver(args: argparse.Namespace):
@@ -203,6 +203,9 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
         return 0
     print(f"{'run id':44s} {'status':9s} {'steps':>7s} {'best dev':>8s} {'test':>6s}  task")
     for r in runs:
+        if r["status"] == "damaged":
+            print(f"{r['run_id']:44s} damaged   {r['problem']}")
+            continue
         print(
             f"{r['run_id']:44s} {r['status']:9s} {r['steps']:>3d}/{r['of_steps']:<3d} {_fmt(r['best_dev']):>8s} "
             f"{_fmt(r['best_test']):>6s}  {r['task']}"
@@ -438,6 +441,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+    # Third-party bars and warnings have no place in our output; progress is ours (see _progress).
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_args(argv)
     from nodes.runtime.progress_bars import quiet
 

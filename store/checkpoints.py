@@ -19,6 +19,7 @@ from pathlib import Path
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 from nodes.errors import GradpromptError
+from store.locks import check_run_id, serialized
 from store.paths import data_dir
 
 DB_NAME = "checkpoints.sqlite"
@@ -40,7 +41,7 @@ def new_run_id(task_name: str) -> str:
 @contextmanager
 def _sqlite(path: Path, what: str, fix: str, **connect) -> Iterator[sqlite3.Connection]:
     """A connection usable from LangGraph's worker threads; a damaged file is one clear error."""
-    conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30, **connect)
+    conn = sqlite3.connect(str(path), check_same_thread=False, timeout=120, **connect)
     try:
         yield conn
     except sqlite3.DatabaseError as exc:
@@ -55,7 +56,8 @@ def open_checkpointer(run_dir: str | os.PathLike | None = None) -> Iterator[Sqli
     path = runs_dir(run_dir) / DB_NAME
     with _sqlite(path, "checkpoint database", "move it away to start a fresh one") as conn:
         saver = SqliteSaver(conn)
-        saver.setup()
+        with serialized(path.with_name(f".{DB_NAME}.setup")):  # two runs starting at once
+            saver.setup()
         yield saver
 
 
@@ -70,7 +72,8 @@ def open_rollout_store(run_dir: str | os.PathLike | None = None) -> Iterator:
     with _sqlite(path, "rollout cache", fix, isolation_level=None) as conn:
         conn.execute("PRAGMA journal_mode=WAL")
         store = SqliteStore(conn)
-        store.setup()
+        with serialized(path.with_name(f".{ROLLOUTS_DB}.setup")):  # its migrations are not race-safe
+            store.setup()
         yield store
 
 
@@ -92,6 +95,7 @@ def _write_json(path: Path, data: dict) -> None:
 
 
 def write_run_info(run_dir: str | os.PathLike | None, run_id: str, info: dict) -> Path:
+    check_run_id(run_id)
     folder = runs_dir(run_dir) / run_id
     _write_json(folder / "run.json", info)
     return folder
@@ -112,14 +116,23 @@ def clear_decision(run_dir: str | os.PathLike | None, run_id: str) -> None:
 
 
 def read_run_info(run_dir: str | os.PathLike | None, run_id: str) -> dict:
-    path = runs_dir(run_dir) / run_id / "run.json"
+    path = runs_dir(run_dir) / check_run_id(run_id) / "run.json"
     if not path.is_file():
         known = ", ".join(sorted(list_run_ids(run_dir))[-5:]) or "none yet"
         raise GradpromptError(
             f"unknown run id {run_id!r} in {runs_dir(run_dir)} (recent runs: {known}); "
             "see `gradprompt runs list`, or pass --run-dir where the run was made"
         )
-    return json.loads(path.read_text())
+    try:
+        info = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        info = {"damaged": str(exc)}
+    if not isinstance(info, dict) or "damaged" in info or not isinstance(info.get("settings"), dict):
+        raise GradpromptError(
+            f"{path} is damaged (not the JSON object a run writes); restore it from a backup, or move the "
+            f"folder {path.parent} away to drop the run from the list (its checkpoints stay in {DB_NAME})"
+        )
+    return info
 
 
 def list_run_ids(run_dir: str | os.PathLike | None = None) -> list[str]:

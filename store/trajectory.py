@@ -14,7 +14,7 @@ import json
 import os
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, fields, replace
 from functools import lru_cache
 from pathlib import Path
@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 
 from nodes.errors import GradpromptError
 from store.embeddings import BUNDLED, get_embedder
+from store.locks import store_folder_lock
 from store.paths import data_dir
 
 PROMPTS = "gradprompt-prompts"
@@ -105,7 +106,13 @@ class TrajectoryStore:
     def _collections(self) -> Iterator[tuple]:
         """The two collections. A folder store is opened afresh for every operation and closed
         after it, so records written by another process since (a resumed run, the CLI) are seen;
-        a server keeps one client."""
+        a server keeps one client. A folder another process is using at the moment is refused."""
+        with ExitStack() as held:
+            if not self.remote:  # an embedded folder is for one process at a time
+                held.enter_context(store_folder_lock(Path(self.location)))
+            yield from self._open_collections()
+
+    def _open_collections(self) -> Iterator[tuple]:
         try:
             client = self._server or _client(self.location)
             prompts = client.get_or_create_collection(PROMPTS, configuration=_COSINE, embedding_function=None)

@@ -8,6 +8,7 @@ float weights as safetensors into the user cache and every later load reads thos
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
@@ -109,27 +110,46 @@ def _convert_gguf(gguf: Path) -> Path:
     return target
 
 
-def resolve_source(spec: str) -> str:
-    """Turn what the user typed into something ``from_pretrained`` can open."""
+def check_model(spec: str) -> None:
+    """Fail now, before a run is created, if ``spec`` cannot name a model; loads nothing."""
     if spec.lower() in BUNDLED_NAMES:
-        return str(_convert_gguf(bundled_gguf_path()))
+        bundled_gguf_path()
+        return
     path = Path(spec).expanduser()
     if path.suffix == ".gguf":
         if not path.is_file():
-            raise GradpromptError(f"model file not found: {path}")
-        return str(_convert_gguf(path))
+            raise GradpromptError(f"model file not found: {path} (check the path given to --model)")
+        return
     if path.exists():
         if not (path / "config.json").is_file():
             raise GradpromptError(
                 f"model folder {path} has no config.json: point --model at a transformers model folder"
             )
-        return str(path)
+        return
     if spec.count("/") == 1 and not spec.startswith((".", "/")):
-        return spec  # a hub id; only works if already in the local Hugging Face cache
+        from huggingface_hub import try_to_load_from_cache
+
+        if isinstance(try_to_load_from_cache(spec, "config.json"), str):
+            return
+        raise GradpromptError(
+            f"model {spec!r} is not in the local Hugging Face cache and gradprompt does not download: "
+            "download it once where there is network, or pass a local model folder"
+        )
     raise GradpromptError(
         f"unknown model {spec!r}: use the bundled name 'smollm2', a local model folder, a .gguf file, "
         "or a Hugging Face hub id that is already downloaded"
     )
+
+
+def resolve_source(spec: str) -> str:
+    """Turn what the user typed into something ``from_pretrained`` can open."""
+    check_model(spec)
+    if spec.lower() in BUNDLED_NAMES:
+        return str(_convert_gguf(bundled_gguf_path()))
+    path = Path(spec).expanduser()
+    if path.suffix == ".gguf":
+        return str(_convert_gguf(path))
+    return str(path) if path.exists() else spec
 
 
 def quiet_transformers() -> None:
@@ -138,6 +158,13 @@ def quiet_transformers() -> None:
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
+    # The GGUF reader draws a plain tqdm bar that the switch above does not reach.
+    try:
+        from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    except ImportError:  # a transformers without GGUF support has no such bar either
+        return
+    if not isinstance(gguf_utils.tqdm, functools.partial):
+        gguf_utils.tqdm = functools.partial(gguf_utils.tqdm, disable=True)
 
 
 def _load(spec: str, device: torch.device, dtype: torch.dtype) -> LoadedModel:

@@ -111,14 +111,41 @@ def load_folio(path: Path) -> list[Example]:
     return out
 
 
+def _json_kind(value) -> str:
+    """The JSON type of an answer as a user would name it; a quoted number counts as a number."""
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        try:
+            float(value.replace(",", ""))
+            return "number"
+        except ValueError:
+            return "text"
+    return "list or object"
+
+
 def load_jsonl(path: Path, question_field: str | None = None, answer_field: str | None = None) -> list[Example]:
     _require_file(path, "jsonl")
     out, qf, af = [], question_field, answer_field
+    kinds: dict[str, tuple[int, object]] = {}  # answer type -> its first line and value
     for lineno, row in _jsonl_rows(path):
         qf = _pick_field(row, qf, QUESTION_FIELDS, "question", path)
         af = _pick_field(row, af, ANSWER_FIELDS, "answer", path)
         hint = "pass --question-field/--answer-field if the fields are named differently"
         out.append(Example(_field(row, qf, path, lineno, hint).strip(), _field(row, af, path, lineno, hint).strip()))
+        if not isinstance(row[af], str):  # a typed JSON answer must agree with the others
+            kinds.setdefault(_json_kind(row[af]), (lineno, row[af]))
+        else:
+            kinds.setdefault(f"quoted {_json_kind(row[af])}", (lineno, row[af]))
+    plain = {k.removeprefix("quoted ") for k in kinds}
+    typed = any(not k.startswith("quoted ") for k in kinds)  # all-string answers may mix freely
+    if typed and len(plain) > 1:
+        seen = "; ".join(f"line {line} has {kind} {value!r}" for kind, (line, value) in kinds.items())
+        raise GradpromptError(
+            f"{path}: answers of mixed types ({seen}); give every answer the same type, e.g. quote them all as text"
+        )
     return out
 
 

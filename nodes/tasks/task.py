@@ -69,9 +69,26 @@ class Task:
         wanted = {"train": train, "dev": dev, "test": test}
         for name, items in parts.items():
             if wanted[name] > 0 and not items:
-                available = len(self.examples) + len(self.held_out)
                 raise GradpromptError(
-                    f"the {name} split of task {self.name!r} is empty: the task has {available} examples "
-                    f"and train={train}, dev={dev}, test={test} were asked for; lower --train/--dev"
+                    f"the {name} split of task {self.name!r} is empty: the task has {self._count()} and "
+                    f"--train {train} --dev {dev} --test {test} ask for {train + dev + test}; "
+                    f"{self._what_fits(train, dev, test)} would fit"
                 )
         return Splits(parts["train"], parts["dev"], parts["test"])
+
+    def _count(self) -> str:
+        if self.held_out:
+            return f"{len(self.examples)} examples for train and dev and {len(self.held_out)} held out for test"
+        return f"{len(self.examples)} examples"
+
+    def _what_fits(self, train: int, dev: int, test: int) -> str:
+        """Split sizes in the asked proportions that the task's examples can fill."""
+        if self.held_out:
+            n, scale = len(self.examples), min(1.0, len(self.examples) / max(train + dev, 1))
+            t = max(1, int(train * scale))
+            d = max(1, min(n - t, int(dev * scale)))
+            return f"--train {t} --dev {d} --test {min(test, len(self.held_out)) or 1}"
+        n = len(self.examples)
+        scale = min(1.0, n / max(train + dev + test, 1))
+        t, d = max(1, int(train * scale)), max(1, int(dev * scale))
+        return f"--train {t} --dev {d} --test {max(1, min(n - t - d, int(test * scale) or 1))}"

@@ -1,0 +1,115 @@
+"""Advisory locks that keep two processes off the same run or the same store folder.
+
+A lock is an ``flock`` on a small file that also names its holder (pid, host, what it does, since
+when), so a refusal can say who holds it. The kernel drops an ``flock`` when its process dies, so a
+lock left by a killed process is stale by construction: the next process takes it over and
+rewrites the holder line. Within one process the same lock is re-entrant (a run that holds its
+store folder may open the store again from any node).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from nodes.errors import GradpromptError
+
+_held: dict[str, tuple[int, int]] = {}  # lock file -> (fd, depth) in this process
+_guard = threading.Lock()
+
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def check_run_id(run_id: str) -> str:
+    """A run id names a folder: letters, digits, '.', '_' and '-' only, so it never leaves the runs
+    folder ('/' or '..' would); checked before the id touches any path."""
+    if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id) or ".." in run_id:
+        raise GradpromptError(
+            f"invalid run id {run_id!r}: use letters, digits, '.', '_' and '-' (at most 128, no '/' or '..'), "
+            "e.g. --run-id compare-try-2"
+        )
+    return run_id
+
+
+def _holder(path: Path) -> str:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        text = ""
+    return text or "another process"
+
+
+@contextmanager
+def file_lock(path: Path, doing: str, refusal: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` for the block. If another process holds it, raise one
+    clear error: ``refusal`` followed by who holds it (``refusal`` should name the fix)."""
+    key = str(path.resolve())
+    with _guard:
+        if key in _held:
+            fd, depth = _held[key]
+            _held[key] = (fd, depth + 1)
+            fd = None
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(key, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise GradpromptError(f"{refusal} (held by {_holder(path)})") from None
+            os.ftruncate(fd, 0)
+            since = time.strftime("%Y-%m-%d %H:%M:%S")
+            os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}, {doing}, since {since}\n".encode())
+            _held[key] = (fd, 1)
+    try:
+        yield
+    finally:
+        with _guard:
+            fd, depth = _held[key]
+            if depth > 1:
+                _held[key] = (fd, depth - 1)
+            else:
+                del _held[key]
+                os.close(fd)  # closing the only descriptor releases the flock
+
+
+def run_lock(folder: Path, run_id: str, doing: str) -> Iterator[None]:
+    """The lock a process holds while it drives, answers or forks run ``run_id``."""
+    check_run_id(run_id)
+    return file_lock(
+        folder / run_id / ".lock",
+        f"{doing} {run_id}",
+        f"run {run_id} is in use by another process; wait for it to finish or stop it (Ctrl-C), then try again",
+    )
+
+
+def store_folder_lock(folder: Path) -> Iterator[None]:
+    """The lock of a trajectory store folder: an embedded Chroma folder is for one process at a
+    time; processes that write at the same time share a ``chroma run`` server instead."""
+    return file_lock(
+        folder / "gradprompt.lock",
+        "using the trajectory store",
+        f"the trajectory store folder {folder} is in use by another process; to share a store between "
+        f"processes serve it with `chroma run --path {folder} --host 127.0.0.1 --port 8000` and pass "
+        "--store http://127.0.0.1:8000 to every run",
+    )
+
+
+@contextmanager
+def serialized(path: Path) -> Iterator[None]:
+    """Wait for, then hold, an exclusive lock on ``path``: for short set-up work (creating a
+    database's tables) that two processes starting at once must not do at the same time."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(str(path), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
