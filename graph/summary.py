@@ -16,7 +16,7 @@ def _gain(g: dict | None) -> str:
     if not g:
         return "-"
     low, high = g["ci95"]
-    return f"{g['gain']:+.3f} [{low:+.2f}, {high:+.2f}] (p={g['p_value']:.2f}, n={g['n']})"
+    return f"{g['gain']:+.3f} [{low:+.2f}, {high:+.2f}] (two-sided p={g['p_value']:.2f}, n={g['n']})"
 
 
 def summary_lines(final: dict) -> list[str]:

@@ -325,12 +325,12 @@ def final_choice(
     elif p > threshold:
         reason = (
             f"kept the initial prompt: the best candidate's dev lead ({sum(right)} vs {sum(base)} of {n} right) "
-            f"is not significant (p={p:.3f}, needs p<={threshold:.3g} for {scope})"
+            f"is not significant (one-sided p={p:.3f}, needs p<={threshold:.3g} for {scope})"
         )
     else:
         reason = (
             f"chose the optimized prompt: {sum(right)} vs {sum(base)} of {n} dev examples right "
-            f"(p={p:.3g} <= {threshold:.3g})"
+            f"(one-sided p={p:.3g} <= {threshold:.3g})"
         )
         return FinalChoice(leader, leader, p, threshold, gain, reason)
     return FinalChoice(-1, leader, p, threshold, gain, reason + (f"; {advice}" if advice else ""))

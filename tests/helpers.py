@@ -39,9 +39,16 @@ def _command(args, run_dir) -> list[str]:
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
 
 
-def run_cli(*args: str, run_dir, timeout: int = 600) -> subprocess.CompletedProcess:
+def run_cli(*args: str, run_dir, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The CLI in a subprocess whose stdin, stdout and stderr are not terminals; ``env`` adds to
+    the test environment."""
     return subprocess.run(
-        _command(args, run_dir), capture_output=True, text=True, env=ENV, timeout=timeout, stdin=subprocess.DEVNULL
+        _command(args, run_dir),
+        capture_output=True,
+        text=True,
+        env={**ENV, **(env or {})},
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
     )
 
 
