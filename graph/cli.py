@@ -458,6 +458,9 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("gradprompt: interrupted; `gradprompt runs list` shows the run to resume", file=sys.stderr)
         code = 130
+    except BrokenPipeError:  # the reader went away (`gradprompt runs show ID | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 141
     raise SystemExit(code)
 
 

@@ -127,7 +127,9 @@ def read_run_info(run_dir: str | os.PathLike | None, run_id: str) -> dict:
         info = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         info = {"damaged": str(exc)}
-    if not isinstance(info, dict) or "damaged" in info or not isinstance(info.get("settings"), dict):
+    settings = info.get("settings") if isinstance(info, dict) else None
+    needed = ("task", "model", "variant", "steps")
+    if "damaged" in info or not isinstance(settings, dict) or not all(k in settings for k in needed):
         raise GradpromptError(
             f"{path} is damaged (not the JSON object a run writes); restore it from a backup, or move the "
             f"folder {path.parent} away to drop the run from the list (its checkpoints stay in {DB_NAME})"

@@ -69,7 +69,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_until(ready: Callable[[], bool], proc: subprocess.Popen, what: str, limit: float = 120) -> None:
+def wait_until(ready: Callable[[], bool], proc: subprocess.Popen, what: str, limit: float = 600) -> None:
     """Poll ``ready`` until it holds; fail early if ``proc`` dies, and after ``limit`` seconds."""
     deadline = time.time() + limit
     while time.time() < deadline:

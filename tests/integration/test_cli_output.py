@@ -41,3 +41,28 @@ def test_a_run_in_a_log_prints_one_plain_line_per_step_and_a_summary(tmp_path):
     summary = out.stdout
     assert "initial" in summary and "final" in summary and "95% CI" in summary
     assert re.search(r"(kept the initial prompt|chose the optimized prompt)", summary)
+
+
+def test_output_cut_short_by_its_reader_is_no_traceback(tmp_path):
+    """`gradprompt runs list | head -1`: the reader closes the pipe early."""
+    import subprocess
+    import sys
+
+    from helpers import ENV
+
+    for i in range(400):  # more output than a pipe buffers
+        folder = tmp_path / f"r{i}"
+        folder.mkdir()
+        (folder / "run.json").write_text(json.dumps({"run_id": f"r{i}", "settings": {}}))  # listed as damaged
+    code = (
+        "import sys; sys.argv = ['gradprompt', 'runs', 'list', '--json', '--run-dir', sys.argv[1]]\n"
+        "from graph.cli import main; main()"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV
+    )
+    proc.stdout.read(1)
+    proc.stdout.close()  # like `head -c 1`
+    err = proc.stderr.read().decode()
+    assert proc.wait() == 141
+    assert "Traceback" not in err and "BrokenPipe" not in err, err

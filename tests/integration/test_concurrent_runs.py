@@ -14,6 +14,7 @@ from graph import list_runs, run_values
 pytestmark = pytest.mark.model
 
 SMALL_FLAGS = flags(SMALL_RUN)
+TINY_FLAGS = flags({**SMALL_RUN, "train": 3, "dev": 3, "test": 3, "max_new_tokens": 6, "refine": False})
 
 
 def _refused(out, needle: str) -> None:
@@ -52,7 +53,7 @@ def test_two_runs_in_one_runs_folder_both_finish_intact(tmp_path):
             task,
             "--steps",
             "2",
-            *SMALL_FLAGS,
+            *TINY_FLAGS,
             "--store",
             str(tmp_path / f"store-{name}"),
             "--run-id",

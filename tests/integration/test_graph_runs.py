@@ -82,7 +82,7 @@ def _wait_for_step(run_dir, run_id: str, step: int, proc: subprocess.Popen) -> N
         values = run_values(run_id, run_dir=run_dir)
         return values.get("step", 0) >= step and values.get("next") == ["propose"]
 
-    wait_until(reached, proc, f"run {run_id} reaching step {step}", limit=300)
+    wait_until(reached, proc, f"run {run_id} reaching step {step}", limit=900)
 
 
 def test_killed_run_resumes_to_the_same_result(tmp_path):
@@ -163,7 +163,7 @@ def test_ctrl_c_stops_at_a_node_boundary_and_resumes(tmp_path):
     proc = start_cli(*args, "--run-id", "ctrlc", run_dir=tmp_path)
     _wait_for_step(tmp_path, "ctrlc", 1, proc)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=300)
+    _, err = proc.communicate(timeout=900)
     assert proc.returncode == 130
     assert "gradprompt resume ctrlc" in err
     stopped = run_values("ctrlc", run_dir=tmp_path)

@@ -81,7 +81,7 @@ def test_writes_are_idempotent_and_survive_a_restart(tmp_path):
         s.add(recs)  # a re-run node writes the same records again
         print(s.count())
     """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == str(len(TEXTS))
     reopened = TrajectoryStore(location)
@@ -154,7 +154,7 @@ def test_two_processes_share_one_server(chroma_server):
         for name in ("w1", "w2")
     ]
     for p in procs:
-        _, err = p.communicate(timeout=300)
+        _, err = p.communicate(timeout=900)
         assert p.returncode == 0, err
     store = TrajectoryStore(chroma_server)
     assert store.count() == 80
