@@ -27,6 +27,25 @@ PLAIN_TOKEN = re.compile(r" ?[A-Za-z]+|[.,]")
 SENTENCE_END = re.compile(r"[.!?]\s*$")
 
 
+_MASKS: dict[tuple, torch.Tensor] = {}
+
+
+def plain_token_mask(tokenizer, rows: int) -> torch.Tensor:
+    """The allowed-token mask (on the CPU) for ``tokenizer`` over ``rows`` embedding rows, decoded
+    once per distinct vocabulary in this process: decoding every token is the slow part, and
+    every runtime of the same model would otherwise repeat it."""
+    vocab = tokenizer.get_vocab()
+    key = (rows, len(tokenizer), hash(tuple(sorted(vocab.items()))), tuple(tokenizer.all_special_ids))
+    if key not in _MASKS:
+        n = min(rows, len(tokenizer))
+        texts = tokenizer.batch_decode([[i] for i in range(n)])
+        mask = torch.zeros(rows, dtype=torch.bool)
+        mask[:n] = torch.tensor([bool(PLAIN_TOKEN.fullmatch(t)) for t in texts])
+        mask[[i for i in tokenizer.all_special_ids if i < rows]] = False
+        _MASKS[key] = mask
+    return _MASKS[key]
+
+
 class Runtime:
     """A model plus everything derived from it once: layout, stop ids, allowed-token mask."""
 
@@ -78,17 +97,10 @@ class Runtime:
         """Bool mask over the embedding rows: ASCII words (optionally space-led), '.' and ',';
         never special tokens.
 
-        Computed once per runtime with one batched decode; the step itself never loops over the
-        vocabulary in Python.
+        Computed once per tokenizer (runtimes of one model with other placements or dtypes share
+        it); the step itself never loops over the vocabulary in Python.
         """
-        rows = self.embedding_matrix.shape[0]
-        n = min(rows, len(self.tokenizer))
-        texts = self.tokenizer.batch_decode([[i] for i in range(n)])
-        mask = torch.zeros(rows, dtype=torch.bool)
-        mask[:n] = torch.tensor([bool(PLAIN_TOKEN.fullmatch(t)) for t in texts])
-        special = [i for i in self.tokenizer.all_special_ids if i < rows]
-        mask[special] = False
-        return mask.to(self.device)
+        return plain_token_mask(self.tokenizer, self.embedding_matrix.shape[0]).to(self.device)
 
     def ends_sentence(self, token_id: int) -> bool:
         return bool(SENTENCE_END.search(self.tokenizer.decode([token_id])))

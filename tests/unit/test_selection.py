@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 
 import pytest
+import torch
 from scipy.stats import binomtest
 
 from nodes.greater import gradient_batch, pool_order, rollout
@@ -208,6 +209,26 @@ def test_tiny_vocabulary_mask_follows_the_filter(tiny_rt):
         text = tiny_rt.tokenizer.decode([i])
         if allowed[i]:
             assert PLAIN_TOKEN.fullmatch(text) and i not in tiny_rt.tokenizer.all_special_ids
+
+
+def test_the_vocabulary_is_scanned_once_per_tokenizer_not_per_runtime():
+    """Runtimes of one model with other placements share the scan; another vocabulary gets its own."""
+    from tiny_model import tiny_loaded
+
+    from nodes.runtime import runtime as runtime_module
+    from nodes.runtime.runtime import Runtime
+
+    loaded = tiny_loaded()
+    runtime_module._MASKS.clear()
+    scans = []
+    real = loaded.tokenizer.batch_decode
+    loaded.tokenizer.batch_decode = lambda ids, **kw: scans.append(len(ids)) or real(ids, **kw)
+    first = Runtime(loaded, placement="after").allowed_tokens
+    second = Runtime(loaded, placement="system").allowed_tokens
+    assert len(scans) == 1 and torch.equal(first, second)
+    loaded.tokenizer.add_tokens(["zebra"])  # a different vocabulary is scanned again
+    third = Runtime(loaded).allowed_tokens
+    assert len(scans) == 2 and third.shape == first.shape
 
 
 # ----- the pool, the cache and a race on the tiny model ---------------------------------------------------
