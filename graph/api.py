@@ -37,7 +37,7 @@ from store.checkpoints import (
     write_decision,
     write_run_info,
 )
-from store.locks import check_run_id, run_lock, store_folder_lock
+from store.locks import check_run_id, run_lock
 
 Update = Callable[[str, dict, dict], None]  # (node name, what it wrote, settings)
 
@@ -104,11 +104,9 @@ def _in_use(run_dir, run_id: str, doing: str, settings: dict | None = None) -> I
     with ExitStack() as stack:
         stack.enter_context(run_lock(runs_dir(run_dir), run_id, doing))
         if settings and settings.get("trajectory", True):
-            from store.trajectory import default_location
+            from store.trajectory import holding
 
-            location = settings.get("store") or default_location()
-            if not location.startswith(("http://", "https://")):
-                stack.enter_context(store_folder_lock(Path(location)))
+            stack.enter_context(holding(settings.get("store")))
         yield
 
 

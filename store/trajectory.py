@@ -14,7 +14,7 @@ import json
 import os
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, fields, replace
 from functools import lru_cache
 from pathlib import Path
@@ -78,7 +78,7 @@ def _client(location: str):
     from chromadb.config import Settings
 
     settings = Settings(anonymized_telemetry=False)
-    if location.startswith(("http://", "https://")):
+    if is_server(location):
         url = urlparse(location)
         if not url.hostname or not url.port:
             raise GradpromptError(f"store address {location!r} needs a host and a port, e.g. http://127.0.0.1:8000")
@@ -91,12 +91,23 @@ def default_location() -> str:
     return str(data_dir() / "trajectory")
 
 
+def is_server(location: str) -> bool:
+    return location.startswith(("http://", "https://"))
+
+
+def holding(location: str | None):
+    """Hold a store folder for the block (an embedded folder is for one process at a time); a
+    server needs no holding."""
+    location = location or default_location()
+    return nullcontext() if is_server(location) else store_folder_lock(Path(location))
+
+
 class TrajectoryStore:
     """Prompts recorded by runs, with their scores, searchable by embedding cosine similarity."""
 
     def __init__(self, location: str | os.PathLike | None = None, embeddings: str = BUNDLED):
         self.location = str(location) if location else default_location()
-        self.remote = self.location.startswith(("http://", "https://"))
+        self.remote = is_server(self.location)
         self._server = None
         with self._collections():
             pass  # fail now, with a clear message, if the store cannot be opened
@@ -107,9 +118,7 @@ class TrajectoryStore:
         """The two collections. A folder store is opened afresh for every operation and closed
         after it, so records written by another process since (a resumed run, the CLI) are seen;
         a server keeps one client. A folder another process is using at the moment is refused."""
-        with ExitStack() as held:
-            if not self.remote:  # an embedded folder is for one process at a time
-                held.enter_context(store_folder_lock(Path(self.location)))
+        with holding(self.location):
             yield from self._open_collections()
 
     def _open_collections(self) -> Iterator[tuple]:

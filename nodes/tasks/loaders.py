@@ -130,18 +130,15 @@ def load_jsonl(path: Path, question_field: str | None = None, answer_field: str 
     _require_file(path, "jsonl")
     out, qf, af = [], question_field, answer_field
     kinds: dict[str, tuple[int, object]] = {}  # answer type -> its first line and value
+    typed = False  # all-string answers may mix numbers and words freely (free text)
     for lineno, row in _jsonl_rows(path):
         qf = _pick_field(row, qf, QUESTION_FIELDS, "question", path)
         af = _pick_field(row, af, ANSWER_FIELDS, "answer", path)
         hint = "pass --question-field/--answer-field if the fields are named differently"
         out.append(Example(_field(row, qf, path, lineno, hint).strip(), _field(row, af, path, lineno, hint).strip()))
-        if not isinstance(row[af], str):  # a typed JSON answer must agree with the others
-            kinds.setdefault(_json_kind(row[af]), (lineno, row[af]))
-        else:
-            kinds.setdefault(f"quoted {_json_kind(row[af])}", (lineno, row[af]))
-    plain = {k.removeprefix("quoted ") for k in kinds}
-    typed = any(not k.startswith("quoted ") for k in kinds)  # all-string answers may mix freely
-    if typed and len(plain) > 1:
+        kinds.setdefault(_json_kind(row[af]), (lineno, row[af]))
+        typed = typed or not isinstance(row[af], str)
+    if typed and len(kinds) > 1:
         seen = "; ".join(f"line {line} has {kind} {value!r}" for kind, (line, value) in kinds.items())
         raise GradpromptError(
             f"{path}: answers of mixed types ({seen}); give every answer the same type, e.g. quote them all as text"
