@@ -37,6 +37,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -59,9 +60,9 @@ from nodes.runtime.scoring import PositionGradient, window_gradients  # noqa: E4
 from nodes.runtime.usage import UsageCounts  # noqa: E402
 from nodes.selection import Outcome  # noqa: E402
 from nodes.settings import StepSettings  # noqa: E402
-from nodes.tasks import builtin_task  # noqa: E402
+from nodes.tasks.loaders import load_task  # noqa: E402
 
-PHASES = ("reason", "propose+gradient", "evaluate")
+PHASES = ("reason", "gradient", "evaluate")
 STEP_NODES = ("retrieve", "reason", "propose", "refine", "evaluate", "select", "approve")
 ENGINES = ("naive", "batched")
 
@@ -99,8 +100,11 @@ def naive_rollout_pairs(rt, fmt, pairs, max_new_tokens, label=None) -> list[Outc
 
 
 def naive_window_gradients(rt, rows, positions, *, temperature, nll_weight) -> list[PositionGradient]:
-    """One forward and one backward per example, summed: the same gradient, B times the calls."""
-    per_row = [window_gradients(rt, [r], positions, temperature=temperature, nll_weight=nll_weight) for r in rows]
+    """One forward and one backward over the whole sequence per example, summed: the same gradient,
+    B times the calls, the question included in every backward."""
+    per_row = [
+        window_gradients(rt, [r], positions, temperature=temperature, nll_weight=nll_weight, prefix=False) for r in rows
+    ]
     out = []
     for i in range(len(positions)):
         parts = [g[i] for g in per_row]
@@ -131,6 +135,41 @@ def engine(kind: str) -> Iterator[None]:
 
 
 # ----- measurements ------------------------------------------------------------------------------
+
+
+class PeakMemory:
+    """Highest resident memory of this process (and, on CUDA, highest allocated GPU memory) while
+    the block runs, sampled every few milliseconds: the OS's own peak counter cannot be reset
+    between engines in one process."""
+
+    def __init__(self) -> None:
+        self.rss_bytes = 0
+        self.cuda_bytes = 0
+        self._stop = threading.Event()
+
+    @staticmethod
+    def _rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.005):
+            self.rss_bytes = max(self.rss_bytes, self._rss())
+
+    def __enter__(self) -> PeakMemory:
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        self.rss_bytes = self._rss()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.rss_bytes = max(self.rss_bytes, self._rss())
+        if torch.cuda.is_available():
+            self.cuda_bytes = torch.cuda.max_memory_allocated()
 
 
 class Meter:
@@ -164,6 +203,7 @@ def phase_step(rt: Runtime, task, settings: StepSettings, examples, prompt) -> t
     Calls go through the module so the naive engine, when patched in, is the one that runs."""
     fmt = task.answer_format
     rows = {}
+    peak = PeakMemory().__enter__()
     m = Meter(rt)
     with m():
         current = greater.rollout(rt, fmt, examples, [prompt], settings.max_new_tokens)[0]
@@ -171,12 +211,13 @@ def phase_step(rt: Runtime, task, settings: StepSettings, examples, prompt) -> t
     m = Meter(rt)
     with m():
         proposal = greater.propose(rt, fmt, settings, examples, prompt, 1, current.reasonings, random.Random(0))
-    rows["propose+gradient"] = m.row()
+    rows["gradient"] = m.row()
     m = Meter(rt)
     top = proposal.top_prompts(settings.n_evaluate)
     with m():
         evaluated = greater.rollout(rt, fmt, examples, top, settings.max_new_tokens, drafts=current.reasonings)
     rows["evaluate"] = m.row()
+    peak.__exit__(None, None, None)
     rows["step"] = {
         "seconds": sum(r["seconds"] for r in rows.values()),
         "calls": sum(r["calls"] for r in rows.values()),
@@ -185,6 +226,8 @@ def phase_step(rt: Runtime, task, settings: StepSettings, examples, prompt) -> t
     s = rows["step"]
     s["tokens_per_s"] = s["tokens_generated"] / s["seconds"]
     s["model_share"] = sum(r["model_share"] * r["seconds"] for k, r in rows.items() if k != "step") / s["seconds"]
+    s["peak_rss_gib"] = peak.rss_bytes / 2**30
+    s["peak_cuda_gib"] = peak.cuda_bytes / 2**30
     scores = sorted(
         (list(p), round(r.score(settings.score_nll_weight), 4)) for p, r in zip(top, evaluated, strict=True)
     )
@@ -194,7 +237,7 @@ def phase_step(rt: Runtime, task, settings: StepSettings, examples, prompt) -> t
 def one_step_run(args, store: Path, run_dir: Path, **settings):
     """A one-step run of the graph on the benchmark's task (dev of one example, no test split)."""
     return optimize(
-        f"builtin:{args.task}",
+        task_spec(args.task),
         steps=1,
         train=args.examples,
         dev=1,
@@ -319,10 +362,17 @@ def plot(path: Path, points: list[dict], base_examples: int, base_tokens: int) -
     plt.close(fig)
 
 
+def task_spec(task: str) -> str:
+    """A built-in task's name, or any task spec (``bbh:PATH``, ``jsonl:PATH``, ...)."""
+    return task if ":" in task else f"builtin:{task}"
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="smollm2")
-    parser.add_argument("--task", default="compare", help="built-in task name")
+    parser.add_argument("--task", default="compare", help="built-in task name, or a task spec such as bbh:PATH")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: CUDA when present)")
+    parser.add_argument("--dtype", default=None, help="float32, bfloat16, float16 (default: bf16 on CUDA)")
     parser.add_argument("--examples", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--candidates", type=int, default=3)
@@ -336,8 +386,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
 
-    rt = Runtime.from_spec(args.model)
-    task = builtin_task(args.task)
+    rt = Runtime.from_spec(args.model, device=args.device, dtype=args.dtype)
+    task = load_task(task_spec(args.task))
     pool = task.split(0, max(100, *args.batch_sizes), 10, 10).train
     prompt = tuple(rt.encode_prompt("Let's think step by step."))
     rt.allowed_tokens  # noqa: B018 - computed once per process, not part of a step
@@ -387,6 +437,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         *phase_table(med),
         "",
         f"Same candidates and scores from both engines: {same}.",
+        "",
+        f"Peak resident memory over a step: naive {med['naive']['step']['peak_rss_gib']:.2f} GiB, "
+        f"batched {med['batched']['step']['peak_rss_gib']:.2f} GiB"
+        + (
+            f"; peak GPU memory: naive {med['naive']['step']['peak_cuda_gib']:.2f} GiB, "
+            f"batched {med['batched']['step']['peak_cuda_gib']:.2f} GiB."
+            if rt.device.type == "cuda"
+            else "."
+        ),
     ]
 
     # 2. one whole graph step, retrieval and refinement on
@@ -443,6 +502,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         ]
 
     speedup = med["naive"]["step"]["seconds"] / med["batched"]["step"]["seconds"]
+    ratios = {p: med["naive"][p]["seconds"] / med["batched"][p]["seconds"] for p in PHASES}
+    lines += ["", "Ratios (naive / batched): " + ", ".join(f"{p} {r:.1f}x" for p, r in ratios.items())]
+    if args.graph:
+        lines[-1] += f", graph step {g['naive']['seconds'] / g['batched']['seconds']:.1f}x"
+    lines[-1] += f", phases together {speedup:.1f}x."
+    report["ratios"] = ratios
     (args.out / "step_speed.md").write_text("\n".join(lines) + "\n")
     (args.out / "step_speed.json").write_text(json.dumps(report, indent=2))
     print("\n".join(lines))

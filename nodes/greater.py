@@ -116,19 +116,30 @@ def rollout(
     cache: RolloutCache | None = None,
 ) -> list[Rollout]:
     """Every prompt on every example. With a ``cache``, only the (prompt, example) pairs the run has
-    not rolled out yet reach the model and the new results go to the cache; either way everything
-    that is rolled out goes through one batched decode (see :func:`rollout_pairs`)."""
+    not rolled out yet reach the model and the new results go to the cache; what is rolled out goes
+    through batched decodes (see :func:`rollout_pairs`).
+
+    Without ``drafts``, several prompts are drafted from the first one's reasoning (the baseline
+    or current best, which the others are mostly edits of): it is rolled out first, the rest
+    after it. Drafts change the time taken, never the results."""
     prompts = [tuple(p) for p in prompts]
     unique = list(dict.fromkeys(prompts))
     known = {p: cache.get(p, examples) if cache is not None else [None] * len(examples) for p in unique}
-    guesses = list(drafts) if drafts is not None else [()] * len(examples)
-    missing = [(p, i) for p in unique for i, o in enumerate(known[p]) if o is None]
-    if missing:
+
+    def fill(todo: Sequence[PromptIds], guesses: Sequence[Sequence[int]]) -> None:
+        missing = [(p, i) for p in todo for i, o in enumerate(known[p]) if o is None]
+        if not missing:
+            return
         fresh = rollout_pairs(rt, fmt, [(p, examples[i], guesses[i]) for p, i in missing], max_new_tokens, label)
         if cache is not None:
             cache.put([(p, examples[i], o) for (p, i), o in zip(missing, fresh, strict=True)])
         for (p, i), o in zip(missing, fresh, strict=True):
             known[p][i] = o
+
+    if drafts is None and len(unique) > 1 and any(o is None for p in unique[1:] for o in known[p]):
+        fill(unique[:1], [()] * len(examples))
+        drafts = [o.reasoning for o in known[unique[0]]]
+    fill(unique, list(drafts) if drafts is not None else [()] * len(examples))
     return [Rollout.from_outcomes(p, known[p]) for p in prompts]
 
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields, replace
 from functools import lru_cache
 from pathlib import Path
@@ -95,11 +96,42 @@ def is_server(location: str) -> bool:
     return location.startswith(("http://", "https://"))
 
 
-def holding(location: str | None):
+_HELD: dict[str, list] = {}  # folder -> [open client or None, how many holds are open]
+_HELD_LOCK = threading.Lock()
+
+
+@contextmanager
+def holding(location: str | None) -> Iterator[None]:
     """Hold a store folder for the block (an embedded folder is for one process at a time); a
-    server needs no holding."""
+    server needs no holding. While a folder is held (a run holds its store for its lifetime) every
+    operation on it shares one client, opened on first use and closed when the outermost hold
+    ends, so records other processes wrote before the hold began are seen."""
     location = location or default_location()
-    return nullcontext() if is_server(location) else store_folder_lock(Path(location))
+    if is_server(location):
+        yield
+        return
+    with store_folder_lock(Path(location)):
+        with _HELD_LOCK:
+            _HELD.setdefault(location, [None, 0])[1] += 1
+        try:
+            yield
+        finally:
+            with _HELD_LOCK:
+                entry = _HELD[location]
+                entry[1] -= 1
+                if entry[1] == 0:
+                    del _HELD[location]
+                    if entry[0] is not None:
+                        entry[0].close()
+
+
+def _held_client(location: str):
+    """The client shared by the current hold of a folder (opened now if it is the first use)."""
+    with _HELD_LOCK:
+        entry = _HELD[location]
+        if entry[0] is None:
+            entry[0] = _client(location)
+        return entry[0]
 
 
 class TrajectoryStore:
@@ -115,15 +147,15 @@ class TrajectoryStore:
 
     @contextmanager
     def _collections(self) -> Iterator[tuple]:
-        """The two collections. A folder store is opened afresh for every operation and closed
-        after it, so records written by another process since (a resumed run, the CLI) are seen;
-        a server keeps one client. A folder another process is using at the moment is refused."""
+        """The two collections. A folder store is held (and its client kept) for the operation or,
+        when a run holds it, for the run; a server keeps one client. A folder another process is
+        using at the moment is refused."""
         with holding(self.location):
             yield from self._open_collections()
 
     def _open_collections(self) -> Iterator[tuple]:
         try:
-            client = self._server or _client(self.location)
+            client = self._server or (_client(self.location) if self.remote else _held_client(self.location))
             prompts = client.get_or_create_collection(PROMPTS, configuration=_COSINE, embedding_function=None)
             tasks = client.get_or_create_collection(TASKS, configuration=_COSINE, embedding_function=None)
         except GradpromptError:
@@ -136,11 +168,7 @@ class TrajectoryStore:
             ) from None
         if self.remote:
             self._server = client
-        try:
-            yield prompts, tasks
-        finally:
-            if not self.remote:
-                client.close()
+        yield prompts, tasks
 
     # ----- writing ------------------------------------------------------------------------------
     def add(self, records: list[TrajectoryRecord]) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 
@@ -31,11 +31,11 @@ def run_chunked(
     items: Sequence[T],
     fn: Callable[[list[T]], list[R]],
     max_batch: int,
-    key: Callable[[T], int] | None = None,
+    key: Callable[[T], Any] | None = None,
 ) -> list[R]:
     """Apply ``fn`` to chunks of at most ``max_batch`` items and return results in input order.
 
-    Items are grouped by ``key`` (a length) so rows of similar length share a chunk and little
+    Items are grouped by ``key`` (a length, or a tuple led by one) so rows of similar length share a chunk and little
     compute goes to padding. On a CUDA out-of-memory error the chunk is halved and retried
     instead of crashing the run.
     """

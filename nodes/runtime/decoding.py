@@ -5,18 +5,28 @@ then the extractor text teacher-forced, then a short greedy answer, plus the pro
 that as two ``generate`` calls re-reads the whole question and reasoning for the answer, and a
 third forward for the NLL. Here every row advances in lock step on one KV cache: a row whose
 reasoning stops is fed its extractor as a chunk in the next step while the others keep reasoning,
-finished rows leave the batch, and the NLL comes from the prefill's logits.
+finished rows leave the batch, and the NLL comes from the prefill.
+
+Work that rows have in common is done once. Rows whose contexts differ only inside the prompt (the
+candidates of one step on one example) share the keys and values of everything before the first
+differing prompt token: with the prompt after the question, the whole question. That prefix is
+run once per group and its cache copied to the rows.
 
 A row may bring a *draft*: a guess of its reasoning (for a candidate prompt, the current prompt's
 reasoning, which a one-token edit rarely changes much). The draft is checked in the prefill, like
 speculative decoding with the draft as proposer: the longest prefix that greedy decoding would
 itself produce is kept, the rest is masked out of the cache, and decoding continues from there.
-The output is exactly what plain greedy decoding gives; only the number of sequential steps
-shrinks.
+Later steps guess from an n-gram index of the draft (a rephrased reasoning often rejoins it), but
+only as far as guessing pays: each row's acceptance rate is tracked, what a step of each width
+costs on this device is measured as decoding goes, and the step takes the guess length with the
+most expected tokens per second (often none on a compute-bound CPU). The output is exactly what
+plain greedy decoding gives; only the number and width of sequential steps change.
 """
 
 from __future__ import annotations
 
+import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -24,6 +34,9 @@ import torch
 from transformers import DynamicCache
 
 from nodes.runtime.batching import pad
+
+NGRAMS = (3, 2)  # draft n-grams a row's reasoning tail is looked up by, longest first
+HEAD_CHUNK = 1024  # positions sent through the output layer at once: bounds the logits' memory
 
 
 @dataclass(frozen=True)
@@ -60,10 +73,27 @@ class _Row:
         self.guess: list[int] = []
         self.gold_pending = False  # this step's guess is the gold answer, teacher-forced
         self.gold_logprob: float | None = None
+        self.tried = 0  # guessed tokens verified after the prefill, and how many held
+        self.held = 0
+        self._index: dict[tuple[int, ...], int] | None = None
+
+    def _ngram_index(self) -> dict[tuple[int, ...], int]:
+        """Where each n-gram of the draft last ends: built once, so a lookup per step is O(1)."""
+        if self._index is None:
+            draft, index = self.job.draft, {}
+            for n in NGRAMS:
+                for end in range(n, len(draft) + 1):
+                    index[tuple(draft[end - n : end])] = end
+            self._index = index
+        return self._index
+
+    def acceptance(self) -> float:
+        """Estimated chance that the next guessed token holds (a uniform prior on few guesses)."""
+        return (self.held + 1) / (self.tried + 2)
 
     def plan_guess(self, limit: int, max_new: int) -> None:
-        """Draft tokens to verify after this step's feed: what followed the latest occurrence of
-        the reasoning's last tokens in the draft (a rephrased reasoning often rejoins it)."""
+        """Draft tokens that could be verified after this step's feed: what followed the latest
+        occurrence of the reasoning's last tokens in the draft."""
         self.guess = []
         self.gold_pending = False
         if self.answering:
@@ -72,17 +102,15 @@ class _Row:
             if self.job.gold and self.gold_logprob is None and not self.answer:
                 self.guess, self.gold_pending = list(self.job.gold), True
             return
-        draft = self.job.draft
-        if not draft or len(self.feed) != 1 or limit <= 0:
+        if not self.job.draft or len(self.feed) != 1 or limit <= 0:
             return
         room = min(limit, max_new - len(self.reasoning) - 1)
-        for n in (3, 2):
-            if len(self.reasoning) < n:
-                continue
-            tail = self.reasoning[-n:]
-            for start in range(len(draft) - n, -1, -1):
-                if list(draft[start : start + n]) == tail:
-                    self.guess = list(draft[start + n : start + n + room])
+        index = self._ngram_index()
+        for n in NGRAMS:
+            if len(self.reasoning) >= n:
+                end = index.get(tuple(self.reasoning[-n:]))
+                if end is not None:
+                    self.guess = list(self.job.draft[end : end + max(room, 0)])
                     return
 
     def take(self, token: int, stop: frozenset[int], max_new: int, max_answer: int) -> None:
@@ -109,35 +137,188 @@ class _Row:
         self.feed = before + list(self.job.extractor)
 
 
-def _prefill(model, rows: list[_Row], pad_id: int, device, max_new: int):
-    """Left-padded forward over context + draft. Returns the cache, the attention mask and, per
-    row, the logits from the position predicting the prompt's first token to the end."""
-    seqs = [r.job.context + r.job.draft[:max_new] for r in rows]
-    ids, mask = pad(seqs, pad_id, "left", device)
-    width = ids.shape[1]
-    keep = torch.zeros_like(mask, dtype=torch.bool)
-    for b, (r, seq) in enumerate(zip(rows, seqs, strict=True)):
-        keep[b, width - len(seq) + max(r.job.prompt[0] - 1, 0) :] = True
-    out = model(
-        input_ids=ids,
-        attention_mask=mask,
-        position_ids=(mask.cumsum(1) - 1).clamp(min=0),
-        past_key_values=DynamicCache(config=model.config),
-        use_cache=True,
-        logits_to_keep=keep,
+# ----- what a decode step costs ------------------------------------------------------------------
+
+
+WIDTHS = (1, 2, 3, 5, 9, 17, 33, 65)
+
+
+def _bucket(values: Sequence[int], x: int) -> int:
+    return next((v for v in values if v >= x), values[-1])
+
+
+class StepCosts:
+    """Seconds per row of a decode step, by step width (fed + guessed tokens per row) and batch
+    size, learned from the steps as they run. A width never timed at a batch size is assumed to
+    cost what one token does, so it gets tried once; after that the measurement decides."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[tuple[int, int], float] = {}
+
+    def estimate(self, width: int, rows: int) -> float:
+        b = 1 << max(rows - 1, 0).bit_length()
+        key = (_bucket(WIDTHS, width), b)
+        if key in self.seconds:
+            return self.seconds[key]
+        return self.seconds.get((1, b), 1.0)
+
+    def record(self, width: int, rows: int, seconds: float) -> None:
+        b = 1 << max(rows - 1, 0).bit_length()
+        key = (_bucket(WIDTHS, width), b)
+        per_row = seconds / max(rows, 1)
+        old = self.seconds.get(key)
+        self.seconds[key] = per_row if old is None else 0.5 * (old + per_row)
+
+
+_COSTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def step_costs(model) -> StepCosts:
+    """The cost table of ``model`` in this process (kept across calls: the device does not change)."""
+    if model not in _COSTS:
+        _COSTS[model] = StepCosts()
+    return _COSTS[model]
+
+
+def _expected_held(p: float, k: int) -> float:
+    """Expected accepted tokens of a k-token guess whose tokens each hold with probability p,
+    verified left to right until the first miss."""
+    return p * (1 - p**k) / (1 - p) if p < 1 else float(k)
+
+
+def choose_guess_length(rows: Sequence[_Row], costs: StepCosts, limit: int) -> int:
+    """The guess length (same cap for every row) with the most expected new tokens per second."""
+    fed = max(len(r.feed) + (len(r.guess) if r.gold_pending else 0) for r in rows)
+    lengths = sorted({0, *(min(len(r.guess), limit) for r in rows if not r.gold_pending)})
+    best, best_rate = 0, -1.0
+    for k in lengths:
+        gain = sum(
+            1 + (_expected_held(r.acceptance(), min(len(r.guess), k)) if not r.gold_pending else 0) for r in rows
+        )
+        width = max(fed, max((len(r.feed) + min(len(r.guess), k) for r in rows if not r.gold_pending), default=0))
+        rate = gain / (costs.estimate(width, len(rows)) * len(rows))
+        if rate > best_rate * 1.02:  # a longer guess must pay for itself with a margin
+            best, best_rate = k, rate
+    return best
+
+
+# ----- the prefill -------------------------------------------------------------------------------
+
+
+def _output_logits(model, hidden: torch.Tensor) -> torch.Tensor:
+    """The model's logits from final hidden states, with the scalings some families apply."""
+    logits = model.get_output_embeddings()(hidden)
+    cfg = model.config
+    if getattr(cfg, "logit_scale", None):
+        logits = logits * cfg.logit_scale
+    if getattr(cfg, "logits_scaling", None):
+        logits = logits / cfg.logits_scaling
+    if getattr(cfg, "final_logit_softcapping", None):
+        logits = torch.tanh(logits / cfg.final_logit_softcapping) * cfg.final_logit_softcapping
+    return logits
+
+
+def _argmax(model, hidden: torch.Tensor) -> list[int]:
+    """Greedy tokens for many positions, through the output layer a chunk at a time: a draft's
+    positions need only their argmax, never the full distribution kept around."""
+    out = [_output_logits(model, hidden[i : i + HEAD_CHUNK]).argmax(-1) for i in range(0, len(hidden), HEAD_CHUNK)]
+    return torch.cat(out).tolist() if out else []
+
+
+def shared_prefix_lengths(jobs: Sequence[DecodeJob]) -> list[int]:
+    """For each row, how many leading context tokens it shares with the other rows of its group
+    (rows equal outside the prompt, prompts of one length): everything before the first prompt
+    position where the group differs. 0 for a row alone in its group."""
+    groups: dict[tuple, list[int]] = {}
+    for b, j in enumerate(jobs):
+        p0, p1 = j.prompt
+        groups.setdefault((j.context[:p0], j.context[p1:], p1 - p0), []).append(b)
+    out = [0] * len(jobs)
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        first = jobs[members[0]]
+        p0, p1 = first.prompt
+        same = p1 - p0
+        for b in members[1:]:
+            other = jobs[b].context
+            same = next((i for i in range(same) if other[p0 + i] != first.context[p0 + i]), same)
+        shared = min(p0 + same, len(first.context) - 1)
+        for b in members:
+            out[b] = shared
+    return out
+
+
+def _decoder_pass(model, ids, mask, position_ids, cache):
+    out = model.get_decoder()(
+        input_ids=ids, attention_mask=mask, position_ids=position_ids, past_key_values=cache, use_cache=True
     )
-    return out.past_key_values, mask, torch.split(out.logits, keep.sum(1).tolist())
+    return out.last_hidden_state, out.past_key_values
 
 
-def _prompt_nll(job: DecodeJob, row_logits: torch.Tensor) -> float:
-    """Mean NLL of the prompt tokens; ``row_logits[0]`` predicts the prompt's first token."""
-    p0, p1 = job.prompt
-    n_prompt = p1 - max(p0, 1)
-    if n_prompt <= 0:
-        return 0.0
-    logp = torch.log_softmax(row_logits[:n_prompt].float(), dim=-1)
-    targets = torch.as_tensor(job.context[p1 - n_prompt : p1], device=logp.device)
-    return float(-logp.gather(1, targets[:, None]).mean())
+def _prefill(model, rows: list[_Row], pad_id: int, device, max_new: int) -> tuple:
+    """Shared prefixes once, then every row's own context + draft on top of its prefix.
+
+    Returns the cache, the attention mask, each row's prompt NLL and each row's greedy tokens from
+    the position predicting its draft's first token on."""
+    jobs = [r.job for r in rows]
+    shared = shared_prefix_lengths(jobs)
+    groups: dict[tuple[int, ...], int] = {}
+    for b, j in enumerate(jobs):
+        if shared[b]:
+            groups.setdefault(j.context[: shared[b]], len(groups))
+    gid = [groups[j.context[: shared[b]]] if shared[b] else 0 for b, j in enumerate(jobs)]
+    cache = DynamicCache(config=model.config)
+    if groups:
+        pre_ids, pre_mask = pad(list(groups), pad_id, "left", device)
+        pre_hidden, cache = _decoder_pass(model, pre_ids, pre_mask, (pre_mask.cumsum(1) - 1).clamp(min=0), cache)
+        idx = torch.as_tensor(gid, device=device)
+        cache.reorder_cache(idx)
+        row_pre_mask = pre_mask[idx] * torch.as_tensor([s > 0 for s in shared], device=device)[:, None]
+    else:
+        pre_hidden, row_pre_mask = None, torch.zeros((len(rows), 0), dtype=torch.long, device=device)
+    suffixes = [j.context[s:] + j.draft[:max_new] for j, s in zip(jobs, shared, strict=True)]
+    suf_ids, suf_mask = pad(suffixes, pad_id, "left", device)
+    mask = torch.cat([row_pre_mask, suf_mask], dim=1)
+    positions = (mask.cumsum(1) - 1).clamp(min=0)[:, row_pre_mask.shape[1] :]
+    hidden, cache = _decoder_pass(model, suf_ids, mask, positions, cache)
+
+    width_pre, width_suf = row_pre_mask.shape[1], suf_ids.shape[1]
+
+    def hidden_at(b: int, full_positions: range) -> torch.Tensor:
+        """Final hidden states of row ``b`` at positions counted from the start of its context."""
+        s, parts = shared[b], []
+        in_prefix = [p for p in full_positions if p < s]
+        in_suffix = [p for p in full_positions if p >= s]
+        if in_prefix:
+            parts.append(pre_hidden[gid[b], [width_pre - s + p for p in in_prefix]])
+        if in_suffix:
+            start = width_suf - len(suffixes[b]) - s
+            parts.append(hidden[b, [start + p for p in in_suffix]])
+        return torch.cat(parts) if parts else hidden.new_zeros((0, hidden.shape[-1]))
+
+    nlls, greedy_hidden, counts = [], [], []
+    for b, j in enumerate(jobs):
+        p0, p1 = j.prompt
+        first = max(p0, 1)
+        if p1 > first:
+            logp = torch.log_softmax(_output_logits(model, hidden_at(b, range(first - 1, p1 - 1))).float(), dim=-1)
+            targets = torch.as_tensor(j.context[first:p1], device=logp.device)
+            nlls.append(float(-logp.gather(1, targets[:, None]).mean()))
+        else:
+            nlls.append(0.0)
+        n = len(j.context)
+        greedy_hidden.append(hidden_at(b, range(n - 1, n + len(j.draft[:max_new]))))
+        counts.append(len(greedy_hidden[-1]))
+    flat = _argmax(model, torch.cat(greedy_hidden))
+    greedy, at = [], 0
+    for c in counts:
+        greedy.append(flat[at : at + c])
+        at += c
+    return cache, mask, nlls, greedy
+
+
+# ----- the decode --------------------------------------------------------------------------------
 
 
 @torch.no_grad()
@@ -150,26 +331,24 @@ def reason_and_answer(
     stop_ids: frozenset[int],
     pad_id: int,
     device: torch.device,
-    lookahead: int = 8,
+    lookahead: int = 16,
     on_done: Callable[[int], None] | None = None,
+    costs: StepCosts | None = None,
 ) -> list[Decoded]:
     """Greedy reasoning, extractor and answer for every job on one shared KV cache.
 
-    ``lookahead`` bounds how many draft tokens are verified per step after the prefill (0 turns
-    that off); on a memory-bound device checking a few extra tokens costs about as much as one.
+    ``lookahead`` bounds how many draft tokens a row may have verified per step after the prefill
+    (0 turns that off); how many it does is chosen step by step from ``costs`` (by default the
+    ones measured for this model in this process).
     ``on_done(n)`` hears of rows as they finish (for a progress bar).
     """
     rows = [_Row(j) for j in jobs]
     if not rows:
         return []
-    cache, mask, logits = _prefill(model, rows, pad_id, device, max_new_tokens)
-    nlls = []
+    cache, mask, nlls, greedy_all = _prefill(model, rows, pad_id, device, max_new_tokens)
     width = mask.shape[1]
-    for b, (r, row_logits) in enumerate(zip(rows, logits, strict=True)):
-        nlls.append(_prompt_nll(r.job, row_logits))
+    for b, (r, greedy) in enumerate(zip(rows, greedy_all, strict=True)):
         draft = r.job.draft[:max_new_tokens]
-        first = len(r.job.context) - 1 - max(r.job.prompt[0] - 1, 0)
-        greedy = row_logits[first:].argmax(-1).tolist()  # predictions for draft[0], draft[1], ... and after
         while r.accepted < len(draft) and greedy[r.accepted] == draft[r.accepted] not in stop_ids:
             r.accepted += 1
         r.reasoning = list(draft[: r.accepted])
@@ -178,6 +357,7 @@ def reason_and_answer(
         if rejected:  # their cache entries stay but are masked out of attention
             mask[b, width - rejected :] = 0
     lengths = mask.sum(1)
+    costs = costs if costs is not None else step_costs(model)
 
     active = rows
     while True:
@@ -193,10 +373,15 @@ def reason_and_answer(
             active = [active[i] for i in keep]
         for r in active:
             r.plan_guess(lookahead, max_new_tokens)
+        cap = choose_guess_length(active, costs, lookahead)
+        for r in active:
+            if not r.gold_pending:
+                r.guess = r.guess[:cap]
         ids, new_mask = pad([r.feed + r.guess for r in active], pad_id, "right", device)
         keep = torch.zeros_like(new_mask, dtype=torch.bool)
         for i, r in enumerate(active):
             keep[i, len(r.feed) - 1 : len(r.feed) + len(r.guess)] = True
+        started = time.perf_counter()
         out = model(
             input_ids=ids,
             attention_mask=torch.cat([mask, new_mask], dim=1),
@@ -209,9 +394,10 @@ def reason_and_answer(
         counts = keep.sum(1).tolist()
         _score_gold(active, torch.split(out.logits, counts))
         predictions = torch.split(out.logits.argmax(-1), counts)
+        predictions = [p.tolist() for p in predictions]  # waits for the device: the step's true time
+        costs.record(ids.shape[1], len(active), time.perf_counter() - started)
         grown = []
         for i, (r, preds) in enumerate(zip(active, predictions, strict=True)):
-            preds = preds.tolist()
             fed, used = len(r.feed), 0
             r.take(preds[0], stop_ids, max_new_tokens, max_answer_tokens)
             # a guessed token greedy decoding also chose is already in the cache: keep going
@@ -220,6 +406,9 @@ def reason_and_answer(
                 r.take(preds[used], stop_ids, max_new_tokens, max_answer_tokens)
             if not r.gold_pending:
                 r.accepted += used
+                if r.guess:
+                    r.tried += min(used + 1, len(r.guess))
+                    r.held += used
             new_mask[i, fed + used :] = 0
             grown.append(fed + used)
         mask = torch.cat([mask, new_mask], dim=1)

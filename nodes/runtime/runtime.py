@@ -27,6 +27,9 @@ PLAIN_TOKEN = re.compile(r" ?[A-Za-z]+|[.,]")
 SENTENCE_END = re.compile(r"[.!?]\s*$")
 
 
+GRAD_TOKENS_CPU = 1024
+GRAD_TOKENS_CUDA = 65536
+
 _MASKS: dict[tuple, torch.Tensor] = {}
 
 
@@ -46,16 +49,30 @@ def plain_token_mask(tokenizer, rows: int) -> torch.Tensor:
     return _MASKS[key]
 
 
+def _by_length_then_question(job: DecodeJob) -> tuple:
+    return (len(job.context), job.context[: job.prompt[0]])
+
+
 class Runtime:
     """A model plus everything derived from it once: layout, stop ids, allowed-token mask."""
 
-    def __init__(self, loaded: LoadedModel, placement: Placement | str = Placement.AFTER, max_batch: int = 32):
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        placement: Placement | str = Placement.AFTER,
+        max_batch: int = 32,
+        grad_batch_tokens: int | None = None,
+    ):
         self.loaded = loaded
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer
         self.device = loaded.device
         self.layout = ChatLayout(self.tokenizer, placement)
         self.max_batch = max_batch
+        # tokens per forward + backward of the gradient: what bounds the activations kept for the
+        # backward (on a GPU the whole minibatch usually fits in one)
+        default_tokens = GRAD_TOKENS_CUDA if self.device.type == "cuda" else GRAD_TOKENS_CPU
+        self.grad_batch_tokens = grad_batch_tokens or default_tokens
         self.embedding_matrix = self.model.get_input_embeddings().weight
         self.extractor_ids = lru_cache(maxsize=65536)(self.layout.text_ids)
         self.usage = usage_of(self.model)
@@ -158,7 +175,7 @@ class Runtime:
         jobs: Sequence[DecodeJob],
         max_new_tokens: int,
         max_answer_tokens: int,
-        lookahead: int = 8,
+        lookahead: int = 16,
         label: str | None = None,
     ) -> list[Decoded]:
         """Reasoning, extractor and answer for many rows in chunks of ``max_batch``; see
@@ -183,7 +200,8 @@ class Runtime:
                     on_done=bar.advance if bar is not None else None,
                 )
 
-            out = run_chunked(list(jobs), chunk, self.max_batch, key=lambda j: len(j.context))
+            # rows of one example with different candidates land in one chunk and share its prefix
+            out = run_chunked(list(jobs), chunk, self.max_batch, key=_by_length_then_question)
         self.usage.generated(sum(len(d.reasoning) + len(d.answer) for d in out))
         return out
 

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+from transformers import DynamicCache
 
 from nodes.runtime.batching import pad, run_chunked
 from nodes.runtime.runtime import Runtime
@@ -53,13 +54,68 @@ class ForcedLosses:
     position_logprobs: torch.Tensor | None  # (B, V) log p(. | prefix) at the edited position
 
 
-def _keep_mask(rows: Sequence[ForcedRow], width: int, device) -> torch.Tensor:
-    """Positions whose logits are needed: those predicting a prompt token or an answer token."""
-    keep = torch.zeros((len(rows), width), dtype=torch.bool)
+def _logits_from(rt: Runtime, rows: Sequence[ForcedRow], positions: list[int], edit_embeds, prefix: bool):
+    """Per row, the logits predicting its prompt tokens (from ``max(prompt[0], 1)`` on) and its
+    answer tokens, with the embeddings at ``positions`` replaced.
+
+    With ``prefix``, everything before the first edited position (with the prompt after the
+    question: the whole question) runs once without gradient and only the rest runs with it:
+    nothing before the edit depends on the edited embedding, so the loss and its gradient are
+    the same, at a fraction of the backward pass and of the activations kept for it."""
+    B = len(rows)
+    split = [r.prompt[0] + min(positions) if positions and prefix else 0 for r in rows]
+    if not all(split):
+        split = [0] * B
+    cache, pre_mask, pre_logits = None, torch.zeros((B, 0), dtype=torch.long, device=rt.device), [None] * B
+    if split[0]:
+        pre_ids, pre_mask = pad([r.ids[:s] for r, s in zip(rows, split, strict=True)], rt.pad_id, "left", rt.device)
+        width = pre_ids.shape[1]
+        keep = torch.zeros_like(pre_mask, dtype=torch.bool)
+        for b, (r, s) in enumerate(zip(rows, split, strict=True)):
+            keep[b, width - s + max(r.prompt[0], 1) - 1 :] = True
+        with torch.no_grad():
+            out = rt.model(
+                input_ids=pre_ids,
+                attention_mask=pre_mask,
+                position_ids=(pre_mask.cumsum(1) - 1).clamp(min=0),
+                past_key_values=DynamicCache(config=rt.model.config),
+                use_cache=True,
+                logits_to_keep=keep,
+            )
+        cache, pre_logits = out.past_key_values, list(torch.split(out.logits, keep.sum(1).tolist()))
+    ids, mask = pad([r.ids[s:] for r, s in zip(rows, split, strict=True)], rt.pad_id, "right", rt.device)
+    embeds = rt.model.get_input_embeddings()(ids)
+    if positions and edit_embeds is not None:
+        m = len(positions)
+        cols = torch.tensor([r.prompt[0] + p - s for r, s in zip(rows, split, strict=True) for p in positions])
+        batch = torch.arange(B).repeat_interleave(m)
+        values = edit_embeds.expand(B, -1) if edit_embeds.dim() == 1 else edit_embeds
+        embeds = embeds.index_put((batch.to(rt.device), cols.to(rt.device)), values.reshape(B * m, -1).to(embeds.dtype))
+    keep = torch.zeros((B, ids.shape[1]), dtype=torch.bool)
+    for b, (r, s) in enumerate(zip(rows, split, strict=True)):
+        keep[b, max(max(r.prompt[0], 1) - 1 - s, 0) : max(r.prompt[1] - 1 - s, 0)] = True
+        keep[b, r.answer[0] - 1 - s : r.answer[1] - 1 - s] = True
+    keep = keep.to(rt.device)
+    logits = rt.model(
+        inputs_embeds=embeds,
+        attention_mask=torch.cat([pre_mask, mask], dim=1),
+        position_ids=pre_mask.sum(1, keepdim=True) + torch.arange(ids.shape[1], device=rt.device)[None, :],
+        past_key_values=cache,
+        use_cache=cache is not None,
+        logits_to_keep=keep,
+    ).logits
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    out, at = [], 0
     for b, r in enumerate(rows):
-        keep[b, max(r.prompt[0] - 1, 0) : r.prompt[1] - 1] = True
-        keep[b, r.answer[0] - 1 : r.answer[1] - 1] = True
-    return keep.to(device)
+        n_prompt = r.prompt[1] - max(r.prompt[0], 1)
+        n_answer = r.answer[1] - r.answer[0]
+        n_here = int(keep[b].sum())
+        here = logits[at : at + n_here]
+        at += n_here
+        before = pre_logits[b].to(logits.dtype) if pre_logits[b] is not None else here[:0]
+        prompt_logits = torch.cat([before, here[: n_here - n_answer]])[:n_prompt]
+        out.append((prompt_logits, here[n_here - n_answer :]))
+    return out
 
 
 def forced_losses(
@@ -71,6 +127,7 @@ def forced_losses(
     nll_weight: float,
     edit_embeds: torch.Tensor | None = None,
     soft_target: tuple[torch.Tensor, torch.Tensor] | None = None,
+    prefix: bool = True,
 ) -> ForcedLosses:
     """Loss of each row, with the embeddings at prompt ``position`` (one or several) optionally
     replaced.
@@ -78,31 +135,18 @@ def forced_losses(
     ``edit_embeds`` is (d,), (B, d) or, for several positions, (B, m, d). With
     ``soft_target = (candidate_ids, weights)`` (one position only) the NLL term at the position
     becomes ``-sum_c w_c log p(c | prefix)`` (the one-hot formulation); without it that term is left
-    out of ``total`` because it does not depend on the position's embedding.
+    out of ``total`` because it does not depend on the position's embedding. ``prefix=False`` runs
+    the whole sequence with gradient (as the reference implementation does).
     """
     single = isinstance(position, int)
     positions = [position] if single else list(position or [])
-    ids, mask = pad([r.ids for r in rows], rt.pad_id, "right", rt.device)
-    embeds = rt.model.get_input_embeddings()(ids)
-    if positions and edit_embeds is not None:
-        m = len(positions)
-        cols = torch.tensor([r.prompt[0] + p for r in rows for p in positions], device=rt.device)
-        batch = torch.arange(len(rows), device=rt.device).repeat_interleave(m)
-        values = edit_embeds.expand(len(rows), -1) if edit_embeds.dim() == 1 else edit_embeds
-        embeds = embeds.index_put((batch, cols), values.reshape(len(rows) * m, -1).to(embeds.dtype))
-    keep = _keep_mask(rows, ids.shape[1], rt.device)
-    logits = rt.model(inputs_embeds=embeds, attention_mask=mask, logits_to_keep=keep, use_cache=False).logits
-    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
-
+    per_row = _logits_from(rt, rows, positions, edit_embeds, prefix)
+    logits = per_row[0][1] if per_row else torch.zeros(())
     total = logits.new_zeros(())
     answer_ce, prompt_nll, at_position = [], [], []
-    offset = 0
-    for r in rows:
+    for r, (p_logits, a_logits) in zip(rows, per_row, strict=True):
         n_prompt = r.prompt[1] - max(r.prompt[0], 1)
         n_answer = r.answer[1] - r.answer[0]
-        row_logits = logits[offset : offset + n_prompt + n_answer]
-        offset += n_prompt + n_answer
-        p_logits, a_logits = row_logits[:n_prompt], row_logits[n_prompt:]
         if n_answer:
             a_targets = torch.as_tensor(r.ids[r.answer[0] : r.answer[1]], device=rt.device)
             ce = torch.nn.functional.cross_entropy(a_logits / temperature, a_targets)
@@ -154,25 +198,64 @@ class PositionGradient:
         return through_embedding.to(as_target.dtype) + as_target
 
 
+def token_chunks(rows: Sequence[ForcedRow], budget: int, skip: Sequence[int] | None = None) -> list[list[int]]:
+    """Row indices in chunks whose padded size (rows x longest part that runs) stays within
+    ``budget`` tokens, longest rows together: what bounds the activations a backward keeps is
+    tokens, not rows. ``skip[i]`` tokens of row i run without gradient and do not count."""
+    skip = skip or [0] * len(rows)
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i].ids) - skip[i])
+    chunks: list[list[int]] = []
+    for i in order:
+        n = len(rows[i].ids) - skip[i]
+        if chunks and (len(chunks[-1]) + 1) * n <= budget:
+            chunks[-1].append(i)
+        else:
+            chunks.append([i])
+    return chunks
+
+
 def window_gradients(
-    rt: Runtime, rows: Sequence[ForcedRow], positions: Sequence[int], *, temperature: float, nll_weight: float
+    rt: Runtime,
+    rows: Sequence[ForcedRow],
+    positions: Sequence[int],
+    *,
+    temperature: float,
+    nll_weight: float,
+    prefix: bool = True,
 ) -> list[PositionGradient]:
-    """The gradient at each of several prompt positions, from one forward and one backward over
-    the whole batch at the current tokens."""
+    """The gradient at each of several prompt positions at the current tokens: a forward and a
+    backward per chunk of rows (chunks sized by tokens), the gradients summed. With ``prefix``
+    only the part from the first position on runs with gradient (see :func:`forced_losses`)."""
     emb = rt.model.get_input_embeddings()
-    current = torch.tensor([[r.ids[r.prompt[0] + p] for p in positions] for r in rows], device=rt.device)
-    leaf = emb(current).detach().requires_grad_(True)  # (B, m, d)
-    with torch.enable_grad():
-        out = forced_losses(rt, rows, list(positions), temperature=temperature, nll_weight=nll_weight, edit_embeds=leaf)
-        with rt.usage.timed():
-            out.total.backward()
-    grads = leaf.grad.sum(0)  # (m, d)
+    skip = [r.prompt[0] + min(positions) for r in rows] if prefix else None
+    grads = None
+    logprobs, answer_ce, nll = [None] * len(rows), [None] * len(rows), [None] * len(rows)
+    for chunk in token_chunks(rows, rt.grad_batch_tokens, skip):
+        part = [rows[i] for i in chunk]
+        current = torch.tensor([[r.ids[r.prompt[0] + p] for p in positions] for r in part], device=rt.device)
+        leaf = emb(current).detach().requires_grad_(True)  # (b, m, d)
+        with torch.enable_grad():
+            out = forced_losses(
+                rt,
+                part,
+                list(positions),
+                temperature=temperature,
+                nll_weight=nll_weight,
+                edit_embeds=leaf,
+                prefix=prefix,
+            )
+            with rt.usage.timed():
+                out.total.backward()
+        grads = leaf.grad.sum(0) if grads is None else grads + leaf.grad.sum(0)  # (m, d)
+        for j, i in enumerate(chunk):
+            logprobs[i], answer_ce[i], nll[i] = out.position_logprobs[j], out.answer_ce[j], out.prompt_nll[j]
+    position_logprobs = torch.stack(logprobs)  # (B, m, V)
     return [
         PositionGradient(
             embed_grad=grads[i],
-            position_logprobs=out.position_logprobs[:, i],
-            answer_ce=out.answer_ce,
-            prompt_nll=out.prompt_nll,
+            position_logprobs=position_logprobs[:, i],
+            answer_ce=torch.stack(answer_ce),
+            prompt_nll=torch.stack(nll),
             prompt_len=rows[0].prompt[1] - rows[0].prompt[0],
             nll_weight=nll_weight,
         )

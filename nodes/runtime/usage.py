@@ -43,6 +43,13 @@ class ModelUsage:
         self._device = next(model.parameters()).device
         model.register_forward_pre_hook(self._before, with_kwargs=True)
         model.register_forward_hook(self._after)
+        # the decode's prefill calls the decoder and the output layer directly (to keep only the
+        # argmax of most positions); nested calls from the model itself are not counted twice
+        parts = [getattr(model, "get_decoder", lambda: None)(), getattr(model, "get_output_embeddings", lambda: None)()]
+        for part in parts:
+            if isinstance(part, torch.nn.Module) and part is not model:
+                part.register_forward_pre_hook(self._before, with_kwargs=True)
+                part.register_forward_hook(self._after)
 
     def _sync(self) -> None:
         if self._device.type == "cuda":
@@ -53,6 +60,8 @@ class ModelUsage:
         if self._depth > 1:
             return
         ids = kwargs.get("input_ids", args[0] if args else None)
+        if ids is not None and ids.is_floating_point():  # the output layer, fed hidden states
+            ids = ids[..., 0]
         if ids is None:
             embeds = kwargs.get("inputs_embeds")
             ids = embeds[..., 0] if embeds is not None else None

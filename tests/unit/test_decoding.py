@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from nodes.runtime.decoding import DecodeJob, reason_and_answer
+from nodes.runtime.decoding import DecodeJob, StepCosts, reason_and_answer
 from nodes.runtime.scoring import prompt_nll
 from nodes.tasks import builtin_task
 
@@ -115,3 +115,124 @@ def test_gold_answer_log_probability_comes_with_an_unchanged_greedy_answer(tiny_
         want = sum(float(logp[start - 1 + j, t]) for j, t in enumerate(g))
         assert o.gold_logprob == pytest.approx(want, abs=1e-3)
         assert o.gold_logprob < 0
+
+
+class _FreeWidths(StepCosts):
+    """A device where a wide step costs what a narrow one does: every guess is verified."""
+
+    def estimate(self, width, rows):
+        return 1.0
+
+
+class _DearWidths(StepCosts):
+    """A device where every guessed token costs a whole step: guessing never pays."""
+
+    def estimate(self, width, rows):
+        return float(width)
+
+
+@pytest.mark.parametrize("placement", ["after", "before", "system"])
+@pytest.mark.parametrize("edit", [0, 2, -1])
+def test_candidates_sharing_a_prefix_decode_as_plain_greedy(placement, edit):
+    """Candidates of one example differ at one prompt position; the rows share everything before
+    it (the question too, with the prompt after it). Reasoning, answers, prompt NLLs and gold
+    log-probabilities equal decoding each row on its own, for every placement."""
+    import torch
+    from tiny_model import tiny_loaded
+
+    from nodes.runtime.decoding import shared_prefix_lengths
+    from nodes.runtime.runtime import Runtime
+
+    rt = Runtime(tiny_loaded(), placement)
+    base = rt.encode_prompt("Let's think step by step.")
+    pos = edit % len(base)
+    prompts = [base] + [[*base[:pos], t, *base[pos + 1 :]] for t in (40, 77)]
+    extractor = rt.layout.text_ids(EXTRACTOR)
+    gold = rt.layout.text_ids(" Yes")
+    contexts = [c for p in prompts for c in rt.contexts(QUESTIONS[:3], p)]
+    jobs = [DecodeJob(c.ids, c.prompt, extractor, (), tuple(gold)) for c in contexts]
+    shared = shared_prefix_lengths(jobs)
+    assert shared == [c.prompt[0] + pos for c in contexts], "rows share all before the edited position"
+    if placement == "after":
+        assert all(s >= c.question[1] for s, c in zip(shared, contexts, strict=True)), "the question is shared"
+    together = rt.reason_and_answer(jobs, 12, 4)
+    alone = [rt.reason_and_answer([j], 12, 4)[0] for j in jobs]
+    assert [o.reasoning for o in together] == [o.reasoning for o in alone]
+    assert [o.answer for o in together] == [o.answer for o in alone]
+    reasonings, answers = _reference(rt, contexts, extractor, 12, 4)
+    assert [o.reasoning for o in together] == reasonings
+    assert [o.answer for o in together] == answers
+    assert [o.prompt_nll for o in together] == pytest.approx(prompt_nll(rt, contexts), rel=1e-4, abs=1e-5)
+    for o, c, r in zip(together, contexts, reasonings, strict=True):
+        ids = torch.tensor([c.ids + r + extractor + tuple(gold)])
+        with torch.no_grad():
+            logp = torch.log_softmax(rt.model(input_ids=ids).logits[0].float(), -1)
+        start = len(c.ids) + len(r) + len(extractor)
+        assert o.gold_logprob == pytest.approx(sum(float(logp[start - 1 + k, t]) for k, t in enumerate(gold)), abs=1e-3)
+
+
+@pytest.mark.parametrize("draft", ["exact", "shifted", "corrupted", "random"])
+@pytest.mark.parametrize("widths", [_FreeWidths, _DearWidths])
+def test_ngram_drafting_gives_plain_greedy(tiny_rt, draft, widths):
+    """Whatever the draft and whether guessing is cheap or dear on the device, the output is plain
+    greedy decoding; with cheap guesses a shifted or corrupted draft is still mostly used (the
+    n-gram lookup realigns), with dear ones nothing is guessed after the prefill."""
+    rt = tiny_rt
+    contexts = rt.contexts(QUESTIONS, rt.encode_prompt("Let's think step by step."))
+    extractor = rt.layout.text_ids(EXTRACTOR)
+    reasonings, answers = _reference(rt, contexts, extractor, 24, 5)
+    rng = random.Random(1)
+    if draft == "exact":
+        drafts = reasonings
+    elif draft == "shifted":  # two tokens inserted near the start: the rest is the same but offset
+        drafts = [(*r[:2], 9, 9, *r[2:]) for r in reasonings]
+    elif draft == "corrupted":  # every seventh token wrong
+        drafts = [tuple(7 if i % 7 == 3 else t for i, t in enumerate(r)) for r in reasonings]
+    else:
+        drafts = [tuple(rng.randrange(20, 300) for _ in range(30)) for _ in reasonings]
+    jobs = [DecodeJob(c.ids, c.prompt, extractor, d) for c, d in zip(contexts, drafts, strict=True)]
+    out = reason_and_answer(
+        rt.model,
+        jobs,
+        max_new_tokens=24,
+        max_answer_tokens=5,
+        stop_ids=rt.stop_ids,
+        pad_id=rt.pad_id,
+        device=rt.device,
+        costs=widths(),
+    )
+    assert [o.reasoning for o in out] == reasonings
+    assert [o.answer for o in out] == answers
+    accepted = sum(o.draft_accepted for o in out)
+    total = sum(len(r) for r in reasonings)
+    if draft == "exact":
+        assert accepted == total
+    if draft in ("shifted", "corrupted") and widths is _FreeWidths:
+        assert accepted > total // 2
+    if draft in ("shifted", "corrupted") and widths is _DearWidths:
+        # only what the prefill confirmed before the first difference
+        assert accepted < total // 2
+
+
+def test_guess_length_follows_measured_costs():
+    """A guess is taken when the measured cost of the wider step is covered by the tokens it is
+    expected to gain, and not otherwise."""
+    from nodes.runtime.decoding import _Row, choose_guess_length
+
+    rows = [_Row(DecodeJob((1, 2, 3), (1, 2), (5,), tuple(range(10, 40)))) for _ in range(4)]
+    for r in rows:
+        r.feed, r.guess, r.tried, r.held = [11], list(range(12, 20)), 40, 38  # reliable drafts
+    cheap = StepCosts()
+    for w in (1, 9):
+        cheap.record(w, 4, 0.04)
+    assert choose_guess_length(rows, cheap, 8) == 8
+    dear = StepCosts()
+    dear.record(1, 4, 0.04)
+    dear.record(9, 4, 0.04 * 12)
+    assert choose_guess_length(rows, dear, 8) == 0
+    for r in rows:
+        r.tried, r.held = 40, 2  # drafts that keep failing: not worth even a cheap step's padding
+    slightly = StepCosts()
+    slightly.record(1, 4, 0.04)
+    slightly.record(9, 4, 0.05)
+    assert choose_guess_length(rows, slightly, 8) == 0

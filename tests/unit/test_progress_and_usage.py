@@ -67,7 +67,7 @@ def test_rollout_reports_every_row_and_counts_usage(tiny_rt, terminal, monkeypat
 
 def test_backward_passes_are_counted(tiny_rt):
     from nodes.greater import forced_rows
-    from nodes.runtime.scoring import position_gradient
+    from nodes.runtime.scoring import position_gradient, token_chunks
 
     task = builtin_task("compare")
     examples = task.examples[:3]
@@ -77,4 +77,6 @@ def test_backward_passes_are_counted(tiny_rt):
     before = tiny_rt.usage.snapshot()
     position_gradient(tiny_rt, rows, 1, temperature=0.2, nll_weight=0.2)
     used = tiny_rt.usage.snapshot() - before
-    assert used.backward_calls == 1 and used.calls == 1
+    # per chunk of rows: the shared prefix without gradient, then the rest forward and backward
+    chunks = len(token_chunks(rows, tiny_rt.grad_batch_tokens, [r.prompt[0] + 1 for r in rows]))
+    assert used.backward_calls == chunks and used.calls == 2 * chunks

@@ -136,3 +136,39 @@ def test_window_gradients_equal_one_position_at_a_time(tiny_rt64):
         torch.testing.assert_close(
             got.candidate_gradients(rt.embedding_matrix, cands), alone.candidate_gradients(rt.embedding_matrix, cands)
         )
+
+
+@pytest.mark.parametrize("placement", ["after", "before", "system"])
+@pytest.mark.parametrize("positions", [[0], [2], [1, 2, 3]])
+def test_prefix_cached_gradient_equals_the_whole_sequence(placement, positions):
+    """Running only the part from the edited position with gradient (the rest once, without)
+    and in token-sized chunks gives the same losses, log-probabilities and gradients as one
+    forward and backward over whole sequences, for every placement."""
+    from tiny_model import tiny_loaded
+
+    from nodes.runtime.runtime import Runtime
+    from nodes.runtime.scoring import token_chunks, window_gradients
+
+    rt = Runtime(tiny_loaded(dtype=torch.float64), placement)
+    prompt = tuple(rt.encode_prompt(PROMPT))
+    rows = _rows(rt, prompt)
+    whole = window_gradients(rt, rows, positions, **SETTINGS, prefix=False)
+    rt.grad_batch_tokens = 2 * max(len(r.ids) for r in rows)  # forces several chunks
+    assert len(token_chunks(rows, rt.grad_batch_tokens)) > 1
+    cached = window_gradients(rt, rows, positions, **SETTINGS, prefix=True)
+    for w, c in zip(whole, cached, strict=True):
+        torch.testing.assert_close(c.embed_grad, w.embed_grad, rtol=1e-9, atol=1e-10)
+        torch.testing.assert_close(c.position_logprobs, w.position_logprobs, rtol=1e-9, atol=1e-9)
+        torch.testing.assert_close(c.answer_ce, w.answer_ce, rtol=1e-9, atol=1e-10)
+        torch.testing.assert_close(c.prompt_nll, w.prompt_nll, rtol=1e-9, atol=1e-10)
+    assert whole[0].embed_grad.abs().sum() > 0
+    cands = _candidates(rt, prompt[positions[0]])
+    weights = torch.zeros(len(cands), dtype=torch.float64)
+    weights[0] = 1.0
+    weights.requires_grad_(True)
+    if len(positions) == 1:  # the literal one-hot loss, prefix-cached, still agrees
+        with torch.enable_grad():
+            one_hot_loss(rt, rows, positions[0], cands, weights, **SETTINGS).backward()
+        torch.testing.assert_close(
+            cached[0].candidate_gradients(rt.embedding_matrix, cands), weights.grad, rtol=1e-8, atol=1e-9
+        )
