@@ -155,16 +155,18 @@ class StepCosts:
     def __init__(self) -> None:
         self.seconds: dict[tuple[int, int], float] = {}
 
+    @staticmethod
+    def _key(width: int, rows: int) -> tuple[int, int]:
+        return _bucket(WIDTHS, width), 1 << max(rows - 1, 0).bit_length()
+
     def estimate(self, width: int, rows: int) -> float:
-        b = 1 << max(rows - 1, 0).bit_length()
-        key = (_bucket(WIDTHS, width), b)
+        key = self._key(width, rows)
         if key in self.seconds:
             return self.seconds[key]
-        return self.seconds.get((1, b), 1.0)
+        return self.seconds.get((1, key[1]), 1.0)
 
     def record(self, width: int, rows: int, seconds: float) -> None:
-        b = 1 << max(rows - 1, 0).bit_length()
-        key = (_bucket(WIDTHS, width), b)
+        key = self._key(width, rows)
         per_row = seconds / max(rows, 1)
         old = self.seconds.get(key)
         self.seconds[key] = per_row if old is None else 0.5 * (old + per_row)
@@ -218,10 +220,13 @@ def _output_logits(model, hidden: torch.Tensor) -> torch.Tensor:
     return logits
 
 
-def _argmax(model, hidden: torch.Tensor) -> list[int]:
-    """Greedy tokens for many positions, through the output layer a chunk at a time: a draft's
-    positions need only their argmax, never the full distribution kept around."""
-    out = [_output_logits(model, hidden[i : i + HEAD_CHUNK]).argmax(-1) for i in range(0, len(hidden), HEAD_CHUNK)]
+def _through_head(model, hidden: torch.Tensor, reduce: Callable[[torch.Tensor, slice], torch.Tensor]) -> list:
+    """``reduce(logits, rows)`` of many positions, through the output layer a chunk at a time, so
+    full distributions are never kept for more than a chunk."""
+    out = []
+    for i in range(0, len(hidden), HEAD_CHUNK):
+        rows = slice(i, i + HEAD_CHUNK)
+        out.append(reduce(_output_logits(model, hidden[rows]), rows))
     return torch.cat(out).tolist() if out else []
 
 
@@ -246,6 +251,14 @@ def shared_prefix_lengths(jobs: Sequence[DecodeJob]) -> list[int]:
         shared = min(p0 + same, len(first.context) - 1)
         for b in members:
             out[b] = shared
+    return out
+
+
+def _split(flat: list, counts: Sequence[int]) -> list[list]:
+    out, at = [], 0
+    for c in counts:
+        out.append(flat[at : at + c])
+        at += c
     return out
 
 
@@ -297,24 +310,26 @@ def _prefill(model, rows: list[_Row], pad_id: int, device, max_new: int) -> tupl
             parts.append(hidden[b, [start + p for p in in_suffix]])
         return torch.cat(parts) if parts else hidden.new_zeros((0, hidden.shape[-1]))
 
-    nlls, greedy_hidden, counts = [], [], []
+    # the prompt's NLL positions and the draft's greedy positions of every row, each through the
+    # output layer in one batched pass (the draft's positions keep only their argmax)
+    nll_hidden, nll_targets, nll_counts, greedy_hidden, greedy_counts = [], [], [], [], []
     for b, j in enumerate(jobs):
         p0, p1 = j.prompt
         first = max(p0, 1)
-        if p1 > first:
-            logp = torch.log_softmax(_output_logits(model, hidden_at(b, range(first - 1, p1 - 1))).float(), dim=-1)
-            targets = torch.as_tensor(j.context[first:p1], device=logp.device)
-            nlls.append(float(-logp.gather(1, targets[:, None]).mean()))
-        else:
-            nlls.append(0.0)
+        nll_hidden.append(hidden_at(b, range(first - 1, max(p1 - 1, first - 1))))
+        nll_targets.extend(j.context[first:p1])
+        nll_counts.append(len(nll_hidden[-1]))
         n = len(j.context)
         greedy_hidden.append(hidden_at(b, range(n - 1, n + len(j.draft[:max_new]))))
-        counts.append(len(greedy_hidden[-1]))
-    flat = _argmax(model, torch.cat(greedy_hidden))
-    greedy, at = [], 0
-    for c in counts:
-        greedy.append(flat[at : at + c])
-        at += c
+        greedy_counts.append(len(greedy_hidden[-1]))
+    targets = torch.as_tensor(nll_targets, dtype=torch.long, device=device)
+    token_nll = _through_head(
+        model,
+        torch.cat(nll_hidden),
+        lambda logits, rows: -torch.log_softmax(logits.float(), dim=-1).gather(1, targets[rows, None])[:, 0],
+    )
+    nlls = [sum(part) / len(part) if part else 0.0 for part in _split(token_nll, nll_counts)]
+    greedy = _split(_through_head(model, torch.cat(greedy_hidden), lambda logits, _: logits.argmax(-1)), greedy_counts)
     return cache, mask, nlls, greedy
 
 

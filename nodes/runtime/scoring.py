@@ -141,8 +141,7 @@ def forced_losses(
     single = isinstance(position, int)
     positions = [position] if single else list(position or [])
     per_row = _logits_from(rt, rows, positions, edit_embeds, prefix)
-    logits = per_row[0][1] if per_row else torch.zeros(())
-    total = logits.new_zeros(())
+    total = torch.zeros((), device=rt.device, dtype=torch.promote_types(rt.embedding_matrix.dtype, torch.float32))
     answer_ce, prompt_nll, at_position = [], [], []
     for r, (p_logits, a_logits) in zip(rows, per_row, strict=True):
         n_prompt = r.prompt[1] - max(r.prompt[0], 1)
@@ -152,7 +151,7 @@ def forced_losses(
             ce = torch.nn.functional.cross_entropy(a_logits / temperature, a_targets)
             total = total + ce
         else:
-            ce = logits.new_zeros(())
+            ce = total.new_zeros(())
         answer_ce.append(ce.detach())
         if n_prompt == 0:
             prompt_nll.append(torch.zeros((), device=rt.device))
