@@ -10,17 +10,21 @@ tokens spent; over tasks, the mean of each column and of the gain with a 95% t-i
 
 Every finished task is saved as ``OUT/tasks/NAME.json`` and a task's run is checkpointed like any
 run, so an interrupted benchmark started again with the same command skips finished tasks and
-resumes the unfinished one from its last node. The summary is ``OUT/results.md`` (the table),
-``OUT/results.json`` and ``OUT/accuracy.png``.
+resumes the unfinished ones from their last node. Tasks go through ``gradprompt sweep``'s path:
+``--workers N`` runs N tasks at a time as Ray tasks (the trajectory folder is then served to them
+by a local ``chroma run`` server); the default, one worker, runs them in this process. The
+summary is ``OUT/results.md`` (the table), ``OUT/results.json`` and ``OUT/accuracy.png``.
 
     python benchmarks/accuracy.py                                   # every task in ../shared/data
     python benchmarks/accuracy.py --data DIR --tasks bbh/navigate gsm8k folio
     python benchmarks/accuracy.py --tasks builtin:compare --steps 1 --train 8 --dev 8 --test 8
+    python benchmarks/accuracy.py --workers 2                       # two tasks at a time
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import os
@@ -36,9 +40,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from graph.api import make_settings, resume, start_run  # noqa: E402
+from graph.sweep import PlannedRun, SweepOutcome, sweep  # noqa: E402
 from nodes.errors import GradpromptError  # noqa: E402
 from nodes.greater import rollout  # noqa: E402
-from nodes.runtime.progress_bars import progress_bar  # noqa: E402
 from nodes.session import rollouts, session  # noqa: E402
 from nodes.tasks.confidence import wilson_interval  # noqa: E402
 from store.checkpoints import list_run_ids  # noqa: E402
@@ -137,11 +141,15 @@ def score(correct: int, n: int) -> dict:
     return {"accuracy": correct / n, "correct": correct, "n": n, "ci95": [round(low, 4), round(high, 4)]}
 
 
-def run_task(name: str, spec: str, fixed: dict, common: dict, out: Path) -> dict:
+def bench_run_id(name: str, fixed: dict) -> str:
+    return f"bench-{name.replace('/', '-')}-{settings_key(fixed)}"
+
+
+def run_task(name: str, spec: str, fixed: dict, common: dict, out: Path, store: str | None = None) -> dict:
     """Optimize one task (or resume its run) and score the four prompts on its test split."""
     runs = out / "runs"
-    run_id = f"bench-{name.replace('/', '-')}-{settings_key(fixed)}"
-    settings = task_settings(spec, fixed, common, out)
+    run_id = bench_run_id(name, fixed)
+    settings = task_settings(spec, fixed, common, out, store)
     start = time.perf_counter()
     sess = session(settings)
     usage_before = sess.rt.usage.snapshot()
@@ -189,8 +197,33 @@ def run_task(name: str, spec: str, fixed: dict, common: dict, out: Path) -> dict
     return row
 
 
-def task_settings(spec: str, fixed: dict, common: dict, out: Path):
-    return make_settings(spec, **fixed, **common, store=str(out / "trajectory"))
+def task_settings(spec: str, fixed: dict, common: dict, out: Path, store: str | None = None):
+    return make_settings(spec, **fixed, **common, store=store or str(out / "trajectory"))
+
+
+def finish_row(row: dict, spec: str, fixed: dict, common: dict, out: Path, trace: bool, store: str | None) -> bool:
+    """Add the checks a row lacks (also to rows finished before a check existed); True if any was added."""
+    missing = {"dev_leader": audit_dev_leader, **({"trace": trace_steps} if trace else {})}
+    missing = {k: f for k, f in missing.items() if k not in row}
+    for key, check in missing.items():
+        row[key] = check(row, task_settings(spec, fixed, common, out, store), out / "runs")
+    return bool(missing)
+
+
+def bench_job(context: dict, run: PlannedRun, settings: dict, run_dir, checkpointer, cwd) -> SweepOutcome:
+    """One task of the benchmark as a sweep job: optimize (or resume), score on test, save the row."""
+    name = context["names"][run.run_id]
+    store = settings.get("store")
+    outcome = SweepOutcome(run.run_id, run.task, run.model, run.seed, status="failed")
+    try:
+        row = run_task(name, run.task, context["fixed"], context["common"], context["out"], store)
+        finish_row(row, run.task, context["fixed"], context["common"], context["out"], context["trace"], store)
+    except GradpromptError as exc:
+        outcome.error = str(exc)
+        return outcome
+    _write_row(context["out"] / "tasks" / f"{name.replace('/', '-')}.json", row)
+    outcome.status, outcome.extra = "finished", {"task": name}
+    return outcome
 
 
 def _on_test(settings, runs: Path, prompts: list[tuple[int, ...]]) -> list:
@@ -395,6 +428,77 @@ def plot(path: Path, rows: list[dict]) -> None:
     plt.close(fig)
 
 
+def _row_path(out: Path, name: str) -> Path:
+    return out / "tasks" / f"{name.replace('/', '-')}.json"
+
+
+def _say(row: dict) -> None:
+    s = row["scores"]
+    print(
+        f"{row['task']}: "
+        + ", ".join(f"{LABELS[k]} {s[k]['accuracy']:.3f}" for k in PROMPTS)
+        + f" ({row['test_examples']} test, {row['seconds']:.0f} s)",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def run_all(args, specs: dict[str, str], fixed: dict, common: dict) -> None:
+    """Finished tasks are kept (and given the checks they lack); the others run as one sweep."""
+    out = args.out
+    done = {}
+    for name, spec in specs.items():
+        path = _row_path(out, name)
+        if path.is_file():
+            row = json.loads(path.read_text())
+            print(f"{name}: done earlier, kept", file=sys.stderr)
+            if finish_row(row, spec, fixed, common, out, args.trace, None):
+                _write_row(path, row)
+            done[name] = row
+    if done:
+        write_summary(out, [done[n] for n in specs if n in done], fixed, len(specs))
+    todo = [n for n in specs if n not in done]
+    if not todo:
+        return
+    names = {bench_run_id(n, fixed): n for n in todo}
+    runs = [PlannedRun(bench_run_id(n, fixed), specs[n], fixed["model"], fixed["seed"]) for n in todo]
+    context = {"names": names, "fixed": fixed, "common": common, "out": out, "trace": args.trace}
+
+    def progress(counts: dict[str, int], event: str) -> None:
+        print(
+            f"benchmark: {counts['done']} done, {counts['running']} running, {counts['failed']} failed of "
+            f"{len(todo)} | {event}",
+            file=sys.stderr,
+            flush=True,
+        )
+        run_id = event.split(" ", 1)[0]
+        if event.endswith(" finished") and run_id in names:
+            row = json.loads(_row_path(out, names[run_id]).read_text())
+            done[names[run_id]] = row
+            _say(row)
+            write_summary(out, [done[n] for n in specs if n in done], fixed, len(specs))  # every finished task
+
+    settings = {k: v for k, v in fixed.items() if k not in ("model", "seed")}
+    outcomes = sweep(
+        runs=runs,
+        job=functools.partial(bench_job, context),
+        skip_finished=False,  # a finished run may still lack its test scoring
+        workers=args.workers,
+        use_ray=args.workers > 1,
+        run_dir=out / "runs",
+        store=str(out / "trajectory"),
+        on_progress=progress,
+        **settings,
+        **common,
+    )
+    failed = [o for o in outcomes if o.status != "finished"]
+    if failed:
+        raise GradpromptError(
+            "; ".join(f"{names[o.run_id]} {o.status}: {o.error}" for o in failed)
+            + " (start the benchmark again to resume them)"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=None, help="benchmark data folder (default ../shared/data)")
@@ -424,6 +528,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also score on test the prompt the search held after each step (gain against steps)",
     )
+    parser.add_argument("--workers", type=int, default=1, help="tasks at a time, as Ray tasks (default 1)")
     parser.add_argument(
         "--summary-only", action="store_true", help="rewrite the tables from the finished tasks, run nothing"
     )
@@ -442,35 +547,7 @@ def main(argv: list[str] | None = None) -> int:
             write_summary(args.out, rows, fixed, len(specs))
             print((args.out / "results.md").read_text())
             return 0
-        rows = []
-        with progress_bar("benchmark", total=len(specs), unit="tasks", keep=True) as bar:
-            for name, spec in specs.items():
-                path = args.out / "tasks" / f"{name.replace('/', '-')}.json"
-                fresh = not path.is_file()
-                if fresh:
-                    bar.update(info=name)
-                    row = run_task(name, spec, fixed, common, args.out)
-                else:
-                    row = json.loads(path.read_text())
-                    print(f"{name}: done earlier, kept", file=sys.stderr)
-                missing = {"dev_leader": audit_dev_leader, **({"trace": trace_steps} if args.trace else {})}
-                missing = {k: f for k, f in missing.items() if k not in row}
-                for key, check in missing.items():  # also fills in rows finished before a check existed
-                    row[key] = check(row, task_settings(spec, fixed, common, args.out), args.out / "runs")
-                if fresh or missing:
-                    _write_row(path, row)
-                rows.append(row)
-                if fresh:
-                    s = row["scores"]
-                    print(
-                        f"{name}: "
-                        + ", ".join(f"{LABELS[k]} {s[k]['accuracy']:.3f}" for k in PROMPTS)
-                        + f" ({row['test_examples']} test, {row['seconds']:.0f} s)",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                bar.advance()
-                write_summary(args.out, rows, fixed, len(specs))  # the tables always cover every finished task
+        run_all(args, specs, fixed, common)
     except GradpromptError as exc:
         print(f"accuracy benchmark: {exc}", file=sys.stderr)
         return 2

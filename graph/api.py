@@ -1,7 +1,8 @@
 """The Python API: start, resume, fork and inspect runs, and score a prompt the way runs do.
 
-Every run is a LangGraph thread (thread id = run id) checkpointed to SQLite after every node with
-durable writes, so a run stopped by Ctrl-C, a crash or SIGKILL continues from its last finished
+Every run is a LangGraph thread (thread id = run id) checkpointed after every node with durable
+writes (to the runs folder's SQLite file, or to PostgreSQL with ``checkpointer="postgresql://..."``
+or ``GRADPROMPT_CHECKPOINTER``), so a run stopped by Ctrl-C, a crash or SIGKILL continues from its last finished
 node with ``resume(run_id)`` and nothing counted twice.
 """
 
@@ -26,18 +27,8 @@ from nodes.greater import rollout
 from nodes.runtime.model_loading import check_model
 from nodes.session import load_inputs, session
 from nodes.settings import RunSettings
-from store.checkpoints import (
-    clear_decision,
-    list_run_ids,
-    new_run_id,
-    open_run_graph,
-    read_decision,
-    read_run_info,
-    runs_dir,
-    write_decision,
-    write_run_info,
-)
-from store.locks import check_run_id, run_lock
+from store.checkpoints import new_run_id, open_runs
+from store.locks import check_run_id
 
 Update = Callable[[str, dict, dict], None]  # (node name, what it wrote, settings)
 
@@ -50,6 +41,10 @@ class RunStopped(GradpromptError):
             f"run {run_id} stopped after its last finished node; continue it with `gradprompt resume {run_id}`"
         )
         self.run_id = run_id
+
+
+class NoCheckpointYet(GradpromptError):
+    """The run is in the index but its process died before the first checkpoint."""
 
 
 @dataclass(frozen=True)
@@ -98,11 +93,11 @@ def make_settings(task: str, **overrides: Any) -> RunSettings:
 
 
 @contextmanager
-def _in_use(run_dir, run_id: str, doing: str, settings: dict | None = None) -> Iterator[None]:
+def _in_use(runs, run_id: str, doing: str, settings: dict | None = None) -> Iterator[None]:
     """Hold the run (and, for a run that writes its trajectory to a store folder, that folder) for
     the block, so a second process that drives, answers or forks it is refused, not interleaved."""
     with ExitStack() as stack:
-        stack.enter_context(run_lock(runs_dir(run_dir), run_id, doing))
+        stack.enter_context(runs.lock(run_id, doing))
         if settings and settings.get("trajectory", True):
             from store.trajectory import holding
 
@@ -222,6 +217,7 @@ def start_run(
     settings: RunSettings,
     *,
     run_dir=None,
+    checkpointer: str | None = None,
     run_id: str | None = None,
     on_update: Update | None = None,
     on_start: Callable[[str], None] | None = None,
@@ -231,12 +227,12 @@ def start_run(
     """Start a run with validated settings (see :func:`optimize` for the friendly form)."""
     task, _ = load_inputs(settings)  # bad data fails here, before a model is loaded
     check_model(settings.model)
+    runs = open_runs(run_dir, checkpointer)
     run_id = check_run_id(run_id) if run_id else new_run_id(task.name)
-    with _in_use(run_dir, run_id, "optimize", settings.model_dump()), open_run_graph(run_dir) as graph:
+    with _in_use(runs, run_id, "optimize", settings.model_dump()), runs.graph() as graph:
         if graph.get_state(_config(run_id)).values:
             raise GradpromptError(f"run {run_id} already exists: resume it, or choose another --run-id")
-        write_run_info(
-            run_dir,
+        runs.write_info(
             run_id,
             {
                 "run_id": run_id,
@@ -258,6 +254,7 @@ def optimize(
     model: str = "smollm2",
     *,
     run_dir=None,
+    checkpointer: str | None = None,
     run_id: str | None = None,
     on_update: Update | None = None,
     chat_model=None,
@@ -274,6 +271,7 @@ def optimize(
     return start_run(
         make_settings(task, model=model, **settings),
         run_dir=run_dir,
+        checkpointer=checkpointer,
         run_id=run_id,
         on_update=on_update,
         chat_model=chat_model,
@@ -282,21 +280,28 @@ def optimize(
 
 
 def resume(
-    run_id: str, *, run_dir=None, on_update: Update | None = None, chat_model=None, approver: Approver | None = None
+    run_id: str,
+    *,
+    run_dir=None,
+    checkpointer: str | None = None,
+    on_update: Update | None = None,
+    chat_model=None,
+    approver: Approver | None = None,
 ) -> OptimizationResult:
     """Continue a stopped or killed run from its last checkpoint; a finished run is returned as is.
     A run waiting for approval continues with the answer given by :func:`approve` (or ``approver``)."""
-    info = read_run_info(run_dir, run_id)
-    with _in_use(run_dir, run_id, "resume", info.get("settings")), open_run_graph(run_dir) as graph:
+    runs = open_runs(run_dir, checkpointer)
+    info = runs.read_info(run_id)
+    with _in_use(runs, run_id, "resume", info.get("settings")), runs.graph() as graph:
         snapshot = graph.get_state(_config(run_id))
         if not snapshot.values:
-            raise GradpromptError(f"run {run_id} has no checkpoint yet: start it again with `gradprompt optimize`")
+            raise NoCheckpointYet(f"run {run_id} has no checkpoint yet: start it again with `gradprompt optimize`")
         if not snapshot.next:
             return _result(snapshot.values)
         graph_input, answer = None, None
         request = pending_request(snapshot)
         if request is not None:
-            answer = read_decision(run_dir, run_id)
+            answer = runs.read_decision(run_id)
             if answer is None and approver is None:
                 raise ApprovalPending(run_id, request)
             graph_input = Command(resume=answer if answer is not None else approver(request))
@@ -306,52 +311,56 @@ def resume(
             if answer is not None:  # forget the answer once the step it was for has moved on
                 now = pending_request(graph.get_state(_config(run_id)))
                 if now is None or now.get("step") != answer.get("step"):
-                    clear_decision(run_dir, run_id)
+                    runs.clear_decision(run_id)
     return _result(values)
 
 
-def approve(run_id: str, action: str, prompt: str | None = None, *, run_dir=None) -> dict:
+def approve(run_id: str, action: str, prompt: str | None = None, *, run_dir=None, checkpointer=None) -> dict:
     """Answer the approval a run waits on, without a terminal session; ``resume`` applies it."""
     from nodes.approve import parse_answer
 
     parse_answer({"action": action, "prompt": prompt})
-    read_run_info(run_dir, run_id)
-    with run_lock(runs_dir(run_dir), run_id, "approve"):
-        with open_run_graph(run_dir) as graph:
+    runs = open_runs(run_dir, checkpointer)
+    runs.read_info(run_id)
+    with runs.lock(run_id, "approve"):
+        with runs.graph() as graph:
             request = pending_request(graph.get_state(_config(run_id)))
         if request is None:
             raise GradpromptError(f"run {run_id} is not waiting for an approval (see `gradprompt runs pending`)")
         answer = {"action": action, "prompt": prompt, "step": request["step"]}
-        write_decision(run_dir, run_id, answer)
+        runs.write_decision(run_id, answer)
     return answer
 
 
-def pending_runs(*, run_dir=None) -> list[dict]:
+def pending_runs(*, run_dir=None, checkpointer=None) -> list[dict]:
     """Runs waiting for a person's decision, with what they wait on."""
     out = []
-    with open_run_graph(run_dir) as graph:
-        for run_id in list_run_ids(run_dir):
+    runs = open_runs(run_dir, checkpointer)
+    with runs.graph() as graph:
+        for run_id in runs.list_ids():
             request = pending_request(graph.get_state(_config(run_id)))
             if request is not None:
-                out.append({"run_id": run_id, "request": request, "answered": read_decision(run_dir, run_id)})
+                out.append({"run_id": run_id, "request": request, "answered": runs.read_decision(run_id)})
     return out
 
 
-def run_values(run_id: str, *, run_dir=None) -> dict:
+def run_values(run_id: str, *, run_dir=None, checkpointer=None) -> dict:
     """The latest checkpointed state of a run."""
-    read_run_info(run_dir, run_id)
-    with open_run_graph(run_dir) as graph:
+    runs = open_runs(run_dir, checkpointer)
+    runs.read_info(run_id)
+    with runs.graph() as graph:
         snapshot = graph.get_state(_config(run_id))
     return {**snapshot.values, "next": list(snapshot.next)}
 
 
-def list_runs(*, run_dir=None) -> list[dict]:
-    """Every run in the folder with its task, progress and status."""
+def list_runs(*, run_dir=None, checkpointer=None) -> list[dict]:
+    """Every run in the folder (or checkpoint database) with its task, progress and status."""
     out = []
-    with open_run_graph(run_dir) as graph:
-        for run_id in list_run_ids(run_dir):
+    runs = open_runs(run_dir, checkpointer)
+    with runs.graph() as graph:
+        for run_id in runs.list_ids():
             try:
-                info = read_run_info(run_dir, run_id)
+                info = runs.read_info(run_id)
             except GradpromptError as exc:  # one damaged run.json must not hide the other runs
                 out.append({"run_id": run_id, "status": "damaged", "problem": str(exc)})
                 continue
@@ -384,18 +393,16 @@ def fork(
     prompt: str | None = None,
     *,
     run_dir=None,
+    checkpointer: str | None = None,
     steps: int | None = None,
     new_id: str | None = None,
 ) -> str:
     """Start a new run from the checkpoint where ``run_id`` began step ``step``, optionally with a
     hand-edited prompt and a new step budget. The original run is left untouched."""
-    info = read_run_info(run_dir, run_id)
+    runs = open_runs(run_dir, checkpointer)
+    info = runs.read_info(run_id)
     new_id = check_run_id(new_id) if new_id else new_run_id(f"{run_id.rsplit('-', 3)[0]}-fork")
-    with (
-        run_lock(runs_dir(run_dir), run_id, "fork"),
-        run_lock(runs_dir(run_dir), new_id, "fork"),
-        open_run_graph(run_dir) as graph,
-    ):
+    with runs.lock(run_id, "fork"), runs.lock(new_id, "fork"), runs.graph() as graph:
         found = None
         for snap in graph.get_state_history(_config(run_id)):
             if snap.values.get("step") == step and snap.next and snap.next[0] in (FIRST_STEP_NODE, "finalize"):
@@ -417,8 +424,7 @@ def fork(
             ids = rt.encode_prompt(prompt)
             values.update(prompt=list(ids), prompt_text=rt.decode(ids), position=min(values["position"], len(ids)))
         values.update(run_id=new_id, settings=settings.model_dump(), done=False, stop_reason="", final={})
-        write_run_info(
-            run_dir,
+        runs.write_info(
             new_id,
             {
                 "run_id": new_id,
@@ -454,7 +460,9 @@ def evaluate_prompt(task: str, prompt: str, model: str = "smollm2", split: str =
     }
 
 
-def report(run_id: str, *, out=None, fmt: str = "html", score_dev: bool = False, run_dir=None) -> Path:
+def report(
+    run_id: str, *, out=None, fmt: str = "html", score_dev: bool = False, run_dir=None, checkpointer=None
+) -> Path:
     """Write a run's report (``html``: one self-contained file; ``md``: Markdown + PNGs) into
     ``out`` (default: the run's folder) and return its path. The report reads the checkpoint only;
     ``score_dev`` also scores every prompt the run moved through on the dev split (loads the model),
@@ -464,7 +472,7 @@ def report(run_id: str, *, out=None, fmt: str = "html", score_dev: bool = False,
 
     if fmt not in ("html", "md"):
         raise GradpromptError(f"unknown report format {fmt!r}: use html or md")
-    values = run_values(run_id, run_dir=run_dir)
+    values = run_values(run_id, run_dir=run_dir, checkpointer=checkpointer)
     if not values.get("history") and not values.get("final"):
         raise GradpromptError(f"run {run_id} has no finished step yet: resume it, then ask for its report")
     extra = None
@@ -480,5 +488,5 @@ def report(run_id: str, *, out=None, fmt: str = "html", score_dev: bool = False,
             label="dev evaluation of every step",
         )
         extra = {t: r.accuracy for t, r in zip(prompts, rolled, strict=True)}
-    folder = Path(out) if out else runs_dir(run_dir) / run_id
+    folder = Path(out) if out else open_runs(run_dir, checkpointer).folder(run_id)
     return write_report(build_report(values, extra), folder, fmt)

@@ -118,6 +118,11 @@ def _approver(args: argparse.Namespace):
     return terminal_approver()
 
 
+def _where(args: argparse.Namespace) -> dict[str, Any]:
+    """Where the runs live: the runs folder, or the checkpoint database when one is named."""
+    return {"run_dir": args.run_dir, "checkpointer": args.checkpointer}
+
+
 def cmd_optimize(args: argparse.Namespace) -> int:
     from graph.api import make_settings, start_run
 
@@ -128,7 +133,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     with progress or _Null():
         result = start_run(
             settings,
-            run_dir=args.run_dir,
+            **_where(args),
             run_id=args.run_id,
             on_update=progress.update if progress else None,
             on_start=None
@@ -145,7 +150,7 @@ def _resume_and_report(args: argparse.Namespace, run_id: str) -> int:
     progress = _progress(args)
     with progress or _Null():
         result = resume(
-            run_id, run_dir=args.run_dir, on_update=progress.update if progress else None, approver=_approver(args)
+            run_id, **_where(args), on_update=progress.update if progress else None, approver=_approver(args)
         )
     _print_result(result, args.json)
     return 0
@@ -159,7 +164,7 @@ def cmd_runs_pending(args: argparse.Namespace) -> int:
     from graph.api import pending_runs
     from graph.approval import render_request
 
-    runs = pending_runs(run_dir=args.run_dir)
+    runs = pending_runs(**_where(args))
     if args.json:
         print(json.dumps(runs, indent=2))
         return 0
@@ -180,7 +185,7 @@ def cmd_runs_pending(args: argparse.Namespace) -> int:
 def cmd_approve(args: argparse.Namespace) -> int:
     from graph.api import approve
 
-    answer = approve(args.run_id, args.action, args.prompt, run_dir=args.run_dir)
+    answer = approve(args.run_id, args.action, args.prompt, **_where(args))
     if args.json:
         print(json.dumps(answer))
     else:
@@ -194,7 +199,7 @@ def cmd_approve(args: argparse.Namespace) -> int:
 def cmd_runs_list(args: argparse.Namespace) -> int:
     from graph.api import list_runs
 
-    runs = list_runs(run_dir=args.run_dir)
+    runs = list_runs(**_where(args))
     if args.json:
         print(json.dumps(runs, indent=2))
         return 0
@@ -216,7 +221,7 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
 def cmd_runs_show(args: argparse.Namespace) -> int:
     from graph.api import run_values
 
-    values = run_values(args.run_id, run_dir=args.run_dir)
+    values = run_values(args.run_id, **_where(args))
     history = values.get("history", [])
     if args.json:
         keep = {k: v for k, v in values.items() if k not in ("reasonings",)}
@@ -263,12 +268,51 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
 def cmd_runs_fork(args: argparse.Namespace) -> int:
     from graph.api import fork
 
-    new_id = fork(args.run_id, args.step, args.prompt, run_dir=args.run_dir, steps=args.steps)
+    new_id = fork(args.run_id, args.step, args.prompt, **_where(args), steps=args.steps)
     print(f"forked {args.run_id} at step {args.step} as {new_id}", file=sys.stderr)
     if args.no_run:
         print(new_id)
         return 0
     return _resume_and_report(args, new_id)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from graph.sweep import read_sweep_file, summary_lines, sweep
+
+    spec = read_sweep_file(args.file) if args.file else {}
+    settings = {**spec.get("settings", {}), **_settings_from(args)}
+    for key in ("model", "seed", "task"):
+        if key in settings:
+            raise GradpromptError(f"a sweep takes `{key}s` (a list), not `{key}`: e.g. --{key}s A B")
+    models = args.models or spec.get("models") or ["smollm2"]
+    seeds = args.seeds if args.seeds is not None else spec.get("seeds", [0])
+
+    def tell(counts: dict[str, int], event: str) -> None:
+        if not args.json:
+            state = ", ".join(f"{counts[k]} {k}" for k in ("done", "running", "failed", "waiting", "queued"))
+            print(f"sweep: {state} | {event}", file=sys.stderr, flush=True)
+
+    outcomes = sweep(
+        args.tasks or spec.get("tasks") or [],
+        models,
+        seeds,
+        name=args.name or spec.get("name") or "sweep",
+        workers=args.workers,
+        ray_address=args.ray_address,
+        gpus_per_run=args.gpus_per_run,
+        cpus_per_run=args.cpus_per_run,
+        use_ray=not args.no_ray,
+        store=args.store,
+        on_progress=tell,
+        **_where(args),
+        **{k: v for k, v in settings.items() if k != "store"},
+    )
+    if args.json:
+        print(json.dumps([o.to_json() for o in outcomes], indent=2))
+    else:
+        print("\n".join(summary_lines(outcomes)))
+    failed = [o for o in outcomes if o.status == "failed"]
+    return 1 if failed else 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -294,7 +338,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from graph.api import report
 
-    path = report(args.run_id, out=args.out, fmt=args.format, score_dev=args.score_dev, run_dir=args.run_dir)
+    path = report(args.run_id, out=args.out, fmt=args.format, score_dev=args.score_dev, **_where(args))
     print(json.dumps({"report": str(path)}) if args.json else f"report written to {path}")
     return 0
 
@@ -352,6 +396,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--run-dir", help="folder of runs and their checkpoints (default $GRADPROMPT_HOME/runs)")
+    common.add_argument(
+        "--checkpointer",
+        default=None,
+        help="postgresql://USER@HOST:PORT/DB: keep checkpoints and the run index in PostgreSQL so every machine "
+        "sees every run (default $GRADPROMPT_CHECKPOINTER, else the SQLite file in --run-dir)",
+    )
     common.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
     opt = sub.add_parser(
@@ -428,6 +478,26 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--format", choices=["html", "md"], default="html", help="one HTML file, or Markdown + PNGs")
     rep.add_argument("--score-dev", action="store_true", help="also score every step's prompt on dev (loads the model)")
     rep.set_defaults(func=cmd_report)
+
+    sw = sub.add_parser(
+        "sweep",
+        parents=[common],
+        help="many runs (tasks x models x seeds) as Ray tasks; started again, it resumes",
+        description="Run tasks x models x seeds optimizations as Ray tasks, WORKERS at a time. Started again "
+        "with the same name it skips finished runs and resumes unfinished ones.",
+    )
+    sw.add_argument("file", nargs="?", help="a .toml or .yaml file with name, tasks, models, seeds, [settings]")
+    sw.add_argument("--name", help="the sweep's name: its runs are NAME-TASK-MODEL-sSEED (default sweep)")
+    sw.add_argument("--tasks", nargs="+", help="task specs, as for optimize --task")
+    sw.add_argument("--models", nargs="+", help="models (default smollm2)")
+    sw.add_argument("--seeds", nargs="+", type=int, help="seeds (default 0)")
+    sw.add_argument("--workers", type=int, default=1, help="runs at a time (default 1)")
+    sw.add_argument("--ray-address", help="a Ray cluster (e.g. 10.0.0.5:6379); default: a local Ray on this machine")
+    sw.add_argument("--gpus-per-run", type=float, default=0, help="GPUs Ray reserves for each run (default 0)")
+    sw.add_argument("--cpus-per-run", type=float, help="CPUs Ray reserves for each run (default: cores / workers)")
+    sw.add_argument("--no-ray", action="store_true", help="run one after another in this process, without Ray")
+    sw.set_defaults(func=cmd_sweep)
+    _add_settings_flags(sw)
 
     ev = sub.add_parser("evaluate", parents=[common], help="score a prompt the way runs do")
     ev.add_argument("--task", required=True, help="task spec, as for optimize")

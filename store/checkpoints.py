@@ -1,8 +1,10 @@
-"""Run folders and the checkpointer that makes every run resumable.
+"""Where runs live: a local runs folder (the default) or a PostgreSQL database.
 
-One SQLite database (``checkpoints.sqlite``) in the runs folder holds every run's checkpoints,
-keyed by thread id = run id; next to it each run has a folder with ``run.json`` (its settings and
-origin), so runs can be listed without reading checkpoints.
+In a runs folder one SQLite database (``checkpoints.sqlite``) holds every run's checkpoints, keyed
+by thread id = run id; next to it each run has a folder with ``run.json`` (its settings and
+origin), so runs can be listed without reading checkpoints. :func:`open_runs` picks the place:
+``--checkpointer postgresql://...`` (or ``GRADPROMPT_CHECKPOINTER``) puts the checkpoints, the
+rollout caches and the run index in one database (see :mod:`store.postgres_runs`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 from nodes.errors import GradpromptError
-from store.locks import check_run_id, serialized
+from store.locks import check_run_id, run_lock, serialized
 from store.paths import data_dir
 
 DB_NAME = "checkpoints.sqlite"
@@ -116,27 +118,104 @@ def clear_decision(run_dir: str | os.PathLike | None, run_id: str) -> None:
 
 
 def read_run_info(run_dir: str | os.PathLike | None, run_id: str) -> dict:
-    path = runs_dir(run_dir) / check_run_id(run_id) / "run.json"
-    if not path.is_file():
-        known = ", ".join(sorted(list_run_ids(run_dir))[-5:]) or "none yet"
-        raise GradpromptError(
-            f"unknown run id {run_id!r} in {runs_dir(run_dir)} (recent runs: {known}); "
-            "see `gradprompt runs list`, or pass --run-dir where the run was made"
-        )
-    try:
-        info = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        info = {"damaged": str(exc)}
-    settings = info.get("settings") if isinstance(info, dict) else None
-    needed = ("task", "model", "variant", "steps")
-    if "damaged" in info or not isinstance(settings, dict) or not all(k in settings for k in needed):
-        raise GradpromptError(
-            f"{path} is damaged (not the JSON object a run writes); restore it from a backup, or move the "
-            f"folder {path.parent} away to drop the run from the list (its checkpoints stay in {DB_NAME})"
-        )
-    return info
+    return RunFolder(run_dir).read_info(run_id)
 
 
 def list_run_ids(run_dir: str | os.PathLike | None = None) -> list[str]:
     root = runs_dir(run_dir)
     return sorted(p.parent.name for p in root.glob("*/run.json"))
+
+
+def checked_info(info: dict | None, run_id: str, known: list[str], where: str, damaged: str) -> dict:
+    """A run's index entry, or one clear error: unknown run (naming recent ones) or damaged entry."""
+    if info is None:
+        recent = ", ".join(sorted(known)[-5:]) or "none yet"
+        raise GradpromptError(
+            f"unknown run id {run_id!r} in {where} (recent runs: {recent}); see `gradprompt runs list`, or pass "
+            "the --run-dir or --checkpointer where the run was made"
+        )
+    settings = info.get("settings") if isinstance(info, dict) else None
+    needed = ("task", "model", "variant", "steps")
+    if "damaged" in info or not isinstance(settings, dict) or not all(k in settings for k in needed):
+        raise GradpromptError(damaged)
+    return info
+
+
+class RunFolder:
+    """Runs in a local folder: SQLite checkpoints and rollout caches, ``run.json`` per run, and
+    ``flock`` run locks."""
+
+    def __init__(self, run_dir: str | os.PathLike | None = None):
+        self.run_dir = run_dir
+        self.local = runs_dir(run_dir)
+
+    @property
+    def where(self) -> str:
+        return str(self.local)
+
+    def graph(self):
+        return open_run_graph(self.run_dir)
+
+    def rollout_store(self):
+        return open_rollout_store(self.run_dir)
+
+    def write_info(self, run_id: str, info: dict) -> Path:
+        return write_run_info(self.run_dir, run_id, info)
+
+    def raw_info(self, run_id: str) -> dict | None:
+        path = self.local / check_run_id(run_id) / "run.json"
+        if not path.is_file():
+            return None
+        try:
+            info = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            return {"damaged": str(exc)}
+        return info if isinstance(info, dict) else {"damaged": "not an object"}
+
+    def read_info(self, run_id: str) -> dict:
+        path = self.local / check_run_id(run_id) / "run.json"
+        damaged = (
+            f"{path} is damaged (not the JSON object a run writes); restore it from a backup, or move the folder "
+            f"{path.parent} away to drop the run from the list (its checkpoints stay in {DB_NAME})"
+        )
+        return checked_info(self.raw_info(run_id), run_id, self.list_ids(), self.where, damaged)
+
+    def list_ids(self) -> list[str]:
+        return list_run_ids(self.run_dir)
+
+    def write_decision(self, run_id: str, answer: dict) -> None:
+        write_decision(self.run_dir, run_id, answer)
+
+    def read_decision(self, run_id: str) -> dict | None:
+        return read_decision(self.run_dir, run_id)
+
+    def clear_decision(self, run_id: str) -> None:
+        clear_decision(self.run_dir, run_id)
+
+    def lock(self, run_id: str, doing: str):
+        return run_lock(self.local, run_id, doing)
+
+    def folder(self, run_id: str) -> Path:
+        return self.local / check_run_id(run_id)
+
+
+def checkpointer_url(checkpointer: str | None = None) -> str | None:
+    """The checkpoint database named by the argument or ``GRADPROMPT_CHECKPOINTER``; none means the
+    runs folder's SQLite file."""
+    url = checkpointer or os.environ.get("GRADPROMPT_CHECKPOINTER") or None
+    if url and "://" not in url:
+        raise GradpromptError(
+            f"checkpointer {url!r} is not a database URL: use postgresql://USER@HOST:PORT/DATABASE, or --run-dir "
+            "for a local runs folder"
+        )
+    return url
+
+
+def open_runs(run_dir: str | os.PathLike | None = None, checkpointer: str | None = None):
+    """The place runs live: a PostgreSQL database when a URL is given, else the runs folder."""
+    url = checkpointer_url(checkpointer)
+    if url is None:
+        return RunFolder(run_dir)
+    from store.postgres_runs import PostgresRuns
+
+    return PostgresRuns(url, runs_dir(run_dir))

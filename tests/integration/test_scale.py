@@ -1,0 +1,241 @@
+"""Many runs on many workers with the real parts, all on 127.0.0.1: a PostgreSQL server started
+here for checkpoints and the run index, a local Ray cluster for the sweep, and a `chroma run`
+server for the shared trajectory."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections import Counter
+
+import pytest
+from helpers import ENV, SMALL_RUN, flags, run_cli, start_cli, wait_until
+from servers import local_postgres, postgres_bin
+
+from graph import list_runs, optimize, run_values
+from store.chroma_server import serving
+from store.trajectory import open_store
+
+TINY = {**SMALL_RUN, "train": 3, "dev": 3, "test": 3, "max_new_tokens": 6, "refine": False}
+
+
+@pytest.fixture(scope="module")
+def postgres_server():
+    if postgres_bin() is None:
+        pytest.skip("no PostgreSQL server binaries here (Debian's postgresql, or `pip install pgserver`)")
+    with local_postgres(durable=False) as url:
+        yield url
+
+
+@pytest.fixture
+def pg(postgres_server) -> str:
+    """A fresh database on the module's server, so tests never see each other's runs."""
+    import psycopg
+
+    name = f"t{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return postgres_server.rsplit("/", 1)[0] + f"/{name}"
+
+
+def _one_line_error(out, needle: str) -> None:
+    assert out.returncode == 2, (out.returncode, out.stdout, out.stderr)
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and needle in lines[0], out.stderr
+
+
+def test_bad_checkpointer_is_one_clear_error(tmp_path, postgres_server):
+    port = postgres_server.rsplit(":", 1)[1].split("/")[0]
+    down = f"postgresql://gradprompt@127.0.0.1:{int(port) + 1 if int(port) < 65535 else 1}/gradprompt"
+    _one_line_error(run_cli("runs", "list", "--checkpointer", down, run_dir=tmp_path), "cannot open the checkpoint")
+    _one_line_error(
+        run_cli("runs", "list", "--checkpointer", "mysql://u@h:1/db", run_dir=tmp_path), "not a PostgreSQL URL"
+    )
+    missing_db = postgres_server.rsplit("/", 1)[0] + "/no_such_db"
+    out = run_cli("runs", "list", run_dir=tmp_path, env={"GRADPROMPT_CHECKPOINTER": missing_db})
+    _one_line_error(out, "no_such_db")
+    _one_line_error(run_cli("runs", "list", "--checkpointer", "runs.db", run_dir=tmp_path), "--run-dir")
+
+
+def test_postgres_run_index_and_locks_across_processes(tmp_path, pg):
+    from nodes.errors import GradpromptError
+    from store.checkpoints import open_runs
+
+    runs = open_runs(tmp_path, pg)
+    info = {"run_id": "r1", "settings": {"task": "t", "model": "m", "variant": "official", "steps": 1}}
+    runs.write_info("r1", info)
+    assert runs.list_ids() == ["r1"] and runs.read_info("r1") == info
+    runs.write_decision("r1", {"action": "approve", "step": 0})
+    assert runs.read_decision("r1") == {"action": "approve", "step": 0}
+    runs.clear_decision("r1")
+    assert runs.read_decision("r1") is None
+    with pytest.raises(GradpromptError, match=r"unknown run id 'r2'.*recent runs: r1"):
+        runs.read_info("r2")
+
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent("""
+                import sys, time
+                from store.checkpoints import open_runs
+                with open_runs(None, sys.argv[1]).lock("r1", "optimize"):
+                    print("held", flush=True)
+                    time.sleep(600)
+            """),
+            pg,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        busy = rf"run r1 is in use .*held by gradprompt pid {holder.pid}"
+        with pytest.raises(GradpromptError, match=busy), runs.lock("r1", "resume"):
+            pass
+        with runs.lock("r2", "optimize"), runs.lock("r2", "fork"):  # another run is free; re-entrant here
+            pass
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+
+    deadline = time.time() + 300  # the server drops a killed holder's lock once it sees the connection end
+    while True:
+        try:
+            with runs.lock("r1", "resume"):
+                break
+        except GradpromptError:
+            assert time.time() < deadline, "the lock of a killed holder was never released"
+            time.sleep(0.5)
+
+
+@pytest.mark.model
+def test_killed_run_resumes_from_postgres_to_the_same_result(tmp_path, pg):
+    args = ["optimize", "--task", "builtin:compare", "--steps", "2", "--seed", "5", *flags(TINY)]
+    proc = start_cli(*args, "--store", str(tmp_path / "store-killed"), "--run-id", "killed", "--checkpointer", pg,
+                     run_dir=tmp_path)  # fmt: skip
+
+    def reached() -> bool:  # step 1's reasoning is checkpointed: the run is between two nodes
+        values = run_values("killed", checkpointer=pg, run_dir=tmp_path)
+        return values.get("step", 0) >= 1 and values.get("next") == ["propose"]
+
+    try:
+        wait_until(reached, proc, "run killed reaching step 1", limit=900)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert not run_values("killed", checkpointer=pg, run_dir=tmp_path).get("final")
+    listed = run_cli("runs", "list", "--json", "--checkpointer", pg, run_dir=tmp_path / "another-folder")
+    assert [r["status"] for r in json.loads(listed.stdout)] == ["stopped"]  # the index is in the database
+    resumed = run_cli("resume", "killed", "--json", "--checkpointer", pg, run_dir=tmp_path / "another-folder")
+    assert resumed.returncode == 0, resumed.stderr
+    got = json.loads(resumed.stdout)
+
+    straight = optimize("builtin:compare", steps=2, seed=5, run_dir=tmp_path / "sqlite", run_id="straight",
+                        store=str(tmp_path / "store-straight"), **TINY)  # fmt: skip
+    assert got["steps"] == straight.steps == 2
+    assert got["best_prompt_ids"] == straight.best_prompt_ids
+    assert [h["candidates"] for h in got["history"]] == [h["candidates"] for h in straight.history]
+    killed = open_store(str(tmp_path / "store-killed")).records(run_id="killed")
+    plain = open_store(str(tmp_path / "store-straight")).records(run_id="straight")
+    assert sorted((r.step, r.source, r.text) for r in killed) == sorted((r.step, r.source, r.text) for r in plain)
+
+
+def _expected_records(history: list[dict]) -> Counter:
+    """What the trajectory must hold for a run: each step's current prompt and every candidate."""
+    return Counter((h["step"], c["source"], c["text"]) for h in history for c in [h["current"], *h["candidates"]])
+
+
+def _worker_of(pg: str, run_id: str) -> int | None:
+    """The pid of the Ray worker driving ``run_id`` (its lock connection names it)."""
+    import psycopg
+
+    with psycopg.connect(pg) as conn:
+        for (name,) in conn.execute("SELECT application_name FROM pg_stat_activity"):
+            if name.startswith("gradprompt pid ") and name.endswith(f"optimize {run_id}"):
+                return int(name.split()[2])
+    return None
+
+
+@pytest.mark.model
+def test_sweep_on_two_workers_survives_a_dead_worker_and_an_interruption(tmp_path, pg):
+    tasks = ["builtin:compare", "builtin:arithmetic", "builtin:category"]
+    with serving(tmp_path / "trajectory") as store:
+        command = ["sweep", "--name", "s", "--tasks", *tasks, "--workers", "2", "--cpus-per-run", "1",
+                   "--checkpointer", pg, "--store", store, "--steps", "2", *flags(TINY)]  # fmt: skip
+        proc = start_cli(*command, run_dir=tmp_path)
+        killed_worker = None
+        try:
+            # a worker dies mid-run: Ray retries the run, which resumes from its checkpoints
+            wait_until(lambda: _worker_of(pg, "s-compare-smollm2-s0") is not None, proc, "a run started", 900)
+            wait_until(
+                lambda: run_values("s-compare-smollm2-s0", checkpointer=pg).get("step", 0) >= 1, proc, "step 1", 900
+            )
+            killed_worker = _worker_of(pg, "s-compare-smollm2-s0")
+            os.kill(killed_worker, signal.SIGKILL)
+
+            def one_finished() -> bool:
+                return any(r["status"] == "finished" for r in list_runs(checkpointer=pg))
+
+            wait_until(one_finished, proc, "one run finished", 1200)
+        finally:
+            proc.send_signal(signal.SIGINT)  # the sweep is interrupted halfway
+            proc.communicate(timeout=600)
+        before = {r["run_id"]: r for r in list_runs(checkpointer=pg)}
+        finished = {k for k, r in before.items() if r["status"] == "finished"}
+        assert finished and len(finished) < len(tasks)
+        heads = {k: _head(pg, k) for k in finished}
+
+        again = run_cli(*command, "--json", run_dir=tmp_path, timeout=1800)
+        assert again.returncode == 0, again.stderr
+        outcomes = {o["run_id"]: o for o in json.loads(again.stdout)}
+        assert {k: o["status"] for k, o in outcomes.items()} == dict.fromkeys(
+            ["s-compare-smollm2-s0", "s-arithmetic-smollm2-s0", "s-category-smollm2-s0"], "finished"
+        )
+        assert {k for k, o in outcomes.items() if o["earlier"]} == finished  # not redone...
+        assert {k: _head(pg, k) for k in finished} == heads  # ...not even one checkpoint more
+        assert killed_worker is not None
+        trajectory = open_store(store)
+        for run in list_runs(checkpointer=pg):
+            assert run["status"] == "finished" and run["steps"] == 2
+            history = run_values(run["run_id"], checkpointer=pg)["history"]
+            assert [h["step"] for h in history] == [0, 1]
+            recorded = Counter((r.step, r.source, r.text) for r in trajectory.records(run_id=run["run_id"]))
+            assert recorded == _expected_records(history)  # every evaluated candidate exactly once
+
+
+def _head(pg: str, run_id: str) -> str:
+    from graph.api import _config
+    from store.checkpoints import open_runs
+
+    with open_runs(None, pg).graph() as graph:
+        return graph.get_state(_config(run_id)).config["configurable"]["checkpoint_id"]
+
+
+def test_sweep_plans_and_reads_files(tmp_path):
+    from graph.sweep import plan, read_sweep_file
+    from nodes.errors import GradpromptError
+
+    runs = plan("n", ["builtin:compare", "bbh:/a/navigate.json", "bbh:/b/navigate.json"], ["smollm2"], [0, 1, 0])
+    assert [r.run_id for r in runs][:2] == ["n-compare-smollm2-s0", "n-compare-smollm2-s1"]
+    assert len({r.run_id for r in runs}) == len(runs) == 6  # same file name in two folders: still distinct
+    toml = tmp_path / "s.toml"
+    toml.write_text('name = "nightly"\ntasks = ["builtin:compare"]\nseeds = [1, 2]\n[settings]\nsteps = 2\n')
+    assert read_sweep_file(toml) == {"name": "nightly", "tasks": ["builtin:compare"], "seeds": [1, 2],
+                                     "settings": {"steps": 2}}  # fmt: skip
+    (tmp_path / "s.yaml").write_text("tasks: builtin:compare\nsettings: {steps: 1}\n")
+    assert read_sweep_file(tmp_path / "s.yaml")["tasks"] == ["builtin:compare"]
+    (tmp_path / "bad.toml").write_text("task = 'x'\n")
+    with pytest.raises(GradpromptError, match="unknown keys \\['task'\\]"):
+        read_sweep_file(tmp_path / "bad.toml")
+    out = run_cli("sweep", "--tasks", "builtin:compare", "--seed", "3", run_dir=tmp_path)
+    _one_line_error(out, "a sweep takes `seeds`")
+    out = run_cli("sweep", "--tasks", "builtin:nope", "--no-ray", run_dir=tmp_path)
+    assert out.returncode == 2 and "builtin:nope" in out.stderr
