@@ -214,9 +214,12 @@ def sweep(
     checkpointer = checkpointer_url(checkpointer)
     run_dir = str(runs_dir(run_dir).resolve())
     from graph.api import make_settings
+    from nodes.runtime.model_loading import check_model
+    from nodes.session import load_inputs
 
-    for run in planned:  # every run's settings are valid before anything starts
-        make_settings(run.task, model=run.model, seed=run.seed, **settings)
+    for run in planned:  # every run's settings, data and model are valid before anything starts
+        load_inputs(make_settings(run.task, model=run.model, seed=run.seed, **settings))
+        check_model(run.model)
     outcomes = finished_before(planned, run_dir, checkpointer) if skip_finished else {}
     todo = [r for r in planned if r.run_id not in outcomes]
     counts = {"done": len(outcomes), "running": 0, "failed": 0, "waiting": 0, "queued": len(todo)}
