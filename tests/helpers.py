@@ -9,6 +9,8 @@ import sys
 import time
 from collections.abc import Callable
 
+from store.chroma_server import free_port  # noqa: F401 (the tests' name for it)
+
 # A run small enough to take seconds per step on a CPU with the bundled model.
 SMALL_RUN = {
     "train": 4,  # the selection pool: every candidate that survives is rolled out on all of it
@@ -61,12 +63,6 @@ def start_cli(*args: str, run_dir) -> subprocess.Popen:
         env=ENV,
         stdin=subprocess.DEVNULL,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until(ready: Callable[[], bool], proc: subprocess.Popen, what: str, limit: float = 600) -> None:

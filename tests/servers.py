@@ -1,5 +1,4 @@
-"""Real servers on 127.0.0.1 for the tests and the scale benchmark: a throwaway PostgreSQL cluster,
-a local Ray cluster's settings, and the helpers that wait for them."""
+"""A throwaway PostgreSQL server on 127.0.0.1, for the tests and the scale benchmark."""
 
 from __future__ import annotations
 
@@ -14,6 +13,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from store.chroma_server import free_port
 
 
 def postgres_bin() -> Path | None:
@@ -46,14 +47,6 @@ def _unprivileged() -> tuple[int, int] | None:
     raise RuntimeError("running as root and no unprivileged user (postgres or nobody) to run PostgreSQL as")
 
 
-def _port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def local_postgres(durable: bool = True) -> Iterator[str]:
     """A fresh PostgreSQL cluster listening on 127.0.0.1 only, with a database ``gradprompt``;
@@ -75,7 +68,7 @@ def local_postgres(durable: bool = True) -> Iterator[str]:
         capture_output=True,
         **as_user,
     )
-    port = _port()
+    port = free_port()
     options = ["-c", "fsync=off", "-c", "synchronous_commit=off"] if not durable else []
     proc = subprocess.Popen(
         [str(bindir / "postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(port), "-k", str(folder), *options],

@@ -3,13 +3,11 @@ tasks, a shared `chroma run` server, and refinement by a chat model."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
 
 import pytest
-from helpers import free_port, serve, stop, venv_tool
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
@@ -117,27 +115,10 @@ def test_no_trajectory_means_no_store(tmp_path):
 
 @pytest.fixture
 def chroma_server(tmp_path):
-    port = free_port()
-    command = [
-        venv_tool("chroma"),
-        "run",
-        "--path",
-        str(tmp_path / "server"),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    proc = serve(
-        command,
-        port,
-        "chroma run",
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
-    )
-    yield f"http://127.0.0.1:{port}"
-    stop(proc)
+    from store.chroma_server import serving
+
+    with serving(tmp_path / "server") as url:
+        yield url
 
 
 def test_two_processes_share_one_server(chroma_server):
