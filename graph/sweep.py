@@ -14,6 +14,7 @@ for its duration.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tomllib
@@ -275,16 +276,22 @@ def _on_ray(
     """Submit the runs as Ray tasks, at most ``workers`` at a time, and collect them as they end.
     ``options``: the cluster ``address`` (None: start Ray here), ``gpus`` and ``cpus`` per run, and
     how many ``retries`` a run gets when its worker dies."""
+    ray_address, cpus_per_run = options["address"], options["cpus"]
+    if not ray_address:  # Ray's own switch for a one-machine cluster: its servers listen on 127.0.0.1 only
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
 
-    ray_address, cpus_per_run = options["address"], options["cpus"]
     if cpus_per_run is None:
         cpus_per_run = 1 if ray_address else max(1, (os.cpu_count() or 1) // workers)
     started_here = not ray.is_initialized()
     if started_here:
         env = {k: v for k, v in os.environ.items() if k.startswith(("GRADPROMPT_", "HF_", "TRANSFORMERS_"))}
         env.setdefault("ANONYMIZED_TELEMETRY", "False")
-        init: dict[str, Any] = {"runtime_env": {"env_vars": env}, "log_to_driver": False}
+        init: dict[str, Any] = {
+            "runtime_env": {"env_vars": env},
+            "log_to_driver": False,  # the runs' own output stays in Ray's logs; the sweep reports their ends
+            "logging_level": logging.ERROR,
+        }
         if ray_address:
             init["address"] = ray_address
         else:

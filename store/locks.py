@@ -15,13 +15,13 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from nodes.errors import GradpromptError
 
-_held: dict[str, tuple[int, int]] = {}  # lock file -> (fd, depth) in this process
+_held: dict[object, tuple[object, int]] = {}  # lock key -> (what holds it, depth) in this process
 _guard = threading.Lock()
 
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -47,37 +47,46 @@ def _holder(path: Path) -> str:
 
 
 @contextmanager
-def file_lock(path: Path, doing: str, refusal: str) -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` for the block. If another process holds it, raise one
-    clear error: ``refusal`` followed by who holds it (``refusal`` should name the fix)."""
-    key = str(path.resolve())
+def held_once(key: object, acquire: Callable[[], object], release: Callable[[object], None]) -> Iterator[None]:
+    """Re-entrant within this process: the first hold of ``key`` calls ``acquire`` (which raises to
+    refuse), the last release calls ``release`` on what it returned; nested holds share it."""
     with _guard:
         if key in _held:
-            fd, depth = _held[key]
-            _held[key] = (fd, depth + 1)
-            fd = None
+            handle, depth = _held[key]
+            _held[key] = (handle, depth + 1)
         else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(key, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                raise GradpromptError(f"{refusal} (held by {_holder(path)})") from None
-            os.ftruncate(fd, 0)
-            since = time.strftime("%Y-%m-%d %H:%M:%S")
-            os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}, {doing}, since {since}\n".encode())
-            _held[key] = (fd, 1)
+            _held[key] = (acquire(), 1)
     try:
         yield
     finally:
         with _guard:
-            fd, depth = _held[key]
+            handle, depth = _held[key]
             if depth > 1:
-                _held[key] = (fd, depth - 1)
+                _held[key] = (handle, depth - 1)
             else:
                 del _held[key]
-                os.close(fd)  # closing the only descriptor releases the flock
+                release(handle)
+
+
+def file_lock(path: Path, doing: str, refusal: str):
+    """Hold an exclusive lock on ``path`` for the block. If another process holds it, raise one
+    clear error: ``refusal`` followed by who holds it (``refusal`` should name the fix)."""
+    key = str(path.resolve())
+
+    def acquire() -> int:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(key, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise GradpromptError(f"{refusal} (held by {_holder(path)})") from None
+        os.ftruncate(fd, 0)
+        since = time.strftime("%Y-%m-%d %H:%M:%S")
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}, {doing}, since {since}\n".encode())
+        return fd
+
+    return held_once(("file", key), acquire, os.close)  # closing the only descriptor releases the flock
 
 
 def run_lock(folder: Path, run_id: str, doing: str) -> Iterator[None]:

@@ -13,20 +13,16 @@ import hashlib
 import json
 import os
 import socket
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from nodes.errors import GradpromptError
-from store.locks import check_run_id
+from store.locks import check_run_id, held_once
 
 SCHEMES = ("postgresql", "postgres")
 _SETUP_LOCK = 0x67726164  # one advisory key for the schema set-up of every gradprompt database
-# (database URL, run id) -> (lock connection, depth): re-entrant within a process, like folder locks
-_HELD: dict[tuple[str, str], tuple[object, int]] = {}
-_GUARD = threading.Lock()
 
 _INDEX_DDL = """
 CREATE TABLE IF NOT EXISTS gradprompt_runs (
@@ -198,37 +194,26 @@ class PostgresRuns:
         return self.local / check_run_id(run_id)
 
     # -- locks ---------------------------------------------------------------------------------
-    @contextmanager
-    def lock(self, run_id: str, doing: str) -> Iterator[None]:
+    def lock(self, run_id: str, doing: str):
         """Hold run ``run_id`` for the block (re-entrant within this process); another holder
         anywhere on the cluster makes this one clear refusal naming who holds it."""
         check_run_id(run_id)
-        key, held = _lock_key(run_id), (self.url, run_id)
-        with _GUARD:
-            if held in _HELD:
-                conn, depth = _HELD[held]
-                _HELD[held] = (conn, depth + 1)
-            else:
-                holder = f"gradprompt pid {os.getpid()} on {socket.gethostname()}, {doing} {run_id}"[:63]
-                conn = self.connect(application_name=holder)
-                if not conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (key,)).fetchone()["ok"]:
-                    who = self._holder(conn, key)
-                    conn.close()
-                    raise GradpromptError(
-                        f"run {run_id} is in use by another process; wait for it to finish or stop it (Ctrl-C), "
-                        f"then try again (held by {who})"
-                    )
-                _HELD[held] = (conn, 1)
-        try:
-            yield
-        finally:
-            with _GUARD:
-                conn, depth = _HELD[held]
-                if depth > 1:
-                    _HELD[held] = (conn, depth - 1)
-                else:
-                    del _HELD[held]
-                    conn.close()  # ending the session releases the advisory lock
+        key = _lock_key(run_id)
+
+        def acquire():
+            holder = f"gradprompt pid {os.getpid()} on {socket.gethostname()}, {doing} {run_id}"[:63]
+            conn = self.connect(application_name=holder)
+            if not conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (key,)).fetchone()["ok"]:
+                who = self._holder(conn, key)
+                conn.close()
+                raise GradpromptError(
+                    f"run {run_id} is in use by another process; wait for it to finish or stop it (Ctrl-C), "
+                    f"then try again (held by {who})"
+                )
+            return conn
+
+        # ending the session releases the advisory lock
+        return held_once(("postgres", self.url, run_id), acquire, lambda conn: conn.close())
 
     @staticmethod
     def _holder(conn, key: int) -> str:
