@@ -14,6 +14,7 @@ for its duration.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import re
@@ -305,7 +306,7 @@ def _on_ray(
             ) from None
     try:
         placement = {"num_cpus": cpus_per_run, "num_gpus": options["gpus"]}
-        task = ray.remote(**placement, max_retries=options["retries"], retry_exceptions=False)(job)
+        task = ray.remote(**placement, max_retries=options["retries"], retry_exceptions=False)(_as_function(job))
         pending: dict = {}
         queue = list(todo)
         done: dict[str, SweepOutcome] = {}
@@ -327,6 +328,18 @@ def _on_ray(
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _as_function(job: Callable[..., SweepOutcome]) -> Callable[..., SweepOutcome]:
+    """Ray turns only plain functions into tasks; a ``functools.partial`` (a job with its context
+    bound) is wrapped in one."""
+    if inspect.isfunction(job):
+        return job
+
+    def bound_job(*args: Any) -> SweepOutcome:
+        return job(*args)
+
+    return bound_job
 
 
 def summary_lines(outcomes: list[SweepOutcome]) -> list[str]:

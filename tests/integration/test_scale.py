@@ -241,3 +241,24 @@ def test_sweep_plans_and_reads_files(tmp_path):
     _one_line_error(out, "a sweep takes `seeds`")
     out = run_cli("sweep", "--tasks", "builtin:nope", "--no-ray", run_dir=tmp_path)
     _one_line_error(out, "unknown built-in task 'nope'")
+
+
+@pytest.mark.model
+def test_accuracy_benchmark_runs_its_tasks_on_two_ray_workers(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("accuracy_benchmark", root / "benchmarks" / "accuracy.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "bench"
+    tiny = ["--steps", "1", "--train", "3", "--dev", "3", "--test", "3", "--batch-size", "2", "--max-new-tokens", "6"]
+    args = ["--tasks", "builtin:compare", "builtin:category", "--workers", "2", "--out", str(out), *tiny]
+    assert bench.main(args) == 0
+    err = capsys.readouterr().err
+    assert "served at http://127.0.0.1:" in err and "2 done, 0 running, 0 failed of 2" in err
+    for name in ("builtin-compare", "builtin-category"):
+        row = json.loads((out / "tasks" / f"{name}.json").read_text())
+        assert row["scores"]["optimized"]["n"] == 3 and row["steps"] == 1
+    assert "mean of 2 tasks" in (out / "results.md").read_text()
