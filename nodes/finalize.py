@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 
 from nodes.selection import final_choice, paired_gain
-from nodes.session import Session, rollouts, session, splits_fingerprint, trajectory_of
+from nodes.session import Session, rollouts, session, trajectory_of, trajectory_record
 from nodes.tasks.confidence import wilson_interval
 
 
@@ -119,24 +119,18 @@ def _record_dev(sess: Session, state: dict, on_dev: list[dict], chosen: int) -> 
     store = trajectory_of(sess)
     if store is None:
         return
-    from store.trajectory import TrajectoryRecord
-
-    splits = splits_fingerprint(sess)
     store.add(
         [
-            TrajectoryRecord(
+            trajectory_record(
+                sess,
+                state,
                 text=d["text"],
                 prompt_ids=d["prompt"],
-                task=sess.task.name,
-                model=sess.settings.model,
-                run_id=state["run_id"],
-                step=state["step"],
                 source="dev",
                 accepted=i == chosen,
                 score=d["dev_score"],
                 dev_accuracy=d["dev_accuracy"],
                 examples=len(sess.splits.dev),
-                splits=splits,
             )
             for i, d in enumerate(on_dev)
         ]

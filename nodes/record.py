@@ -8,7 +8,7 @@ takes only prompts scored on the whole selection pool (see :func:`nodes.selectio
 from __future__ import annotations
 
 from nodes.selection import update_best
-from nodes.session import Session, session, splits_fingerprint, trajectory_of
+from nodes.session import Session, session, trajectory_of, trajectory_record
 
 _SLIM = (
     "prompt",
@@ -83,25 +83,19 @@ def _write_trajectory(sess: Session, state: dict, decision: dict) -> None:
     store = trajectory_of(sess)
     if store is None:
         return
-    from store.trajectory import TrajectoryRecord
-
-    splits = splits_fingerprint(sess)
     rows = []
     for c in [state["current"], *state["evaluated"]]:
         rows.append(
-            TrajectoryRecord(
+            trajectory_record(
+                sess,
+                state,
                 text=c["text"],
                 prompt_ids=list(c["prompt"]),
-                task=sess.task.name,
-                model=sess.settings.model,
-                run_id=state["run_id"],
-                step=state["step"],
                 source=c["source"],
                 accepted=c["prompt"] == decision["prompt"] and c["source"] == decision["source"],
                 score=c.get("score"),
                 accuracy=c.get("accuracy"),
                 examples=c.get("examples"),
-                splits=splits,
                 decided_by=decision.get("by", "optimizer"),
             )
         )

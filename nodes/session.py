@@ -112,16 +112,52 @@ def scored(sess: Session, prompt, source: str, rollout=None, step: int | None = 
     return out
 
 
+@lru_cache(maxsize=16)
+def _data_fingerprint(spec: str, question_field: str | None, answer_field: str | None) -> str:
+    import hashlib
+
+    task = _task(spec, question_field, answer_field)
+    data = hashlib.sha1()
+    for e in [*task.examples, *task.held_out]:
+        data.update(f"{e.question}\x1f{e.answer}\x1e".encode())
+    return data.hexdigest()[:16]
+
+
+def data_fingerprint(sess: Session) -> str:
+    """Which task data a record was scored on: the same name can hold other examples on another
+    machine or after an edit of the file, and scores on other data are not comparable."""
+    s = sess.settings
+    return _data_fingerprint(s.task, s.question_field, s.answer_field)
+
+
 def splits_fingerprint(sess: Session) -> str:
     """Which examples a run's dev and test scores were measured on: task data, seed, split sizes.
     A dev score recorded under another fingerprint may have seen this run's test examples."""
     import hashlib
 
     s = sess.settings
-    data = hashlib.sha1()
-    for e in [*sess.task.examples, *sess.task.held_out]:
-        data.update(f"{e.question}\x1f{e.answer}\x1e".encode())
-    return hashlib.sha1(f"{data.hexdigest()}|{s.seed}|{s.train}|{s.dev}|{s.test}".encode()).hexdigest()[:16]
+    key = f"{data_fingerprint(sess)}|{s.seed}|{s.train}|{s.dev}|{s.test}"
+    return hashlib.sha1(key.encode()).hexdigest()[:16]
+
+
+def trajectory_record(sess: Session, state: dict, **fields):
+    """A trajectory record of this run's step, carrying what a later run needs to judge it: the
+    model, the task data and splits it was scored on, the gradprompt version and when."""
+    import time
+
+    from store.trajectory import TrajectoryRecord, gradprompt_version
+
+    return TrajectoryRecord(
+        task=sess.task.name,
+        model=sess.settings.model,
+        run_id=state["run_id"],
+        step=state["step"],
+        splits=splits_fingerprint(sess),
+        data=data_fingerprint(sess),
+        version=gradprompt_version(),
+        recorded=round(time.time(), 3),
+        **fields,
+    )
 
 
 def trajectory_of(sess: Session):

@@ -47,6 +47,9 @@ class TrajectoryRecord:
     decided_by: str = "optimizer"
     examples: int | None = None  # how many examples the accuracy is measured on
     splits: str | None = None  # fingerprint of (task data, seed, split sizes) the scores belong to
+    data: str | None = None  # fingerprint of the task's examples
+    version: str | None = None  # gradprompt version that wrote the record
+    recorded: float | None = None  # when, in seconds since the epoch
 
     @property
     def id(self) -> str:
@@ -72,6 +75,16 @@ class TrajectoryRecord:
 class Hit:
     record: TrajectoryRecord
     similarity: float
+
+
+@lru_cache(maxsize=1)
+def gradprompt_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("gradprompt")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
 
 
 def _client(location: str):
@@ -171,12 +184,18 @@ class TrajectoryStore:
         yield prompts, tasks
 
     # ----- writing ------------------------------------------------------------------------------
-    def add(self, records: list[TrajectoryRecord]) -> None:
-        """Insert or overwrite records; the same (run, step, source, prompt) is one record."""
-        unique = list({r.id: r for r in records}.values())
-        if not unique:
+    def add(self, records: list[TrajectoryRecord], embeddings: list[list[float]] | None = None) -> None:
+        """Insert or overwrite records; the same (run, step, source, prompt) is one record. With
+        ``embeddings`` (one per record, e.g. from an export) the texts are not embedded again."""
+        if embeddings is not None and len(embeddings) != len(records):
+            raise ValueError(f"{len(records)} records but {len(embeddings)} embeddings")
+        by_id = {r.id: (r, None if embeddings is None else embeddings[i]) for i, r in enumerate(records)}
+        if not by_id:
             return
-        vectors = self.embedder.embed([r.text for r in unique])
+        unique = [r for r, _ in by_id.values()]
+        vectors = (
+            self.embedder.embed([r.text for r in unique]) if embeddings is None else [v for _, v in by_id.values()]
+        )
         with self._collections() as (prompts, _):
             prompts.upsert(
                 ids=[r.id for r in unique],
@@ -249,11 +268,18 @@ class TrajectoryStore:
 
     def records(self, **where_equal) -> list[TrajectoryRecord]:
         """Every record whose metadata equals the given values (e.g. ``run_id=...``)."""
-        clauses = [{k: v} for k, v in where_equal.items()]
-        where = None if not clauses else clauses[0] if len(clauses) == 1 else {"$and": clauses}
         with self._collections() as (prompts, _):
-            got = prompts.get(where=where, include=["documents", "metadatas"])
+            got = prompts.get(where=_where(where_equal), include=["documents", "metadatas"])
         return [TrajectoryRecord.from_chroma(d, m) for d, m in zip(got["documents"], got["metadatas"], strict=True)]
+
+    def records_with_embeddings(self, **where_equal) -> list[tuple[TrajectoryRecord, list[float]]]:
+        """Like :meth:`records`, each with its stored vector (to move records without embedding again)."""
+        with self._collections() as (prompts, _):
+            got = prompts.get(where=_where(where_equal), include=["documents", "metadatas", "embeddings"])
+        return [
+            (TrajectoryRecord.from_chroma(d, m), [float(x) for x in v])
+            for d, m, v in zip(got["documents"], got["metadatas"], got["embeddings"], strict=True)
+        ]
 
     def best(self, *, task: str, model: str, k: int) -> list[TrajectoryRecord]:
         """The ``k`` distinct prompts of a task with the best dev accuracy, else minibatch score."""
@@ -279,14 +305,60 @@ class TrajectoryStore:
 
     def stats(self) -> dict:
         records = self.records()
+        dates = [r.recorded for r in records if r.recorded is not None]
         return {
             "location": self.location,
             "records": len(records),
             "distinct_prompts": len({r.text for r in records}),
             "runs": len({r.run_id for r in records}),
+            "size_on_disk": None if self.remote else _folder_size(Path(self.location)),
+            "oldest": _iso(min(dates)) if dates else None,
+            "newest": _iso(max(dates)) if dates else None,
+            "undated": len(records) - len(dates),
             "tasks": dict(Counter(r.task for r in records).most_common()),
             "models": dict(Counter(r.model for r in records).most_common()),
             "sources": dict(Counter(r.source for r in records).most_common()),
+            "versions": dict(Counter(r.version or "unknown" for r in records).most_common()),
+        }
+
+    def prune(
+        self,
+        *,
+        before: float | None = None,
+        task: str | None = None,
+        model: str | None = None,
+        run_id: str | None = None,
+        dry_run: bool = False,
+    ) -> dict:
+        """Delete the records matching every criterion given: recorded before ``before`` (seconds
+        since the epoch; records written before records were dated count as older than any date),
+        of ``task``, ``model`` or run ``run_id``. A task left with no records is forgotten for warm
+        starts too. Returns how many records (per task) were, or with ``dry_run`` would be, deleted."""
+        if before is None and task is None and model is None and run_id is None:
+            raise GradpromptError("store prune needs at least one of --older-than, --task, --model or --run")
+        given = {k: v for k, v in (("task", task), ("model", model), ("run_id", run_id)) if v is not None}
+        with self._collections() as (prompts, tasks):
+            got = prompts.get(where=_where(given), include=["metadatas"])
+            doomed = [
+                (i, m["task"])
+                for i, m in zip(got["ids"], got["metadatas"], strict=True)
+                if before is None or m.get("recorded", float("-inf")) < before
+            ]
+            forgotten: list[str] = []
+            if not dry_run and doomed:
+                ids = [i for i, _ in doomed]
+                for start in range(0, len(ids), 5000):  # under the server's largest batch
+                    prompts.delete(ids=ids[start : start + 5000])
+                for name in sorted({t for _, t in doomed}):
+                    if not prompts.get(where={"task": name}, limit=1, include=[])["ids"]:
+                        tasks.delete(ids=[name])
+                        forgotten.append(name)
+        return {
+            "deleted": 0 if dry_run else len(doomed),
+            "matched": len(doomed),
+            "tasks": dict(Counter(t for _, t in doomed).most_common()),
+            "tasks_forgotten": forgotten,
+            "dry_run": dry_run,
         }
 
     def export(self, path: str | os.PathLike) -> int:
@@ -306,6 +378,22 @@ def _rank(r: TrajectoryRecord) -> tuple:
 
 def _better(a: TrajectoryRecord, b: TrajectoryRecord) -> bool:
     return _rank(a) < _rank(b)
+
+
+def _where(equal: dict) -> dict | None:
+    """A Chroma filter: every metadata field equal to the given value."""
+    clauses = [{k: v} for k, v in equal.items()]
+    return None if not clauses else clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+def _folder_size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def _iso(seconds: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")
 
 
 def _mean(vectors: list[list[float]]) -> list[float]:

@@ -82,8 +82,8 @@ def test_report_from_the_cli_and_its_errors(short_run, tmp_path):
         report(result.run_id, fmt="pdf", run_dir=run_dir)
 
 
-def _benchmark():
-    spec = importlib.util.spec_from_file_location("accuracy_benchmark", ROOT / "benchmarks" / "accuracy.py")
+def _benchmark(name: str = "accuracy"):
+    spec = importlib.util.spec_from_file_location(f"{name}_benchmark", ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -141,3 +141,44 @@ def test_accuracy_benchmark_end_to_end_and_resume(tmp_path, capsys):
     # other settings in the same folder are refused with the fix named
     assert bench.main([*args[:-2], "--max-new-tokens", "16"]) == 2
     assert "max_new_tokens" in capsys.readouterr().err
+
+
+def test_transfer_benchmark_cold_against_warm_and_resume(tmp_path, capsys):
+    bench = _benchmark("transfer")
+    out = tmp_path / "transfer"
+    tasks = ["builtin:compare", "builtin:category", "builtin:arithmetic"]
+    args = ["--tasks", *tasks, "--fill", "2", "--out", str(out), *TINY]
+    assert bench.main(args) == 0
+    summary = json.loads((out / "results.json").read_text())
+    plan = summary["plan"]
+    assert sorted(plan["fill"] + plan["held"]) == sorted(t.replace(":", "-") for t in tasks)
+    assert len(plan["fill"]) == 2 and len(summary["fill"]) == 2
+    (row,) = summary["held"]
+    n = row["test_examples"]
+    assert n == 6
+    for arm in ("initial", "cold", "warm"):
+        assert row[arm]["correct"] == round(row[arm]["accuracy"] * n)
+    diff = row["warm_minus_cold"]
+    assert diff["gain"] == pytest.approx((row["warm"]["correct"] - row["cold"]["correct"]) / n)
+    assert diff["ci95"][0] <= diff["gain"] <= diff["ci95"][1]
+    # the warm run weighed the fill tasks' prompts against the initial one; the cold one had none
+    assert row["warm_start"]["considered"] > 1
+    cold_reach = row["reach_cold_dev"]["cold"]
+    assert cold_reach["steps"] is not None and cold_reach["dev_curve"][cold_reach["steps"]] >= row["cold_final_dev"]
+    assert len(cold_reach["dev_curve"]) == 2  # the start and one step
+    assert summary["warm_minus_cold"]["mean"] == pytest.approx(diff["gain"])
+    table = (out / "results.md").read_text()
+    assert f"| {plan['held'][0]} | 6 |" in table and "mean of 1 tasks" in table
+    assert (out / "transfer.png").read_bytes().startswith(PNG)
+    # the warm store is a copy: the fill store keeps only the fill runs' records
+    from store.trajectory import TrajectoryStore
+
+    assert {r.run_id.split("-")[0] for r in TrajectoryStore(out / "fill" / "store").records()} == {"fill"}
+
+    # started again: nothing runs, nothing changes
+    before = {p: p.stat().st_mtime_ns for p in (out / "tasks").iterdir()}
+    capsys.readouterr()
+    assert bench.main(args) == 0
+    assert "optimizing" not in capsys.readouterr().err
+    assert {p: p.stat().st_mtime_ns for p in (out / "tasks").iterdir()} == before
+    assert bench.main([*args[:-2], "--max-new-tokens", "16"]) == 2  # other settings, same folder

@@ -3,6 +3,7 @@ tasks, a shared `chroma run` server, and refinement by a chat model."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -13,6 +14,7 @@ from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
 from graph import optimize
+from nodes.errors import GradpromptError
 from store.embeddings import get_embedder
 from store.trajectory import TrajectoryRecord, TrajectoryStore
 
@@ -93,16 +95,65 @@ def test_second_task_retrieves_and_warm_starts_from_the_first(tmp_path):
     recorded = TrajectoryStore(store).records(run_id=first.run_id)
     assert {r.source for r in recorded} >= {"current", "gradient", "dev"}
     assert sum(r.accepted for r in recorded if r.source != "dev") == 2  # one accepted update per step
+    from graph import run_values
+    from nodes.session import data_fingerprint, session, splits_fingerprint
+    from store.trajectory import gradprompt_version
+
+    sess = session(run_values(first.run_id, run_dir=tmp_path)["settings"])
+    assert {(r.model, r.data, r.splits, r.version) for r in recorded} == {
+        ("smollm2", data_fingerprint(sess), splits_fingerprint(sess), gradprompt_version())
+    }
+    assert gradprompt_version() != "unknown" and all(r.recorded > 1.7e9 for r in recorded)
     second = optimize(
         "builtin:arithmetic", steps=1, store=store, run_dir=tmp_path, refine=False, warm_start=True, **SMALL
     )
     retrieved = second.history[0]["retrieved"]
     assert any(r["task"] == "compare" for r in retrieved[1:]), retrieved
-    from graph import run_values
 
     warm = run_values(second.run_id, run_dir=tmp_path)["warm_start"]
     assert any(c["task"] == "compare" for c in warm["considered"])
     assert all("dev_accuracy" in c for c in warm["considered"])
+
+
+def test_prune_by_age_task_model_and_run_and_stats_show_size(tmp_path):
+    from dataclasses import replace
+
+    from helpers import run_cli
+
+    location = tmp_path / "store"
+    store = TrajectoryStore(location)
+    old, new = 1_000_000_000.0, 2_000_000_000.0
+    store.add([replace(_record(t, i, task="t1"), recorded=old) for i, t in enumerate(TEXTS[:3])])
+    store.add([replace(_record(t, i, task="t2", run="r2"), recorded=new) for i, t in enumerate(TEXTS[3:])])
+    store.add([_record("An undated record from an older version.", 7, model="m2", task="t3", run="r3")])
+    for task in ("t1", "t2", "t3"):
+        store.register_task(task, [f"a question of {task}"], "free")
+    stats = store.stats()
+    assert stats["records"] == 7 and stats["undated"] == 1 and stats["size_on_disk"] > 0
+    assert stats["oldest"].startswith("2001-09-09") and stats["newest"].startswith("2033-05-18")
+
+    with pytest.raises(GradpromptError, match="at least one of"):
+        store.prune()
+    dry = store.prune(before=1_500_000_000.0, dry_run=True)  # the undated record counts as old
+    assert dry == {"deleted": 0, "matched": 4, "tasks": {"t1": 3, "t3": 1}, "tasks_forgotten": [], "dry_run": True}
+    assert store.count() == 7
+    assert store.prune(before=1_500_000_000.0, model="m1")["deleted"] == 3
+    assert {r.task for r in store.records()} == {"t2", "t3"}
+    offered = [t for t, _ in store.similar_tasks(["a question of t1"], exclude="none", k=5)]
+    assert offered and "t1" not in offered  # a task with no records left is not offered for warm starts
+    assert store.prune(task="t2", run_id="nope")["deleted"] == 0
+    assert store.prune(task="t2", run_id="r2")["deleted"] == 3 and store.count() == 1
+
+    out = run_cli("store", "stats", "--store", str(location), run_dir=tmp_path, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert "1 records" in out.stdout and "MiB on disk" in out.stdout and "1 undated" in out.stdout
+    out = run_cli("store", "prune", "--store", str(location), "--older-than", "1", "--json", run_dir=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["deleted"] == 1 and TrajectoryStore(location).count() == 0
+    bad = run_cli("store", "prune", "--store", str(location), "--older-than", "soon", run_dir=tmp_path)
+    assert bad.returncode == 2 and "not a number of days" in bad.stderr
+    nothing = run_cli("store", "prune", "--store", str(location), run_dir=tmp_path)
+    assert nothing.returncode == 2 and "at least one of --older-than" in nothing.stderr
 
 
 def test_no_trajectory_means_no_store(tmp_path):

@@ -1,0 +1,370 @@
+"""What the trajectory buys a new task: cold runs against warm runs that reuse earlier tasks' prompts.
+
+The tasks of a data folder are split in two by a seed. The **fill** half is optimized one task after
+another into one fresh trajectory store. Each task of the **held-back** half is then optimized twice
+with the same settings and seed: **cold** (an empty store of its own, no warm start: the search has
+no memory) and **warm** (a copy of the filled store, with cross-task retrieval and warm start: the
+search starts from the best of similar tasks' prompts when it beats the initial prompt on dev, and
+retrieves from every task). Each arm has its own runs folder and rollout cache, so neither pays for
+nor profits from the other's model calls.
+
+Per held-back task it reports test accuracy of the initial prompt, of the cold run's final prompt and
+of the warm run's, the paired warm-minus-cold test difference with its 95% interval, and how many
+steps (and seconds of the run's nodes) each arm needed before the prompt it held reached the cold
+run's final dev accuracy; over tasks, the means with 95% t-intervals. Every finished run and task is
+kept, so an interrupted benchmark started again with the same command goes on where it stopped.
+
+    python benchmarks/transfer.py                         # the 16 tasks of ../shared/data, 8 + 8
+    python benchmarks/transfer.py --split-seed 1 --steps 4
+    python benchmarks/transfer.py --tasks builtin:compare builtin:category builtin:arithmetic builtin:sentiment
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import sys
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from accuracy import (  # noqa: E402
+    DEFAULT_INITIAL,
+    _write_row,
+    check_out_folder,
+    default_data_dir,
+    mean_interval,
+    score,
+    task_specs,
+)
+
+from graph.api import make_settings, run_values  # noqa: E402
+from graph.sweep import PlannedRun, run_one  # noqa: E402
+from nodes.errors import GradpromptError  # noqa: E402
+from nodes.selection import paired_gain  # noqa: E402
+from nodes.session import rollouts, session  # noqa: E402
+from store.checkpoints import open_rollout_store  # noqa: E402
+
+FIXED = ("model", "seed", "steps", "train", "dev", "test", "batch_size", "max_new_tokens", "n_evaluate")
+ARMS = ("cold", "warm")
+
+
+def split_tasks(names: list[str], split_seed: int, fill: int) -> tuple[list[str], list[str]]:
+    """The fill half and the held-back half, drawn by the seed (each listed in the folder's order)."""
+    if not 1 <= fill < len(names):
+        raise GradpromptError(f"--fill {fill} must leave at least one of the {len(names)} tasks held back")
+    chosen = set(random.Random(split_seed).sample(names, fill))
+    return [n for n in names if n in chosen], [n for n in names if n not in chosen]
+
+
+def slug(name: str) -> str:
+    return name.replace("/", "-").replace(":", "-")
+
+
+def run_settings(fixed: dict, common: dict, store: Path, warm: bool) -> dict:
+    settings = {k: v for k, v in fixed.items() if k not in ("model", "seed")}
+    return {**settings, **common, "store": str(store), "warm_start": warm, "cross_task": True}
+
+
+def optimized(run_id: str, spec: str, fixed: dict, settings: dict, runs: Path) -> dict:
+    """Start, resume or read the run; its final state."""
+    outcome = run_one(PlannedRun(run_id, spec, fixed["model"], fixed["seed"]), settings, str(runs), None)
+    if outcome.status != "finished":
+        raise GradpromptError(f"run {run_id} {outcome.status}: {outcome.error} (start the benchmark again to resume)")
+    return run_values(run_id, run_dir=runs)
+
+
+def scored(spec: str, fixed: dict, settings: dict, runs: Path, split: str, prompts: list[tuple[int, ...]]) -> list:
+    """Rollouts of prompts on a split through the arm's rollout cache (most are already there)."""
+    sess = session(make_settings(spec, model=fixed["model"], seed=fixed["seed"], **settings))
+    with open_rollout_store(runs) as cache:
+        return rollouts(sess, cache, getattr(sess.splits, split), prompts)
+
+
+def held_after_steps(values: dict) -> list[tuple[tuple[int, ...], float]]:
+    """The prompt the run had to offer after each step with the seconds its nodes had taken up to
+    then: step 0 is its start (which a warm start may have replaced), later steps the prompt it held,
+    and after the last step the prompt it returned (the final choice on dev)."""
+    history = values.get("history", [])
+    start = tuple(values["baseline"]["prompt"])
+    seconds = history[0]["timings"].get("prepare", 0.0) if history else 0.0
+    held = [(start, seconds)]
+    total = 0.0
+    for h in history:
+        total += sum(h.get("timings", {}).values())
+        held.append((tuple(h["accepted"]["prompt"]), total))
+    if history:
+        held[-1] = (final_prompt(values), total)
+    return held
+
+
+def reach(spec, fixed, settings, runs: Path, values: dict, target: float) -> dict:
+    """The first step at which the held prompt's dev accuracy reached ``target``, and its seconds."""
+    held = held_after_steps(values)
+    prompts = list(dict.fromkeys(p for p, _ in held))
+    dev = dict(zip(prompts, scored(spec, fixed, settings, runs, "dev", prompts), strict=True))
+    curve = [round(dev[p].accuracy, 4) for p, _ in held]
+    for step, ((_, seconds), acc) in enumerate(zip(held, curve, strict=True)):
+        if acc >= target - 1e-9:
+            return {"steps": step, "seconds": round(seconds, 1), "dev_curve": curve}
+    return {"steps": None, "seconds": None, "dev_curve": curve}
+
+
+def final_prompt(values: dict) -> tuple[int, ...]:
+    return tuple(values["final"]["best"]["prompt"])
+
+
+def fill_phase(fill: list[str], specs: dict[str, str], fixed: dict, common: dict, out: Path) -> list[dict]:
+    rows = []
+    for name in fill:
+        path = out / "fill" / "tasks" / f"{slug(name)}.json"
+        if path.is_file():
+            rows.append(json.loads(path.read_text()))
+            continue
+        print(f"fill: optimizing {name}", file=sys.stderr, flush=True)
+        settings = run_settings(fixed, common, out / "fill" / "store", warm=False)
+        values = optimized(f"fill-{slug(name)}", specs[name], fixed, settings, out / "fill" / "runs")
+        final = values["final"]
+        row = {
+            "task": name,
+            "initial_test": final["baseline"]["test_accuracy"],
+            "final_test": final["best"]["test_accuracy"],
+            "kept_initial": final["kept_initial"],
+            "prompt": final["best"]["text"],
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_row(path, row)
+        rows.append(row)
+    return rows
+
+
+def filled_copy(out: Path, name: str) -> Path:
+    """The warm run's own copy of the filled store, made once (atomically) before it starts."""
+    target = out / "warm" / "stores" / slug(name)
+    if not target.exists():
+        tmp = target.with_name(target.name + ".copying")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(out / "fill" / "store", tmp)
+        tmp.rename(target)
+    return target
+
+
+def held_task(name: str, spec: str, fixed: dict, common: dict, out: Path) -> dict:
+    stores = {"cold": out / "cold" / "stores" / slug(name), "warm": filled_copy(out, name)}
+    arm_settings = {arm: run_settings(fixed, common, stores[arm], warm=arm == "warm") for arm in ARMS}
+    values = {}
+    for arm in ARMS:
+        print(f"{arm}: optimizing {name}", file=sys.stderr, flush=True)
+        values[arm] = optimized(f"{arm}-{slug(name)}", spec, fixed, arm_settings[arm], out / arm / "runs")
+    cold, warm = values["cold"], values["warm"]
+    initial = tuple(cold["baseline"]["prompt"])
+    (init_t, cold_t) = scored(
+        spec, fixed, arm_settings["cold"], out / "cold" / "runs", "test", [initial, final_prompt(cold)]
+    )
+    (warm_t,) = scored(spec, fixed, arm_settings["warm"], out / "warm" / "runs", "test", [final_prompt(warm)])
+    n = len(cold_t.correct)
+    target = cold["final"]["best"]["dev_accuracy"]
+    reached = {arm: reach(spec, fixed, arm_settings[arm], out / arm / "runs", values[arm], target) for arm in ARMS}
+    ws = warm.get("warm_start") or {}
+    chosen = (ws.get("considered") or [{}])[ws.get("chosen", 0)] if ws.get("considered") else {}
+    return {
+        "task": name,
+        "spec": spec,
+        "test_examples": n,
+        "initial": score(sum(init_t.correct), n),
+        "cold": score(sum(cold_t.correct), n),
+        "warm": score(sum(warm_t.correct), n),
+        "warm_minus_cold": paired_gain(warm_t.correct, cold_t.correct).to_json(),
+        "cold_final_dev": target,
+        "reach_cold_dev": reached,
+        "prompts": {"cold": cold["final"]["best"]["text"], "warm": warm["final"]["best"]["text"]},
+        "warm_start": {
+            "considered": len(ws.get("considered", [])),
+            "chosen_task": None if chosen.get("initial", True) else chosen.get("task"),
+            "chosen_text": chosen.get("text"),
+        },
+        "kept_initial": {arm: values[arm]["final"]["kept_initial"] for arm in ARMS},
+        "seconds": {arm: held_after_steps(values[arm])[-1][1] for arm in ARMS},
+    }
+
+
+def _steps(x) -> str:
+    return "never" if x is None else str(x)
+
+
+def write_summary(out: Path, plan: dict, fill_rows: list[dict], rows: list[dict], fixed: dict) -> dict:
+    lines = [
+        "| task | n test | initial | cold | warm | warm - cold (95% CI) | warm start from | steps to cold's final dev: "
+        "cold / warm | seconds: cold / warm |",
+        "|---|---:|---|---|---|---|---|---:|---:|",
+    ]
+
+    def acc(s: dict) -> str:
+        return f"{s['accuracy']:.2f} [{s['ci95'][0]:.2f}, {s['ci95'][1]:.2f}]"
+
+    for r in rows:
+        g, rc = r["warm_minus_cold"], r["reach_cold_dev"]
+        lines.append(
+            f"| {r['task']} | {r['test_examples']} | {acc(r['initial'])} | {acc(r['cold'])} | {acc(r['warm'])} | "
+            f"{g['gain']:+.3f} [{g['ci95'][0]:+.2f}, {g['ci95'][1]:+.2f}] p={g['p_value']:.2f} | "
+            f"{r['warm_start']['chosen_task'] or 'initial prompt'} | "
+            f"{_steps(rc['cold']['steps'])} / {_steps(rc['warm']['steps'])} | "
+            f"{_secs(rc['cold']['seconds'])} / {_secs(rc['warm']['seconds'])} |"
+        )
+    summary: dict = {"plan": plan, "settings": fixed, "fill": fill_rows, "held": rows}
+    if rows:
+        means = {k: mean_interval([r[k]["accuracy"] for r in rows]) for k in ("initial", "cold", "warm")}
+        diff = mean_interval([r["warm_minus_cold"]["gain"] for r in rows])
+        both = [r for r in rows if r["reach_cold_dev"]["warm"]["steps"] is not None]
+        half = sum(
+            1
+            for r in both
+            if r["reach_cold_dev"]["warm"]["steps"] <= r["reach_cold_dev"]["cold"]["steps"] / 2
+            and r["reach_cold_dev"]["cold"]["steps"] > 0
+        )
+        summary.update(means=means, warm_minus_cold=diff, reached_in_half_the_steps=half)
+
+        def m(d: dict) -> str:
+            ci = d["ci95"]
+            return f"**{d['mean']:.3f}**" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+        lines.append(
+            f"| **mean of {len(rows)} tasks** | | {m(means['initial'])} | {m(means['cold'])} | {m(means['warm'])} | "
+            f"{m(diff)} | | {_mean_steps(rows, 'cold')} / {_mean_steps(rows, 'warm')} | |"
+        )
+        cold_steps = [r["reach_cold_dev"]["cold"]["steps"] for r in rows]
+        lines += [
+            "",
+            f"Held-back tasks ({len(rows)} of {len(plan['held'])} finished): {', '.join(plan['held'])}. "
+            f"Fill tasks (split seed {plan['split_seed']}): {', '.join(plan['fill'])}.",
+            "",
+            "Accuracies on each task's test split with 95% Wilson intervals; warm - cold is the paired difference "
+            "of the two final prompts on the same test examples (95% Agresti-Min interval, exact McNemar p); means "
+            "over tasks carry 95% t-intervals over tasks. Steps to cold's final dev: the first step (0 = the "
+            "starting prompt, after a warm start) at which the prompt the run held scored at least the cold run's "
+            f"final dev accuracy on dev; the cold run itself got there at step 0 on "
+            f"{sum(1 for s in cold_steps if s == 0)} of {len(rows)} tasks (it kept or matched its start). Warm runs "
+            f"reaching it in at most half the cold run's steps (of tasks where the cold run needed any): {half}. "
+            f"Seconds: the run's node time up to that step.",
+        ]
+    lines += [
+        "",
+        f"Settings: model {fixed['model']}, seed {fixed['seed']}, {fixed['steps']} steps, "
+        f"{fixed['train']}/{fixed['dev']}/{fixed['test']} train/dev/test examples, gradient batch "
+        f"{fixed['batch_size']}, {fixed['n_evaluate']} candidates raced per step, reasoning up to "
+        f"{fixed['max_new_tokens']} tokens, refinement off, initial prompt {DEFAULT_INITIAL!r}.",
+    ]
+    if fill_rows:
+        lines += [
+            "",
+            "Fill runs (their final prompts and every candidate they evaluated fill the warm store): "
+            + "; ".join(
+                f"{r['task']} {r['initial_test']:.2f} -> {r['final_test']:.2f}"
+                + (" (kept initial)" if r["kept_initial"] else "")
+                for r in fill_rows
+            )
+            + " (test accuracy).",
+        ]
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+    (out / "results.json").write_text(json.dumps(summary, indent=2))
+    if rows:
+        plot(out / "transfer.png", rows)
+    return summary
+
+
+def _secs(x) -> str:
+    return "-" if x is None else f"{x:.0f}"
+
+
+def _mean_steps(rows: list[dict], arm: str) -> str:
+    steps = [r["reach_cold_dev"][arm]["steps"] for r in rows]
+    known = [s for s in steps if s is not None]
+    if not known:
+        return "-"
+    return f"{statistics.fmean(known):.2f}" + (f" ({len(steps) - len(known)} never)" if len(known) < len(steps) else "")
+
+
+def plot(path: Path, rows: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(6, 1.1 * len(rows)), 7), sharex=True)
+    xs = range(len(rows))
+    for j, (key, colour) in enumerate((("initial", "#999999"), ("cold", "#4c72b0"), ("warm", "#dd8452"))):
+        vals = [r[key]["accuracy"] for r in rows]
+        low = [r[key]["accuracy"] - r[key]["ci95"][0] for r in rows]
+        high = [r[key]["ci95"][1] - r[key]["accuracy"] for r in rows]
+        top.bar([x + (j - 1) * 0.27 for x in xs], vals, 0.27, yerr=[low, high], label=key, color=colour, capsize=2)
+    top.set_ylabel("test accuracy (95% CI)")
+    top.legend()
+    gains = [r["warm_minus_cold"] for r in rows]
+    bottom.errorbar(
+        list(xs),
+        [g["gain"] for g in gains],
+        yerr=[[g["gain"] - g["ci95"][0] for g in gains], [g["ci95"][1] - g["gain"] for g in gains]],
+        fmt="o",
+        capsize=3,
+    )
+    bottom.axhline(0, color="black", lw=0.8)
+    bottom.set_ylabel("warm - cold, paired (95% CI)")
+    bottom.set_xticks(list(xs), [r["task"].split("/")[-1] for r in rows], rotation=35, ha="right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=None, help="benchmark data folder (default ../shared/data)")
+    parser.add_argument("--tasks", nargs="+", help="bbh/NAME, gsm8k, folio or task specs (default: all in --data)")
+    parser.add_argument("--fill", type=int, default=None, help="tasks that fill the store (default: half)")
+    parser.add_argument("--split-seed", type=int, default=0, help="draws which tasks fill the store")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "transfer")
+    parser.add_argument("--model", default="smollm2")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--train", type=int, default=16)
+    parser.add_argument("--dev", type=int, default=32)
+    parser.add_argument("--test", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=6)
+    parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--n-evaluate", type=int, default=4)
+    args = parser.parse_args(argv)
+    try:
+        fixed = {k: getattr(args, k) for k in FIXED}
+        specs = task_specs(args.data or default_data_dir(), args.tasks)
+        names = list(specs)
+        fill, held = split_tasks(names, args.split_seed, args.fill if args.fill is not None else len(names) // 2)
+        plan = {"split_seed": args.split_seed, "fill": fill, "held": held}
+        check_out_folder(args.out, {**fixed, **plan})
+        common = {"initial_prompt": DEFAULT_INITIAL, "refine": False, "keep_best": 4}
+        fill_rows = fill_phase(fill, specs, fixed, common, args.out)
+        rows = []
+        for name in held:
+            path = args.out / "tasks" / f"{slug(name)}.json"
+            if not path.is_file():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                _write_row(path, held_task(name, specs[name], fixed, common, args.out))
+            rows.append(json.loads(path.read_text()))
+            write_summary(args.out, plan, fill_rows, rows, fixed)
+        write_summary(args.out, plan, fill_rows, rows, fixed)
+    except GradpromptError as exc:
+        print(f"transfer benchmark: {exc}", file=sys.stderr)
+        return 2
+    print((args.out / "results.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
