@@ -142,9 +142,9 @@ def timed(fn, queries: int) -> dict:
     return {"median_ms": round(statistics.median(times), 2), "p90_ms": round(times[int(0.9 * (len(times) - 1))], 2)}
 
 
-def measure(store: TrajectoryStore, queries: int) -> dict:
-    def task_of(i: int) -> tuple[str, str]:
-        run = 7 * i + 3
+def measure(store: TrajectoryStore, queries: int, stored: int) -> dict:
+    def task_of(i: int) -> tuple[str, str]:  # a task and model some stored run has
+        run = (7 * i + 3) % max(1, stored // 200)
         return TASKS[run % len(TASKS)], MODELS[run % len(MODELS)]
 
     def same(i: int):
@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
             have = n
             rows[n] = {
                 "fill_seconds": round(fill_seconds, 1),
-                "reads": measure(store, args.queries),
+                "reads": measure(store, args.queries, n),
                 "size_on_disk": store.stats()["size_on_disk"],
             }
             print(f"{n}: {json.dumps(rows[n])}", file=sys.stderr, flush=True)

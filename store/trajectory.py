@@ -269,13 +269,13 @@ class TrajectoryStore:
     def records(self, **where_equal) -> list[TrajectoryRecord]:
         """Every record whose metadata equals the given values (e.g. ``run_id=...``)."""
         with self._collections() as (prompts, _):
-            got = prompts.get(where=_where(where_equal), include=["documents", "metadatas"])
+            got = _get_all(prompts, _where(where_equal), ["documents", "metadatas"])
         return [TrajectoryRecord.from_chroma(d, m) for d, m in zip(got["documents"], got["metadatas"], strict=True)]
 
     def records_with_embeddings(self, **where_equal) -> list[tuple[TrajectoryRecord, list[float]]]:
         """Like :meth:`records`, each with its stored vector (to move records without embedding again)."""
         with self._collections() as (prompts, _):
-            got = prompts.get(where=_where(where_equal), include=["documents", "metadatas", "embeddings"])
+            got = _get_all(prompts, _where(where_equal), ["documents", "metadatas", "embeddings"])
         return [
             (TrajectoryRecord.from_chroma(d, m), [float(x) for x in v])
             for d, m, v in zip(got["documents"], got["metadatas"], got["embeddings"], strict=True)
@@ -338,7 +338,7 @@ class TrajectoryStore:
             raise GradpromptError("store prune needs at least one of --older-than, --task, --model or --run")
         given = {k: v for k, v in (("task", task), ("model", model), ("run_id", run_id)) if v is not None}
         with self._collections() as (prompts, tasks):
-            got = prompts.get(where=_where(given), include=["metadatas"])
+            got = _get_all(prompts, _where(given), ["metadatas"])
             doomed = [
                 (i, m["task"])
                 for i, m in zip(got["ids"], got["metadatas"], strict=True)
@@ -378,6 +378,22 @@ def _rank(r: TrajectoryRecord) -> tuple:
 
 def _better(a: TrajectoryRecord, b: TrajectoryRecord) -> bool:
     return _rank(a) < _rank(b)
+
+
+_PAGE = 5000  # rows per read: one read of a large store overflows SQLite's variable limit
+
+
+def _get_all(collection, where: dict | None, include: list[str]) -> dict[str, list]:
+    """Every matching row of a collection, read a page at a time."""
+    out: dict[str, list] = {"ids": [], **{k: [] for k in include}}
+    offset = 0
+    while True:
+        page = collection.get(where=where, include=include, limit=_PAGE, offset=offset)
+        for key in out:
+            out[key].extend(page[key] if page[key] is not None else [])
+        if len(page["ids"]) < _PAGE:
+            return out
+        offset += _PAGE
 
 
 def _where(equal: dict) -> dict | None:

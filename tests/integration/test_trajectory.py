@@ -115,10 +115,12 @@ def test_second_task_retrieves_and_warm_starts_from_the_first(tmp_path):
     assert all("dev_accuracy" in c for c in warm["considered"])
 
 
-def test_prune_by_age_task_model_and_run_and_stats_show_size(tmp_path):
+def test_prune_by_age_task_model_and_run_and_stats_show_size(tmp_path, monkeypatch):
     from dataclasses import replace
 
     from helpers import run_cli
+
+    monkeypatch.setattr("store.trajectory._PAGE", 2)  # reads of many pages, as in a large store
 
     location = tmp_path / "store"
     store = TrajectoryStore(location)
