@@ -96,9 +96,8 @@ def held_after_steps(values: dict) -> list[tuple[tuple[int, ...], float]]:
     and after the last step the prompt it returned (the final choice on dev)."""
     history = values.get("history", [])
     start = tuple(values["baseline"]["prompt"])
-    seconds = history[0]["timings"].get("prepare", 0.0) if history else 0.0
-    held = [(start, seconds)]
-    total = 0.0
+    total = (values.get("warm_start") or {}).get("seconds", 0.0)  # scoring stored prompts on dev
+    held = [(start, total)]
     for h in history:
         total += sum(h.get("timings", {}).values())
         held.append((tuple(h["accepted"]["prompt"]), total))
@@ -113,8 +112,8 @@ def reach(spec, fixed, settings, runs: Path, values: dict, target: float) -> dic
     prompts = list(dict.fromkeys(p for p, _ in held))
     dev = dict(zip(prompts, scored(spec, fixed, settings, runs, "dev", prompts), strict=True))
     curve = [round(dev[p].accuracy, 4) for p, _ in held]
-    for step, ((_, seconds), acc) in enumerate(zip(held, curve, strict=True)):
-        if acc >= target - 1e-9:
+    for step, (prompt, seconds) in enumerate(held):
+        if dev[prompt].accuracy >= target - 1e-9:
             return {"steps": step, "seconds": round(seconds, 1), "dev_curve": curve}
     return {"steps": None, "seconds": None, "dev_curve": curve}
 
@@ -189,8 +188,9 @@ def held_task(name: str, spec: str, fixed: dict, common: dict, out: Path) -> dic
         "prompts": {"cold": cold["final"]["best"]["text"], "warm": warm["final"]["best"]["text"]},
         "warm_start": {
             "considered": len(ws.get("considered", [])),
-            "chosen_task": None if chosen.get("initial", True) else chosen.get("task"),
+            "chosen_task": None if chosen.get("initial") else chosen.get("task"),
             "chosen_text": chosen.get("text"),
+            "seconds": ws.get("seconds"),
         },
         "kept_initial": {arm: values[arm]["final"]["kept_initial"] for arm in ARMS},
         "seconds": {arm: held_after_steps(values[arm])[-1][1] for arm in ARMS},
@@ -224,13 +224,7 @@ def write_summary(out: Path, plan: dict, fill_rows: list[dict], rows: list[dict]
     if rows:
         means = {k: mean_interval([r[k]["accuracy"] for r in rows]) for k in ("initial", "cold", "warm")}
         diff = mean_interval([r["warm_minus_cold"]["gain"] for r in rows])
-        both = [r for r in rows if r["reach_cold_dev"]["warm"]["steps"] is not None]
-        half = sum(
-            1
-            for r in both
-            if r["reach_cold_dev"]["warm"]["steps"] <= r["reach_cold_dev"]["cold"]["steps"] / 2
-            and r["reach_cold_dev"]["cold"]["steps"] > 0
-        )
+        half = sum(1 for r in rows if _in_half_the_steps(r["reach_cold_dev"]))
         summary.update(means=means, warm_minus_cold=diff, reached_in_half_the_steps=half)
 
         def m(d: dict) -> str:
@@ -254,7 +248,8 @@ def write_summary(out: Path, plan: dict, fill_rows: list[dict], rows: list[dict]
             f"final dev accuracy on dev; the cold run itself got there at step 0 on "
             f"{sum(1 for s in cold_steps if s == 0)} of {len(rows)} tasks (it kept or matched its start). Warm runs "
             f"reaching it in at most half the cold run's steps (of tasks where the cold run needed any): {half}. "
-            f"Seconds: the run's node time up to that step.",
+            "Seconds: the run's node time up to that step, the warm start's scoring of stored prompts on dev "
+            "included.",
         ]
     lines += [
         "",
@@ -279,6 +274,12 @@ def write_summary(out: Path, plan: dict, fill_rows: list[dict], rows: list[dict]
     if rows:
         plot(out / "transfer.png", rows)
     return summary
+
+
+def _in_half_the_steps(reached: dict) -> bool:
+    """Whether the warm run got to the cold run's final dev accuracy in at most half its steps."""
+    cold, warm = reached["cold"]["steps"], reached["warm"]["steps"]
+    return cold is not None and warm is not None and cold > 0 and warm <= cold / 2
 
 
 def _secs(x) -> str:

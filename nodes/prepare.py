@@ -6,6 +6,8 @@ scored on this task's dev split next to the initial prompt, and the best becomes
 
 from __future__ import annotations
 
+import time
+
 from nodes.selection import rank_key
 from nodes.session import Session, rollouts, scored, session, trajectory_of
 from store.checkpoints import new_run_id
@@ -43,7 +45,10 @@ def prepare(state: dict, store=None) -> dict:
     sess = session(state["settings"])
     st = sess.settings
     initial = tuple(sess.rt.encode_prompt(st.initial_prompt))
+    began = time.perf_counter()
     start, warm = _warm_start(sess, initial, store) if st.warm_start else (initial, {})
+    if warm:  # what the warm start cost in model time, kept with its choice
+        warm["seconds"] = round(time.perf_counter() - began, 3)
     store = trajectory_of(sess)
     if store is not None:
         store.register_task(

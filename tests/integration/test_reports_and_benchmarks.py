@@ -162,7 +162,7 @@ def test_transfer_benchmark_cold_against_warm_and_resume(tmp_path, capsys):
     assert diff["gain"] == pytest.approx((row["warm"]["correct"] - row["cold"]["correct"]) / n)
     assert diff["ci95"][0] <= diff["gain"] <= diff["ci95"][1]
     # the warm run weighed the fill tasks' prompts against the initial one; the cold one had none
-    assert row["warm_start"]["considered"] > 1
+    assert row["warm_start"]["considered"] > 1 and row["warm_start"]["seconds"] > 0
     cold_reach = row["reach_cold_dev"]["cold"]
     assert cold_reach["steps"] is not None and cold_reach["dev_curve"][cold_reach["steps"]] >= row["cold_final_dev"]
     assert len(cold_reach["dev_curve"]) == 2  # the start and one step
