@@ -1,15 +1,16 @@
 """What the trajectory buys a new task: cold runs against warm runs that reuse earlier tasks' prompts.
 
 The tasks of a data folder are split in two by a seed. The **fill** half is optimized one task after
-another into one fresh trajectory store. Each task of the **held-back** half is then optimized twice
-with the same settings and seed: **cold** (an empty store of its own, no warm start: the search has
-no memory) and **warm** (a copy of the filled store, with cross-task retrieval and warm start: the
-search starts from the best of similar tasks' prompts when it beats the initial prompt on dev, and
-retrieves from every task). Each arm has its own runs folder and rollout cache, so neither pays for
-nor profits from the other's model calls.
+another into one fresh trajectory store. Each task of the **held-back** half is then optimized three
+times with the same settings and seed: **cold** (an empty store of its own, no warm start: the search
+has no memory), **warm** (a copy of the filled store, with cross-task retrieval and a warm start that
+takes the similar tasks' stored prompt with the best dev accuracy, whatever the margin) and **raced**
+(the same, but the stored prompts race the initial one on dev and one is taken only with a
+significant lead, gradprompt's default). Each arm has its own runs folder and rollout cache, so none
+pays for or profits from another's model calls.
 
-Per held-back task it reports test accuracy of the initial prompt, of the cold run's final prompt and
-of the warm run's, the paired warm-minus-cold test difference with its 95% interval, and how many
+Per held-back task it reports test accuracy of the initial prompt and of each arm's final prompt,
+the paired difference of each warm arm minus cold on test with its 95% interval, and how many
 steps (and seconds of the run's nodes) each arm needed before the prompt it held reached the cold
 run's final dev accuracy; over tasks, the means with 95% t-intervals. Every finished run and task is
 kept, so an interrupted benchmark started again with the same command goes on where it stopped.
@@ -55,7 +56,9 @@ from nodes.session import rollouts, session  # noqa: E402
 from store.checkpoints import open_rollout_store  # noqa: E402
 
 FIXED = ("model", "seed", "steps", "train", "dev", "test", "batch_size", "max_new_tokens", "n_evaluate")
-ARMS = ("cold", "warm")
+ARMS = ("cold", "warm", "raced")
+WARM_RULES = {"warm": "best", "raced": "race"}  # the warm arms and how each chooses its start
+COLOURS = {"initial": "#999999", "cold": "#4c72b0", "warm": "#dd8452", "raced": "#55a868"}
 
 
 def split_tasks(names: list[str], split_seed: int, fill: int) -> tuple[list[str], list[str]]:
@@ -70,9 +73,10 @@ def slug(name: str) -> str:
     return name.replace("/", "-").replace(":", "-")
 
 
-def run_settings(fixed: dict, common: dict, store: Path, warm: bool) -> dict:
+def run_settings(fixed: dict, common: dict, store: Path, arm: str) -> dict:
     settings = {k: v for k, v in fixed.items() if k not in ("model", "seed")}
-    return {**settings, **common, "store": str(store), "warm_start": warm, "cross_task": True}
+    warm = {"warm_start": True, "warm_start_rule": WARM_RULES[arm]} if arm in WARM_RULES else {"warm_start": False}
+    return {**settings, **common, "store": str(store), "cross_task": True, **warm}
 
 
 def optimized(run_id: str, spec: str, fixed: dict, settings: dict, runs: Path) -> dict:
@@ -130,7 +134,7 @@ def fill_phase(fill: list[str], specs: dict[str, str], fixed: dict, common: dict
             rows.append(json.loads(path.read_text()))
             continue
         print(f"fill: optimizing {name}", file=sys.stderr, flush=True)
-        settings = run_settings(fixed, common, out / "fill" / "store", warm=False)
+        settings = run_settings(fixed, common, out / "fill" / "store", "cold")
         values = optimized(f"fill-{slug(name)}", specs[name], fixed, settings, out / "fill" / "runs")
         final = values["final"]
         row = {
@@ -146,9 +150,9 @@ def fill_phase(fill: list[str], specs: dict[str, str], fixed: dict, common: dict
     return rows
 
 
-def filled_copy(out: Path, name: str) -> Path:
-    """The warm run's own copy of the filled store, made once (atomically) before it starts."""
-    target = out / "warm" / "stores" / slug(name)
+def filled_copy(out: Path, arm: str, name: str) -> Path:
+    """A warm run's own copy of the filled store, made once (atomically) before it starts."""
+    target = out / arm / "stores" / slug(name)
     if not target.exists():
         tmp = target.with_name(target.name + ".copying")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -158,43 +162,49 @@ def filled_copy(out: Path, name: str) -> Path:
 
 
 def held_task(name: str, spec: str, fixed: dict, common: dict, out: Path) -> dict:
-    stores = {"cold": out / "cold" / "stores" / slug(name), "warm": filled_copy(out, name)}
-    arm_settings = {arm: run_settings(fixed, common, stores[arm], warm=arm == "warm") for arm in ARMS}
+    stores = {arm: filled_copy(out, arm, name) for arm in WARM_RULES} | {"cold": out / "cold" / "stores" / slug(name)}
+    arm_settings = {arm: run_settings(fixed, common, stores[arm], arm) for arm in ARMS}
     values = {}
     for arm in ARMS:
         print(f"{arm}: optimizing {name}", file=sys.stderr, flush=True)
         values[arm] = optimized(f"{arm}-{slug(name)}", spec, fixed, arm_settings[arm], out / arm / "runs")
-    cold, warm = values["cold"], values["warm"]
+    cold = values["cold"]
     initial = tuple(cold["baseline"]["prompt"])
     (init_t, cold_t) = scored(
         spec, fixed, arm_settings["cold"], out / "cold" / "runs", "test", [initial, final_prompt(cold)]
     )
-    (warm_t,) = scored(spec, fixed, arm_settings["warm"], out / "warm" / "runs", "test", [final_prompt(warm)])
+    test = {"cold": cold_t}
+    for arm in WARM_RULES:
+        (test[arm],) = scored(spec, fixed, arm_settings[arm], out / arm / "runs", "test", [final_prompt(values[arm])])
     n = len(cold_t.correct)
     target = cold["final"]["best"]["dev_accuracy"]
-    reached = {arm: reach(spec, fixed, arm_settings[arm], out / arm / "runs", values[arm], target) for arm in ARMS}
-    ws = warm.get("warm_start") or {}
-    chosen = (ws.get("considered") or [{}])[ws.get("chosen", 0)] if ws.get("considered") else {}
-    return {
+    row = {
         "task": name,
         "spec": spec,
         "test_examples": n,
         "initial": score(sum(init_t.correct), n),
-        "cold": score(sum(cold_t.correct), n),
-        "warm": score(sum(warm_t.correct), n),
-        "warm_minus_cold": paired_gain(warm_t.correct, cold_t.correct).to_json(),
+        **{arm: score(sum(test[arm].correct), n) for arm in ARMS},
+        **{f"{arm}_minus_cold": paired_gain(test[arm].correct, cold_t.correct).to_json() for arm in WARM_RULES},
         "cold_final_dev": target,
-        "reach_cold_dev": reached,
-        "prompts": {"cold": cold["final"]["best"]["text"], "warm": warm["final"]["best"]["text"]},
-        "warm_start": {
-            "considered": len(ws.get("considered", [])),
-            "chosen_task": None if chosen.get("initial") else chosen.get("task"),
-            "chosen_text": chosen.get("text"),
-            "seconds": ws.get("seconds"),
+        "reach_cold_dev": {
+            arm: reach(spec, fixed, arm_settings[arm], out / arm / "runs", values[arm], target) for arm in ARMS
         },
+        "prompts": {arm: values[arm]["final"]["best"]["text"] for arm in ARMS},
         "kept_initial": {arm: values[arm]["final"]["kept_initial"] for arm in ARMS},
         "seconds": {arm: held_after_steps(values[arm])[-1][1] for arm in ARMS},
     }
+    for arm in WARM_RULES:
+        ws = values[arm].get("warm_start") or {}
+        considered = ws.get("considered") or []
+        chosen = considered[ws.get("chosen", 0)] if considered else {}
+        row[f"{arm}_start"] = {
+            "considered": len(considered),
+            "chosen_task": None if chosen.get("initial") else chosen.get("task"),
+            "chosen_text": chosen.get("text"),
+            "seconds": ws.get("seconds"),
+            "dev_examples": sum(c.get("dev_examples", fixed["dev"]) for c in considered),
+        }
+    return row
 
 
 def _steps(x) -> str:
@@ -202,38 +212,68 @@ def _steps(x) -> str:
 
 
 def write_summary(out: Path, plan: dict, fill_rows: list[dict], rows: list[dict], fixed: dict) -> dict:
+    warm_arms = list(WARM_RULES)
     lines = [
-        "| task | n test | initial | cold | warm | warm - cold (95% CI) | warm start from | steps to cold's final dev: "
-        "cold / warm | seconds: cold / warm |",
-        "|---|---:|---|---|---|---|---|---:|---:|",
+        "| task | n test | initial | "
+        + " | ".join(ARMS)
+        + " | "
+        + " | ".join(f"{a} - cold (95% CI)" for a in warm_arms)
+        + " | start taken from ("
+        + " / ".join(warm_arms)
+        + ") | steps to cold's final dev ("
+        + " / ".join(ARMS)
+        + ") | seconds ("
+        + " / ".join(ARMS)
+        + ") |",
+        "|---|---:|" + "---|" * (1 + len(ARMS) + len(warm_arms) + 1) + "---:|---:|",
     ]
 
     def acc(s: dict) -> str:
         return f"{s['accuracy']:.2f} [{s['ci95'][0]:.2f}, {s['ci95'][1]:.2f}]"
 
+    def gain(g: dict) -> str:
+        return f"{g['gain']:+.3f} [{g['ci95'][0]:+.2f}, {g['ci95'][1]:+.2f}] p={g['p_value']:.2f}"
+
     for r in rows:
-        g, rc = r["warm_minus_cold"], r["reach_cold_dev"]
+        rc = r["reach_cold_dev"]
         lines.append(
-            f"| {r['task']} | {r['test_examples']} | {acc(r['initial'])} | {acc(r['cold'])} | {acc(r['warm'])} | "
-            f"{g['gain']:+.3f} [{g['ci95'][0]:+.2f}, {g['ci95'][1]:+.2f}] p={g['p_value']:.2f} | "
-            f"{r['warm_start']['chosen_task'] or 'initial prompt'} | "
-            f"{_steps(rc['cold']['steps'])} / {_steps(rc['warm']['steps'])} | "
-            f"{_secs(rc['cold']['seconds'])} / {_secs(rc['warm']['seconds'])} |"
+            f"| {r['task']} | {r['test_examples']} | {acc(r['initial'])} | "
+            + " | ".join(acc(r[a]) for a in ARMS)
+            + " | "
+            + " | ".join(gain(r[f"{a}_minus_cold"]) for a in warm_arms)
+            + " | "
+            + " / ".join(r[f"{a}_start"]["chosen_task"] or "initial" for a in warm_arms)
+            + " | "
+            + " / ".join(_steps(rc[a]["steps"]) for a in ARMS)
+            + " | "
+            + " / ".join(_secs(rc[a]["seconds"]) for a in ARMS)
+            + " |"
         )
     summary: dict = {"plan": plan, "settings": fixed, "fill": fill_rows, "held": rows}
     if rows:
-        means = {k: mean_interval([r[k]["accuracy"] for r in rows]) for k in ("initial", "cold", "warm")}
-        diff = mean_interval([r["warm_minus_cold"]["gain"] for r in rows])
-        half = sum(1 for r in rows if _in_half_the_steps(r["reach_cold_dev"]))
-        summary.update(means=means, warm_minus_cold=diff, reached_in_half_the_steps=half)
+        means = {k: mean_interval([r[k]["accuracy"] for r in rows]) for k in ("initial", *ARMS)}
+        diffs = {a: mean_interval([r[f"{a}_minus_cold"]["gain"] for r in rows]) for a in warm_arms}
+        half = {a: sum(1 for r in rows if _in_half_the_steps(r["reach_cold_dev"], a)) for a in warm_arms}
+        start_seconds = {a: statistics.fmean(r[f"{a}_start"]["seconds"] or 0.0 for r in rows) for a in warm_arms}
+        summary.update(
+            means=means,
+            minus_cold=diffs,
+            reached_in_half_the_steps=half,
+            warm_start_seconds=start_seconds,
+        )
 
         def m(d: dict) -> str:
             ci = d["ci95"]
             return f"**{d['mean']:.3f}**" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
 
         lines.append(
-            f"| **mean of {len(rows)} tasks** | | {m(means['initial'])} | {m(means['cold'])} | {m(means['warm'])} | "
-            f"{m(diff)} | | {_mean_steps(rows, 'cold')} / {_mean_steps(rows, 'warm')} | |"
+            f"| **mean of {len(rows)} tasks** | | {m(means['initial'])} | "
+            + " | ".join(m(means[a]) for a in ARMS)
+            + " | "
+            + " | ".join(m(diffs[a]) for a in warm_arms)
+            + " | | "
+            + " / ".join(_mean_steps(rows, a) for a in ARMS)
+            + " | |"
         )
         cold_steps = [r["reach_cold_dev"]["cold"]["steps"] for r in rows]
         lines += [
@@ -241,15 +281,23 @@ def write_summary(out: Path, plan: dict, fill_rows: list[dict], rows: list[dict]
             f"Held-back tasks ({len(rows)} of {len(plan['held'])} finished): {', '.join(plan['held'])}. "
             f"Fill tasks (split seed {plan['split_seed']}): {', '.join(plan['fill'])}.",
             "",
-            "Accuracies on each task's test split with 95% Wilson intervals; warm - cold is the paired difference "
+            "Arms: cold starts from the initial prompt with an empty store; warm and raced start from a copy of the "
+            "filled store, retrieve across tasks and warm-start. warm takes the stored prompt with the best dev "
+            "accuracy whatever the margin; raced races the stored prompts against the initial one on dev, dropping "
+            "those a paired test puts behind, and takes one only with a significant dev lead.",
+            "",
+            "Accuracies on each task's test split with 95% Wilson intervals; X - cold is the paired difference "
             "of the two final prompts on the same test examples (95% Agresti-Min interval, exact McNemar p); means "
             "over tasks carry 95% t-intervals over tasks. Steps to cold's final dev: the first step (0 = the "
             "starting prompt, after a warm start) at which the prompt the run held scored at least the cold run's "
             f"final dev accuracy on dev; the cold run itself got there at step 0 on "
-            f"{sum(1 for s in cold_steps if s == 0)} of {len(rows)} tasks (it kept or matched its start). Warm runs "
-            f"reaching it in at most half the cold run's steps (of tasks where the cold run needed any): {half}. "
-            "Seconds: the run's node time up to that step, the warm start's scoring of stored prompts on dev "
-            "included.",
+            f"{sum(1 for s in cold_steps if s == 0)} of {len(rows)} tasks (it kept or matched its start). Runs "
+            "reaching it in at most half the cold run's steps (of tasks where the cold run needed any): "
+            + ", ".join(f"{a} {half[a]}" for a in warm_arms)
+            + ". Seconds: the run's node time up to that step, the warm start's scoring of stored prompts on dev "
+            "included; the warm start itself took "
+            + ", ".join(f"{start_seconds[a]:.0f} s ({a})" for a in warm_arms)
+            + " on average.",
         ]
     lines += [
         "",
@@ -276,9 +324,9 @@ def write_summary(out: Path, plan: dict, fill_rows: list[dict], rows: list[dict]
     return summary
 
 
-def _in_half_the_steps(reached: dict) -> bool:
-    """Whether the warm run got to the cold run's final dev accuracy in at most half its steps."""
-    cold, warm = reached["cold"]["steps"], reached["warm"]["steps"]
+def _in_half_the_steps(reached: dict, arm: str) -> bool:
+    """Whether a warm run got to the cold run's final dev accuracy in at most half its steps."""
+    cold, warm = reached["cold"]["steps"], reached[arm]["steps"]
     return cold is not None and warm is not None and cold > 0 and warm <= cold / 2
 
 
@@ -302,23 +350,30 @@ def plot(path: Path, rows: list[dict]) -> None:
 
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(6, 1.1 * len(rows)), 7), sharex=True)
     xs = range(len(rows))
-    for j, (key, colour) in enumerate((("initial", "#999999"), ("cold", "#4c72b0"), ("warm", "#dd8452"))):
+    keys = ("initial", *ARMS)
+    width = 0.8 / len(keys)
+    for j, key in enumerate(keys):
         vals = [r[key]["accuracy"] for r in rows]
         low = [r[key]["accuracy"] - r[key]["ci95"][0] for r in rows]
         high = [r[key]["ci95"][1] - r[key]["accuracy"] for r in rows]
-        top.bar([x + (j - 1) * 0.27 for x in xs], vals, 0.27, yerr=[low, high], label=key, color=colour, capsize=2)
+        shift = (j - (len(keys) - 1) / 2) * width
+        top.bar([x + shift for x in xs], vals, width, yerr=[low, high], label=key, color=COLOURS[key], capsize=2)
     top.set_ylabel("test accuracy (95% CI)")
-    top.legend()
-    gains = [r["warm_minus_cold"] for r in rows]
-    bottom.errorbar(
-        list(xs),
-        [g["gain"] for g in gains],
-        yerr=[[g["gain"] - g["ci95"][0] for g in gains], [g["ci95"][1] - g["gain"] for g in gains]],
-        fmt="o",
-        capsize=3,
-    )
+    top.legend(ncol=len(keys), fontsize=8)
+    for j, arm in enumerate(WARM_RULES):
+        gains = [r[f"{arm}_minus_cold"] for r in rows]
+        bottom.errorbar(
+            [x + (j - 0.5) * 0.2 for x in xs],
+            [g["gain"] for g in gains],
+            yerr=[[g["gain"] - g["ci95"][0] for g in gains], [g["ci95"][1] - g["gain"] for g in gains]],
+            fmt="o",
+            capsize=3,
+            color=COLOURS[arm],
+            label=f"{arm} - cold",
+        )
+    bottom.legend(fontsize=8)
     bottom.axhline(0, color="black", lw=0.8)
-    bottom.set_ylabel("warm - cold, paired (95% CI)")
+    bottom.set_ylabel("minus cold, paired (95% CI)")
     bottom.set_xticks(list(xs), [r["task"].split("/")[-1] for r in rows], rotation=35, ha="right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -354,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for name in held:
             path = args.out / "tasks" / f"{slug(name)}.json"
-            if not path.is_file():
+            if not path.is_file() or any(arm not in json.loads(path.read_text()) for arm in ARMS):
                 path.parent.mkdir(parents=True, exist_ok=True)
                 _write_row(path, held_task(name, specs[name], fixed, common, args.out))
             rows.append(json.loads(path.read_text()))

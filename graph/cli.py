@@ -302,6 +302,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         ray_address=args.ray_address,
         gpus_per_run=args.gpus_per_run,
         cpus_per_run=args.cpus_per_run,
+        retries=args.retries,
         use_ray=not args.no_ray,
         store=args.store,
         on_progress=tell,
@@ -527,6 +528,12 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--ray-address", help="a Ray cluster (e.g. 10.0.0.5:6379); default: a local Ray on this machine")
     sw.add_argument("--gpus-per-run", type=float, default=0, help="GPUs Ray reserves for each run (default 0)")
     sw.add_argument("--cpus-per-run", type=float, help="CPUs Ray reserves for each run (default: cores / workers)")
+    sw.add_argument(
+        "--retries",
+        type=int,
+        default=3,
+        help="times a run whose worker died is started again, from its last checkpoint (default 3)",
+    )
     sw.add_argument("--no-ray", action="store_true", help="run one after another in this process, without Ray")
     sw.set_defaults(func=cmd_sweep)
     _add_settings_flags(sw)

@@ -212,6 +212,8 @@ def sweep(
         raise GradpromptError(f"--workers must be at least 1 (got {workers})")
     if gpus_per_run < 0 or (cpus_per_run is not None and cpus_per_run <= 0):
         raise GradpromptError("--gpus-per-run must be >= 0 and --cpus-per-run > 0")
+    if retries < 0:
+        raise GradpromptError(f"--retries must be 0 or more (got {retries}): times a dead worker's run restarts")
     planned = runs if runs is not None else plan(name, tasks, models, seeds)
     checkpointer = checkpointer_url(checkpointer)
     run_dir = str(runs_dir(run_dir).resolve())

@@ -102,6 +102,12 @@ class RunSettings(StepSettings):
         False,
         description="start from the best stored prompt of similar earlier tasks if it beats the initial one on dev",
     )
+    warm_start_rule: Literal["race", "best"] = Field(
+        "race",
+        description="race: stored prompts race the initial one on dev, dropping those a paired test puts behind, "
+        "and one replaces it only with a significant dev lead (final_alpha over the finishers); best: the "
+        "highest dev accuracy wins, whatever the margin",
+    )
     edit_schedule: Literal["cosine", "linear", "constant"] = Field(
         "cosine", description="how the per-step edit limit decays over the run"
     )

@@ -5,6 +5,12 @@ across runs and tasks. The embedded default is a ``PersistentClient`` folder; an
 location talks to a ``chroma run`` server so that many runs on many machines share one trajectory.
 Record ids are derived from (run, step, source, prompt), so writing the same record twice (a
 resumed run re-running its record node) stores it once.
+
+Every read is for one model, so each model's prompts live in a collection of their own: a metadata
+filter over a large collection costs in proportion to the rows it matches, and "this model" matches
+a large share of a store shared by few models. Within a model's collection a same-task read filters
+by task (a small share) and a cross-task read searches unfiltered and drops the task's own prompts
+itself. A store written with one collection for every model is moved to this layout when opened.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import hashlib
 import json
 import os
 import threading
+import weakref
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,7 +33,8 @@ from store.embeddings import BUNDLED, get_embedder
 from store.locks import store_folder_lock
 from store.paths import data_dir
 
-PROMPTS = "gradprompt-prompts"
+PROMPTS = "gradprompt-prompts"  # one collection for every model: the earlier layout, moved on open
+MODEL_PROMPTS = "gradprompt-prompts-"  # + a digest of the model name: one collection per model
 TASKS = "gradprompt-tasks"
 _COSINE = {"hnsw": {"space": "cosine"}}
 
@@ -110,6 +118,7 @@ def is_server(location: str) -> bool:
 
 
 _HELD: dict[str, list] = {}  # folder -> [open client or None, how many holds are open]
+_OPENED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # client -> its _Collections
 _HELD_LOCK = threading.Lock()
 
 
@@ -159,18 +168,22 @@ class TrajectoryStore:
         self.embedder = get_embedder(embeddings)
 
     @contextmanager
-    def _collections(self) -> Iterator[tuple]:
-        """The two collections. A folder store is held (and its client kept) for the operation or,
-        when a run holds it, for the run; a server keeps one client. A folder another process is
+    def _collections(self) -> Iterator[_Collections]:
+        """The store's collections. A folder store is held (and its client kept) for the operation
+        or, when a run holds it, for the run; a server keeps one client. A folder another process is
         using at the moment is refused."""
         with holding(self.location):
             yield from self._open_collections()
 
-    def _open_collections(self) -> Iterator[tuple]:
+    def _open_collections(self) -> Iterator[_Collections]:
         try:
             client = self._server or (_client(self.location) if self.remote else _held_client(self.location))
-            prompts = client.get_or_create_collection(PROMPTS, configuration=_COSINE, embedding_function=None)
-            tasks = client.get_or_create_collection(TASKS, configuration=_COSINE, embedding_function=None)
+            opened = _OPENED.get(client)
+            if opened is None:  # once per client: a run's many reads and writes share one
+                tasks = client.get_or_create_collection(TASKS, configuration=_COSINE, embedding_function=None)
+                opened = _Collections(client, tasks)
+                opened.move_single_collection()
+                _OPENED[client] = opened
         except GradpromptError:
             raise
         except Exception as exc:  # connection refused, a corrupted folder, a version mismatch
@@ -181,7 +194,7 @@ class TrajectoryStore:
             ) from None
         if self.remote:
             self._server = client
-        yield prompts, tasks
+        yield opened
 
     # ----- writing ------------------------------------------------------------------------------
     def add(self, records: list[TrajectoryRecord], embeddings: list[list[float]] | None = None) -> None:
@@ -196,19 +209,14 @@ class TrajectoryStore:
         vectors = (
             self.embedder.embed([r.text for r in unique]) if embeddings is None else [v for _, v in by_id.values()]
         )
-        with self._collections() as (prompts, _):
-            prompts.upsert(
-                ids=[r.id for r in unique],
-                documents=[r.text for r in unique],
-                embeddings=vectors,
-                metadatas=[r.metadata() for r in unique],
-            )
+        with self._collections() as opened:
+            opened.upsert(unique, vectors)
 
     def register_task(self, name: str, questions: list[str], answer_kind: str) -> None:
         """Remember what a task looks like (mean embedding of some of its questions) for warm starts."""
         vector = _mean(self.embedder.embed(questions[:32]))
-        with self._collections() as (_, tasks):
-            tasks.upsert(
+        with self._collections() as opened:
+            opened.tasks.upsert(
                 ids=[name],
                 embeddings=[vector],
                 documents=[questions[0]],
@@ -217,8 +225,8 @@ class TrajectoryStore:
 
     # ----- reading ------------------------------------------------------------------------------
     def count(self) -> int:
-        with self._collections() as (prompts, _):
-            return prompts.count()
+        with self._collections() as opened:
+            return sum(c.count() for c in opened.every_model())
 
     def similar(
         self,
@@ -235,26 +243,28 @@ class TrajectoryStore:
         or any task but ``exclude_task``), each with its best recorded score. With ``splits``, a dev
         score recorded under other splits of the same task is not used as the prompt's score (its
         dev examples may be this run's test examples); the prompt itself is still retrieved."""
-        where: list[dict] = [{"model": model}]
-        if task is not None:
-            where.append({"task": task})
-        if exclude_task is not None:
-            where.append({"task": {"$ne": exclude_task}})
         if k <= 0:
             return []
         vector = self.embedder.embed([text])
-        with self._collections() as (prompts, _):
-            total = prompts.count()
+        with self._collections() as opened:
+            prompts = opened.of_model(model)
+            total = prompts.count() if prompts is not None else 0
             if total == 0:
                 return []
-            result = prompts.query(
-                query_embeddings=vector,
-                n_results=min(total, 8 * k),
-                where=where[0] if len(where) == 1 else {"$and": where},
-                include=["documents", "metadatas", "distances"],
-            )
+            wanted = min(total, 8 * k)
+            if task is not None:
+                rows = _query(prompts, vector, wanted, {"task": task})
+            elif exclude_task is None:
+                rows = _query(prompts, vector, wanted, None)
+            else:
+                # unfiltered first, as a filter costs in proportion to what it matches; when the
+                # task's own prompts crowd out the others among the nearest, the filter after all
+                seen = min(total, 4 * wanted)
+                rows = [row for row in _query(prompts, vector, seen, None) if row[1]["task"] != exclude_task]
+                if len({doc for doc, _, _ in rows} - {exclude_text}) < k and seen < total:
+                    rows = _query(prompts, vector, wanted, {"task": {"$ne": exclude_task}})
         best: dict[str, Hit] = {}
-        for doc, meta, dist in zip(result["documents"][0], result["metadatas"][0], result["distances"][0], strict=True):
+        for doc, meta, dist in rows:
             if doc == exclude_text:
                 continue
             record = TrajectoryRecord.from_chroma(doc, meta)
@@ -268,18 +278,28 @@ class TrajectoryStore:
 
     def records(self, **where_equal) -> list[TrajectoryRecord]:
         """Every record whose metadata equals the given values (e.g. ``run_id=...``)."""
-        with self._collections() as (prompts, _):
-            got = _get_all(prompts, _where(where_equal), ["documents", "metadatas"])
-        return [TrajectoryRecord.from_chroma(d, m) for d, m in zip(got["documents"], got["metadatas"], strict=True)]
+        return [r for r, _ in self._read(where_equal, ["documents", "metadatas"])]
 
     def records_with_embeddings(self, **where_equal) -> list[tuple[TrajectoryRecord, list[float]]]:
         """Like :meth:`records`, each with its stored vector (to move records without embedding again)."""
-        with self._collections() as (prompts, _):
-            got = _get_all(prompts, _where(where_equal), ["documents", "metadatas", "embeddings"])
-        return [
-            (TrajectoryRecord.from_chroma(d, m), [float(x) for x in v])
-            for d, m, v in zip(got["documents"], got["metadatas"], got["embeddings"], strict=True)
-        ]
+        rows = self._read(where_equal, ["documents", "metadatas", "embeddings"])
+        return [(r, [float(x) for x in v]) for r, v in rows]
+
+    def _read(self, where_equal: dict, include: list[str]) -> list[tuple[TrajectoryRecord, list | None]]:
+        where_equal = dict(where_equal)
+        model = where_equal.pop("model", None)
+        out = []
+        with self._collections() as opened:
+            for prompts in opened.every_model() if model is None else [opened.of_model(model)]:
+                if prompts is None:
+                    continue
+                got = _get_all(prompts, _where(where_equal), include)
+                vectors = got.get("embeddings") or [None] * len(got["ids"])
+                out += [
+                    (TrajectoryRecord.from_chroma(d, m), v)
+                    for d, m, v in zip(got["documents"], got["metadatas"], vectors, strict=True)
+                ]
+        return out
 
     def best(self, *, task: str, model: str, k: int) -> list[TrajectoryRecord]:
         """The ``k`` distinct prompts of a task with the best dev accuracy, else minibatch score."""
@@ -293,7 +313,8 @@ class TrajectoryStore:
 
     def similar_tasks(self, questions: list[str], *, exclude: str, k: int) -> list[tuple[str, float]]:
         vector = _mean(self.embedder.embed(questions[:32]))
-        with self._collections() as (_, tasks):
+        with self._collections() as opened:
+            tasks = opened.tasks
             total = tasks.count()
             if total == 0:
                 return []
@@ -336,27 +357,33 @@ class TrajectoryStore:
         starts too. Returns how many records (per task) were, or with ``dry_run`` would be, deleted."""
         if before is None and task is None and model is None and run_id is None:
             raise GradpromptError("store prune needs at least one of --older-than, --task, --model or --run")
-        given = {k: v for k, v in (("task", task), ("model", model), ("run_id", run_id)) if v is not None}
-        with self._collections() as (prompts, tasks):
-            got = _get_all(prompts, _where(given), ["metadatas"])
-            doomed = [
-                (i, m["task"])
-                for i, m in zip(got["ids"], got["metadatas"], strict=True)
-                if before is None or m.get("recorded", float("-inf")) < before
-            ]
+        given = {k: v for k, v in (("task", task), ("run_id", run_id)) if v is not None}
+        with self._collections() as opened:
+            doomed: list[tuple[object, str, str]] = []  # (collection, id, task)
+            for prompts in opened.every_model() if model is None else [opened.of_model(model)]:
+                if prompts is None:
+                    continue
+                got = _get_all(prompts, _where(given), ["metadatas"])
+                doomed += [
+                    (prompts, i, m["task"])
+                    for i, m in zip(got["ids"], got["metadatas"], strict=True)
+                    if before is None or m.get("recorded", float("-inf")) < before
+                ]
             forgotten: list[str] = []
             if not dry_run and doomed:
-                ids = [i for i, _ in doomed]
-                for start in range(0, len(ids), 5000):  # under the server's largest batch
-                    prompts.delete(ids=ids[start : start + 5000])
-                for name in sorted({t for _, t in doomed}):
-                    if not prompts.get(where={"task": name}, limit=1, include=[])["ids"]:
-                        tasks.delete(ids=[name])
+                for prompts in {id(c): c for c, _, _ in doomed}.values():
+                    ids = [i for c, i, _ in doomed if c is prompts]
+                    for start in range(0, len(ids), _PAGE):  # under the server's largest batch
+                        prompts.delete(ids=ids[start : start + _PAGE])
+                left = opened.every_model()
+                for name in sorted({t for _, _, t in doomed}):
+                    if not any(c.get(where={"task": name}, limit=1, include=[])["ids"] for c in left):
+                        opened.tasks.delete(ids=[name])
                         forgotten.append(name)
         return {
             "deleted": 0 if dry_run else len(doomed),
             "matched": len(doomed),
-            "tasks": dict(Counter(t for _, t in doomed).most_common()),
+            "tasks": dict(Counter(t for _, _, t in doomed).most_common()),
             "tasks_forgotten": forgotten,
             "dry_run": dry_run,
         }
@@ -380,7 +407,77 @@ def _better(a: TrajectoryRecord, b: TrajectoryRecord) -> bool:
     return _rank(a) < _rank(b)
 
 
-_PAGE = 5000  # rows per read: one read of a large store overflows SQLite's variable limit
+_PAGE = 5000  # rows per read or delete: one read of a large store overflows SQLite's variable limit
+
+
+class _Collections:
+    """The open collections of a store: the tasks, and the prompts of each model."""
+
+    def __init__(self, client, tasks):
+        self.client = client
+        self.tasks = tasks
+        self._models: dict[str, object] = {}
+
+    def of_model(self, model: str, create: bool = False):
+        """The collection of a model's prompts (None when nothing was recorded for it)."""
+        if model in self._models:
+            return self._models[model]
+        name = MODEL_PROMPTS + hashlib.sha1(model.encode()).hexdigest()[:20]
+        if create:
+            found = self.client.get_or_create_collection(
+                name, configuration=_COSINE, metadata={"model": model}, embedding_function=None
+            )
+        elif name in self._names():
+            found = self.client.get_collection(name, embedding_function=None)
+        else:
+            return None
+        self._models[model] = found
+        return found
+
+    def every_model(self) -> list:
+        return [self.client.get_collection(n, embedding_function=None) for n in self._names() if n != PROMPTS]
+
+    def _names(self) -> list[str]:
+        return [c.name for c in self.client.list_collections() if c.name.startswith(PROMPTS)]
+
+    def upsert(self, records: list[TrajectoryRecord], vectors: list[list[float]]) -> None:
+        by_model: dict[str, list[int]] = {}
+        for i, r in enumerate(records):
+            by_model.setdefault(r.model, []).append(i)
+        for model, rows in by_model.items():
+            prompts = self.of_model(model, create=True)
+            for start in range(0, len(rows), _PAGE):
+                part = rows[start : start + _PAGE]
+                prompts.upsert(
+                    ids=[records[i].id for i in part],
+                    documents=[records[i].text for i in part],
+                    embeddings=[vectors[i] for i in part],
+                    metadatas=[records[i].metadata() for i in part],
+                )
+
+    def move_single_collection(self) -> None:
+        """Move a store written with one collection for every model to one collection per model.
+        Records keep their ids, so a move interrupted and done again (or done by two processes
+        sharing a server) stores each record once; the old collection goes when it is empty."""
+        if PROMPTS not in self._names():
+            return
+        old = self.client.get_collection(PROMPTS, embedding_function=None)
+        while True:
+            page = old.get(limit=_PAGE, include=["documents", "metadatas", "embeddings"])
+            if not page["ids"]:
+                break
+            rows = zip(page["documents"], page["metadatas"], strict=True)
+            records = [TrajectoryRecord.from_chroma(d, m) for d, m in rows]
+            self.upsert(records, [[float(x) for x in v] for v in page["embeddings"]])
+            old.delete(ids=page["ids"])
+        self.client.delete_collection(PROMPTS)
+
+
+def _query(prompts, vector: list[list[float]], n: int, where: dict | None) -> list[tuple[str, dict, float]]:
+    """The ``n`` nearest rows: (document, metadata, cosine distance)."""
+    include = ["documents", "metadatas", "distances"]
+    got = prompts.query(query_embeddings=vector, n_results=n, where=where, include=include)
+    return list(zip(got["documents"][0], got["metadatas"][0], got["distances"][0], strict=True))
 
 
 def _get_all(collection, where: dict | None, include: list[str]) -> dict[str, list]:

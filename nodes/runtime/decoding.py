@@ -264,9 +264,9 @@ def _split(flat: list, counts: Sequence[int]) -> list[list]:
 
 def _decoder_pass(model, ids, mask, position_ids, cache):
     out = model.get_decoder()(
-        input_ids=ids, attention_mask=mask, position_ids=position_ids, past_key_values=cache, use_cache=True
+        input_ids=ids, attention_mask=mask, position_ids=position_ids, cache=cache, use_cache=True
     )
-    return out.last_hidden_state, out.past_key_values
+    return out.last_hidden_state, out.cache
 
 
 def _prefill(model, rows: list[_Row], pad_id: int, device, max_new: int) -> tuple:
@@ -401,11 +401,11 @@ def reason_and_answer(
             input_ids=ids,
             attention_mask=torch.cat([mask, new_mask], dim=1),
             position_ids=lengths[:, None] + torch.arange(ids.shape[1], device=device)[None, :],
-            past_key_values=cache,
+            cache=cache,
             use_cache=True,
             logits_to_keep=keep,
         )
-        cache = out.past_key_values
+        cache = out.cache
         counts = keep.sum(1).tolist()
         _score_gold(active, torch.split(out.logits, counts))
         predictions = torch.split(out.logits.argmax(-1), counts)

@@ -78,11 +78,11 @@ def _logits_from(rt: Runtime, rows: Sequence[ForcedRow], positions: list[int], e
                 input_ids=pre_ids,
                 attention_mask=pre_mask,
                 position_ids=(pre_mask.cumsum(1) - 1).clamp(min=0),
-                past_key_values=DynamicCache(config=rt.model.config),
+                cache=DynamicCache(config=rt.model.config),
                 use_cache=True,
                 logits_to_keep=keep,
             )
-        cache, pre_logits = out.past_key_values, list(torch.split(out.logits, keep.sum(1).tolist()))
+        cache, pre_logits = out.cache, list(torch.split(out.logits, keep.sum(1).tolist()))
     ids, mask = pad([r.ids[s:] for r, s in zip(rows, split, strict=True)], rt.pad_id, "right", rt.device)
     embeds = rt.model.get_input_embeddings()(ids)
     if positions and edit_embeds is not None:
@@ -100,7 +100,7 @@ def _logits_from(rt: Runtime, rows: Sequence[ForcedRow], positions: list[int], e
         inputs_embeds=embeds,
         attention_mask=torch.cat([pre_mask, mask], dim=1),
         position_ids=pre_mask.sum(1, keepdim=True) + torch.arange(ids.shape[1], device=rt.device)[None, :],
-        past_key_values=cache,
+        cache=cache,
         use_cache=cache is not None,
         logits_to_keep=keep,
     ).logits

@@ -156,17 +156,22 @@ def test_transfer_benchmark_cold_against_warm_and_resume(tmp_path, capsys):
     (row,) = summary["held"]
     n = row["test_examples"]
     assert n == 6
-    for arm in ("initial", "cold", "warm"):
+    for arm in ("initial", "cold", "warm", "raced"):
         assert row[arm]["correct"] == round(row[arm]["accuracy"] * n)
     diff = row["warm_minus_cold"]
     assert diff["gain"] == pytest.approx((row["warm"]["correct"] - row["cold"]["correct"]) / n)
     assert diff["ci95"][0] <= diff["gain"] <= diff["ci95"][1]
     # the warm run weighed the fill tasks' prompts against the initial one; the cold one had none
     assert row["warm_start"]["considered"] > 1 and row["warm_start"]["seconds"] > 0
+    # the raced warm start weighed the same stored prompts, on no more dev examples than scoring them all
+    raced = row["raced_start"]
+    assert raced["considered"] == row["warm_start"]["considered"]
+    assert raced["dev_examples"] <= row["warm_start"]["dev_examples"]
     cold_reach = row["reach_cold_dev"]["cold"]
     assert cold_reach["steps"] is not None and cold_reach["dev_curve"][cold_reach["steps"]] >= row["cold_final_dev"]
     assert len(cold_reach["dev_curve"]) == 2  # the start and one step
-    assert summary["warm_minus_cold"]["mean"] == pytest.approx(diff["gain"])
+    assert summary["minus_cold"]["warm"]["mean"] == pytest.approx(diff["gain"])
+    assert set(summary["minus_cold"]) == {"warm", "raced"}
     table = (out / "results.md").read_text()
     assert f"| {plan['held'][0]} | 6 |" in table and "mean of 1 tasks" in table
     assert (out / "transfer.png").read_bytes().startswith(PNG)

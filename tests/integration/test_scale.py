@@ -241,6 +241,8 @@ def test_sweep_plans_and_reads_files(tmp_path):
     _one_line_error(out, "a sweep takes `seeds`")
     out = run_cli("sweep", "--tasks", "builtin:nope", "--no-ray", run_dir=tmp_path)
     _one_line_error(out, "unknown built-in task 'nope'")
+    out = run_cli("sweep", "--tasks", "builtin:compare", "--retries", "-1", run_dir=tmp_path)
+    _one_line_error(out, "--retries must be 0 or more (got -1)")
 
 
 @pytest.mark.model

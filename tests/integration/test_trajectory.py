@@ -58,6 +58,46 @@ def test_retrieval_returns_the_most_similar_prompts_of_the_model(tmp_path):
     assert store.similar(query, model="other-model", k=3)[0].record.text == "Let's think step by step!"
 
 
+def test_cross_task_retrieval_finds_other_tasks_crowded_out_by_the_own_one(tmp_path):
+    store = TrajectoryStore(tmp_path / "store")
+    own = [_record(f"Think step by step about part {i} of the question.", i, task="own") for i in range(40)]
+    store.add([*own, _record("Reply in French only.", 50, task="other")])
+    query = "Think step by step about the question."
+    # the 32 nearest prompts are all the task's own: the search has to look past them
+    (hit,) = store.similar(query, model="m1", k=1, exclude_task="own")
+    assert hit.record.task == "other" and hit.record.text == "Reply in French only."
+    assert store.similar(query, model="m1", k=1, task="own")[0].record.task == "own"
+    assert store.similar(query, model="m2", k=1) == []
+
+
+def test_a_store_with_one_collection_for_every_model_is_moved_on_open(tmp_path):
+    import chromadb
+    from chromadb.config import Settings
+
+    from store.trajectory import MODEL_PROMPTS, PROMPTS
+
+    location = tmp_path / "store"
+    records = [_record(t, i, model="m1" if i % 2 else "m2") for i, t in enumerate(TEXTS)]
+    client = chromadb.PersistentClient(path=str(location), settings=Settings(anonymized_telemetry=False))
+    old = client.get_or_create_collection(PROMPTS, configuration={"hnsw": {"space": "cosine"}})
+    old.add(
+        ids=[r.id for r in records],
+        documents=[r.text for r in records],
+        embeddings=get_embedder().embed([r.text for r in records]),
+        metadatas=[r.metadata() for r in records],
+    )
+    del old, client
+
+    store = TrajectoryStore(location)
+    assert sorted(store.records(), key=lambda r: r.step) == records
+    assert store.count() == len(TEXTS)
+    assert {h.record.model for h in store.similar(TEXTS[0], model="m2", k=5)} == {"m2"}
+    assert store.similar(TEXTS[0], model="m2", k=1)[0].record.text == TEXTS[0]
+    client = chromadb.PersistentClient(path=str(location), settings=Settings(anonymized_telemetry=False))
+    names = sorted(c.name for c in client.list_collections())
+    assert PROMPTS not in names and sum(n.startswith(MODEL_PROMPTS) for n in names) == 2
+
+
 def test_dev_scores_of_other_splits_do_not_steer_a_run(tmp_path):
     from dataclasses import replace
 
@@ -113,9 +153,11 @@ def test_second_task_retrieves_and_warm_starts_from_the_first(tmp_path):
     warm = run_values(second.run_id, run_dir=tmp_path)["warm_start"]
     assert any(c["task"] == "compare" for c in warm["considered"])
     assert all("dev_accuracy" in c for c in warm["considered"])
+    assert warm["rule"] == "race" and warm["seconds"] > 0 and "prompt" in warm["reason"]
+    assert all(0 < c["dev_examples"] <= SMALL["dev"] for c in warm["considered"])
 
 
-def test_prune_by_age_task_model_and_run_and_stats_show_size(tmp_path, monkeypatch):
+def test_prune_by_age_task_model_and_run_and_stats_show_size(tmp_path, monkeypatch, capsys):
     from dataclasses import replace
 
     from helpers import run_cli
@@ -152,10 +194,13 @@ def test_prune_by_age_task_model_and_run_and_stats_show_size(tmp_path, monkeypat
     out = run_cli("store", "prune", "--store", str(location), "--older-than", "1", "--json", run_dir=tmp_path)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["deleted"] == 1 and TrajectoryStore(location).count() == 0
-    bad = run_cli("store", "prune", "--store", str(location), "--older-than", "soon", run_dir=tmp_path)
-    assert bad.returncode == 2 and "not a number of days" in bad.stderr
-    nothing = run_cli("store", "prune", "--store", str(location), run_dir=tmp_path)
-    assert nothing.returncode == 2 and "at least one of --older-than" in nothing.stderr
+    # bad flags, answered in this process (the same entry point, without a second start-up)
+    from graph.cli import main
+
+    for flags, message in ((["--older-than", "soon"], "not a number of days"), ([], "at least one of --older-than")):
+        with pytest.raises(SystemExit) as stop:
+            main(["store", "prune", "--store", str(location), "--run-dir", str(tmp_path), *flags])
+        assert stop.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_no_trajectory_means_no_store(tmp_path):
