@@ -296,6 +296,22 @@ def mean_interval(values: list[float]) -> dict:
     return {"mean": m, "ci95": [float(low), float(high)]}
 
 
+def cell(s: dict) -> str:
+    """An accuracy with its 95% interval, as every table of the benchmarks shows one."""
+    return f"{s['accuracy']:.2f} [{s['ci95'][0]:.2f}, {s['ci95'][1]:.2f}]"
+
+
+def gain_cell(g: dict) -> str:
+    """A paired gain with its interval and p-value, so no table shows a difference bare."""
+    return f"{g['gain']:+.3f} [{g['ci95'][0]:+.2f}, {g['ci95'][1]:+.2f}] p={g['p_value']:.2f}"
+
+
+def mean_cell(m: dict) -> str:
+    """A mean over tasks, in bold, with its interval when there are enough tasks for one."""
+    ci = m["ci95"]
+    return f"**{m['mean']:.3f}**" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+
 def write_summary(out: Path, rows: list[dict], fixed: dict, planned: int | None = None) -> None:
     """The Markdown table, the JSON and the chart, from every finished task in the folder."""
     mean = {k: mean_interval([r["scores"][k]["accuracy"] for r in rows]) for k in PROMPTS}
@@ -314,16 +330,6 @@ def write_summary(out: Path, rows: list[dict], fixed: dict, planned: int | None 
         "significantly_better": better,
     }
     (out / "results.json").write_text(json.dumps({"settings": fixed, "tasks": rows, **summary}, indent=2))
-
-    def cell(s: dict) -> str:
-        return f"{s['accuracy']:.2f} [{s['ci95'][0]:.2f}, {s['ci95'][1]:.2f}]"
-
-    def gain_cell(g: dict) -> str:
-        return f"{g['gain']:+.3f} [{g['ci95'][0]:+.2f}, {g['ci95'][1]:+.2f}] p={g['p_value']:.2f}"
-
-    def mean_cell(m: dict) -> str:
-        ci = m["ci95"]
-        return f"**{m['mean']:.3f}**" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
 
     lines = [
         "| task | n test | majority | "

@@ -41,8 +41,11 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from accuracy import (  # noqa: E402
     DEFAULT_INITIAL,
     _write_row,
+    cell,
     check_out_folder,
     default_data_dir,
+    gain_cell,
+    mean_cell,
     mean_interval,
     score,
     task_specs,
@@ -228,19 +231,13 @@ def write_summary(out: Path, plan: dict, fill_rows: list[dict], rows: list[dict]
         "|---|---:|" + "---|" * (1 + len(ARMS) + len(warm_arms) + 1) + "---:|---:|",
     ]
 
-    def acc(s: dict) -> str:
-        return f"{s['accuracy']:.2f} [{s['ci95'][0]:.2f}, {s['ci95'][1]:.2f}]"
-
-    def gain(g: dict) -> str:
-        return f"{g['gain']:+.3f} [{g['ci95'][0]:+.2f}, {g['ci95'][1]:+.2f}] p={g['p_value']:.2f}"
-
     for r in rows:
         rc = r["reach_cold_dev"]
         lines.append(
-            f"| {r['task']} | {r['test_examples']} | {acc(r['initial'])} | "
-            + " | ".join(acc(r[a]) for a in ARMS)
+            f"| {r['task']} | {r['test_examples']} | {cell(r['initial'])} | "
+            + " | ".join(cell(r[a]) for a in ARMS)
             + " | "
-            + " | ".join(gain(r[f"{a}_minus_cold"]) for a in warm_arms)
+            + " | ".join(gain_cell(r[f"{a}_minus_cold"]) for a in warm_arms)
             + " | "
             + " / ".join(r[f"{a}_start"]["chosen_task"] or "initial" for a in warm_arms)
             + " | "
@@ -262,15 +259,11 @@ def write_summary(out: Path, plan: dict, fill_rows: list[dict], rows: list[dict]
             warm_start_seconds=start_seconds,
         )
 
-        def m(d: dict) -> str:
-            ci = d["ci95"]
-            return f"**{d['mean']:.3f}**" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
-
         lines.append(
-            f"| **mean of {len(rows)} tasks** | | {m(means['initial'])} | "
-            + " | ".join(m(means[a]) for a in ARMS)
+            f"| **mean of {len(rows)} tasks** | | {mean_cell(means['initial'])} | "
+            + " | ".join(mean_cell(means[a]) for a in ARMS)
             + " | "
-            + " | ".join(m(diffs[a]) for a in warm_arms)
+            + " | ".join(mean_cell(diffs[a]) for a in warm_arms)
             + " | | "
             + " / ".join(_mean_steps(rows, a) for a in ARMS)
             + " | |"
