@@ -66,6 +66,7 @@ FIXED = (
     "test",
     "batch_size",
     "max_new_tokens",
+    "readout",
     "initial_prompt",
     "refine",
     "n_evaluate",
@@ -84,8 +85,8 @@ def default_data_dir() -> Path | None:
 
 
 def task_specs(data: Path | None, names: list[str] | None) -> dict[str, str]:
-    """Benchmark name -> task spec. Names are ``bbh/TASK``, ``gsm8k``, ``folio`` (inside the data
-    folder) or any task spec such as ``builtin:compare``."""
+    """Benchmark name -> task spec. Names are ``bbh/TASK``, ``fsc/TASK`` (classification JSONL),
+    ``gsm8k``, ``folio`` (inside the data folder) or any task spec such as ``builtin:compare``."""
 
     def in_data(name: str) -> str:
         if data is None:
@@ -97,12 +98,17 @@ def task_specs(data: Path | None, names: list[str] | None) -> dict[str, str]:
             if not path.is_file():
                 raise GradpromptError(f"no BBH file {path}: see the task names in {data / 'bbh'}")
             return f"bbh:{path}"
+        if name.startswith("fsc/"):
+            path = data / "fsc" / f"{name[4:]}.jsonl"
+            if not path.is_file():
+                raise GradpromptError(f"no classification file {path}: see the task names in {data / 'fsc'}")
+            return f"jsonl:{path}"
         if name in ("gsm8k", "folio"):
             if not (data / name).is_dir():
                 raise GradpromptError(f"no {name} folder in {data}")
             return f"{name}:{data / name}"
         raise GradpromptError(
-            f"unknown benchmark task {name!r}: use bbh/NAME, gsm8k, folio or a spec like builtin:compare"
+            f"unknown benchmark task {name!r}: use bbh/NAME, fsc/NAME, gsm8k, folio or a spec like builtin:compare"
         )
 
     if names:
@@ -111,8 +117,9 @@ def task_specs(data: Path | None, names: list[str] | None) -> dict[str, str]:
         raise GradpromptError("no benchmark data found: pass --data DIR (holding bbh/, gsm8k/, folio/) or --tasks")
     found = [f"bbh/{p.stem}" for p in sorted((data / "bbh").glob("*.json"))]
     found += [n for n in ("gsm8k", "folio") if (data / n).is_dir()]
+    found += [f"fsc/{p.stem}" for p in sorted((data / "fsc").glob("*.jsonl"))]
     if not found:
-        raise GradpromptError(f"{data} holds no bbh/*.json, gsm8k/ or folio/: pass --data or --tasks")
+        raise GradpromptError(f"{data} holds no bbh/*.json, fsc/*.jsonl, gsm8k/ or folio/: pass --data or --tasks")
     return {n: in_data(n) for n in found}
 
 
@@ -162,7 +169,7 @@ def run_task(name: str, spec: str, fixed: dict, common: dict, out: Path, store: 
     extra = {"empty": "", "step_by_step": STEP_BY_STEP}
     ids = {k: tuple(sess.rt.encode_prompt(t)) for k, t in extra.items()}
     rolled = rollout(
-        sess.rt, fmt, test, list(ids.values()), settings.max_new_tokens, label=f"{name}: baselines on test"
+        sess.rt, sess.readout, test, list(ids.values()), settings.max_new_tokens, label=f"{name}: baselines on test"
     )
     correct = {k: sum(r.correct) for k, r in zip(ids, rolled, strict=True)}
     correct["initial"] = round(result.scores["baseline"]["test"] * n)
@@ -366,7 +373,9 @@ def write_summary(out: Path, rows: list[dict], fixed: dict, planned: int | None 
         f"Model {fixed['model']}, seed {fixed['seed']}, {fixed['steps']} steps, "
         f"{fixed['train']}/{fixed['dev']}/{fixed['test']} train/dev/test examples, gradient batch "
         f"{fixed['batch_size']}, {fixed['n_evaluate']} gradient candidates raced per step, acceptance "
-        f"{fixed['acceptance']}, reasoning up to {fixed['max_new_tokens']} tokens, initial prompt "
+        f"{fixed['acceptance']}, "
+        + (f"reasoning up to {fixed['max_new_tokens']} tokens" if fixed["max_new_tokens"] else "direct answers")
+        + f", {fixed.get('readout', 'generate')} readout, initial prompt "
         f"{fixed['initial_prompt']!r}, refinement {'on' if fixed['refine'] else 'off'}."
     )
     if leader_gain is not None:
@@ -517,7 +526,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dev", type=int, default=48)
     parser.add_argument("--test", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=6)
-    parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument("--max-new-tokens", type=int, default=48, help="reasoning tokens (0: direct answers)")
+    parser.add_argument(
+        "--readout",
+        choices=["choice", "generate"],
+        default="choice",
+        help="closed answer sets: the likeliest allowed answer (choice) or parse what the model writes (generate)",
+    )
     parser.add_argument("--n-evaluate", type=int, default=4)
     parser.add_argument("--acceptance", choices=["always", "not_worse", "better"], default="not_worse")
     parser.add_argument("--race-alpha", type=float, default=0.2)

@@ -9,13 +9,16 @@ reasoning from the current prompt's, and takes the gradient in one forward + bac
 engine is swapped in under the same node code, so both give the same candidates and scores (the
 benchmark checks it).
 
-Three measurements:
+Four measurements:
 
 1. **phases** at the base size (medians over ``--repeats``): reason, propose+gradient, evaluate.
-2. **graph step**: one whole step of the LangGraph run (retrieve, reason, propose, refine,
+2. **direct answers**: the same phases with no reasoning (``max_new_tokens`` 0: the answer read
+   right after the question and the prompt, the gradient over question and prompt only), and the
+   share of a reasoning step it costs.
+3. **graph step**: one whole step of the LangGraph run (retrieve, reason, propose, refine,
    evaluate, select, approve), with retrieval from a populated trajectory store and refinement by
    the local chat model, from the run's own node timings.
-3. **scaling**: time per step as the minibatch grows (``--batch-sizes``) and as the reasoning
+4. **scaling**: time per step as the minibatch grows (``--batch-sizes``) and as the reasoning
    budget grows (``--lengths``).
 
 Each row reports seconds, the naive/batched ratio, generated tokens per second and the share of
@@ -61,6 +64,7 @@ from nodes.runtime.usage import UsageCounts  # noqa: E402
 from nodes.selection import Outcome  # noqa: E402
 from nodes.settings import StepSettings  # noqa: E402
 from nodes.tasks.loaders import load_task  # noqa: E402
+from nodes.tasks.readout import readout_of  # noqa: E402
 
 PHASES = ("reason", "gradient", "evaluate")
 STEP_NODES = ("retrieve", "reason", "propose", "refine", "evaluate", "select", "approve")
@@ -70,28 +74,40 @@ ENGINES = ("naive", "batched")
 # ----- the naive engine --------------------------------------------------------------------------
 
 
-def naive_outcome(rt: Runtime, fmt, ex, prompt, max_new: int) -> Outcome:
-    """One example as the reference code does it: reasoning and answer as two ``generate`` calls,
-    the prompt NLL and the gold answer's log-probability as two more forwards."""
+def _logprob(rt: Runtime, seq: Sequence[int], tail: int) -> float:
+    """log p of the last ``tail`` tokens of ``seq`` given the rest, from one plain forward."""
+    logits = rt.model(input_ids=torch.tensor([list(seq)], device=rt.device)).logits[0]
+    start = len(seq) - tail
+    logp = torch.log_softmax(logits[start - 1 : len(seq) - 1].float(), -1)
+    return float(logp.gather(1, torch.tensor(seq[start:], device=rt.device)[:, None]).sum())
+
+
+def naive_outcome(rt: Runtime, answers, ex, prompt, max_new: int) -> Outcome:
+    """One example as the reference code does it: reasoning as a ``generate`` call, then the answer
+    (a second ``generate``, or a forward per allowed answer to choose from a closed set), the prompt
+    NLL and the gold answer's log-probability as further forwards."""
+    readout = greater.as_readout(answers, max_new)
     ctx = rt.layout.encode(ex.question, prompt)
-    reasoning = rt.generate([ctx.ids], max_new)[0]
-    extractor = rt.extractor_ids(fmt.extractor(ex.question))
-    answer = rt.generate([ctx.ids + reasoning + extractor], fmt.max_answer_tokens)[0]
-    text = rt.tokenizer.decode(answer, skip_special_tokens=True)
+    reasoning = rt.generate([ctx.ids], max_new)[0] if max_new else ()
+    extractor = rt.extractor_ids(readout.extractor(ex.question))
+    head = ctx.ids + reasoning + extractor
     nll = 0.0
     with torch.no_grad():
+        if readout.chooses:
+            options = [rt.extractor_ids(t) for _, t in readout.options(ex.question)]
+            scores = [_logprob(rt, head + o, len(o)) for o in options]
+            answer = options[max(range(len(options)), key=scores.__getitem__)]
+        else:
+            answer = rt.generate([head], readout.fmt.max_answer_tokens)[0]
         if ctx.prompt[1] > ctx.prompt[0]:
             logits = rt.model(input_ids=torch.tensor([ctx.ids], device=rt.device)).logits[0]
             logp = torch.log_softmax(logits[ctx.prompt[0] - 1 : ctx.prompt[1] - 1].float(), -1)
             targets = torch.tensor(ctx.ids[ctx.prompt[0] : ctx.prompt[1]], device=rt.device)
             nll = float(-logp.gather(1, targets[:, None]).mean())
-        gold = rt.extractor_ids(fmt.target(ex.answer))
-        seq = ctx.ids + reasoning + extractor + gold
-        logits = rt.model(input_ids=torch.tensor([seq], device=rt.device)).logits[0]
-        start = len(seq) - len(gold)
-        logp = torch.log_softmax(logits[start - 1 : len(seq) - 1].float(), -1)
-        gold_lp = float(logp.gather(1, torch.tensor(gold, device=rt.device)[:, None]).sum())
-    return Outcome(fmt.is_correct(text, ex.answer, ex.question), gold_lp, nll, tuple(reasoning), text)
+        gold = rt.extractor_ids(readout.target(ex.answer))
+        gold_lp = _logprob(rt, head + gold, len(gold))
+    text = rt.tokenizer.decode(answer, skip_special_tokens=True)
+    return Outcome(readout.is_correct(text, ex.answer, ex.question), gold_lp, nll, tuple(reasoning), text)
 
 
 def naive_rollout_pairs(rt, fmt, pairs, max_new_tokens, label=None) -> list[Outcome]:
@@ -201,7 +217,7 @@ class Meter:
 def phase_step(rt: Runtime, task, settings: StepSettings, examples, prompt) -> tuple[dict[str, dict], list]:
     """reason, propose+gradient and evaluate once; returns per-phase rows and the candidate scores.
     Calls go through the module so the naive engine, when patched in, is the one that runs."""
-    fmt = task.answer_format
+    fmt = readout_of(task.answer_format, settings.readout, settings.max_new_tokens)
     rows = {}
     peak = PeakMemory().__enter__()
     m = Meter(rt)
@@ -378,6 +394,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--candidates", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--graph", action=argparse.BooleanOptionalAction, default=True, help="time a graph step")
+    parser.add_argument(
+        "--direct", action=argparse.BooleanOptionalAction, default=True, help="also time a step without reasoning"
+    )
     parser.add_argument("--scaling", action=argparse.BooleanOptionalAction, default=True, help="time the sweeps")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[4, 8, 16, 32])
     parser.add_argument("--lengths", type=int, nargs="+", default=[64, 128, 256])
@@ -448,7 +467,37 @@ def main(argv: Sequence[str] | None = None) -> None:
         ),
     ]
 
-    # 2. one whole graph step, retrieval and refinement on
+    # 2. direct answers: the same phases without reasoning
+    if args.direct and args.max_new_tokens > 0:
+        direct = StepSettings(batch_size=args.examples, max_new_tokens=0, n_evaluate=args.candidates)
+        phase_step(rt, task, direct, pool[: args.examples], prompt)  # warm-up
+        druns: dict[str, list] = {k: [] for k in ENGINES}
+        for _ in range(args.repeats):
+            for kind in ("batched", "naive"):
+                with engine(kind):
+                    druns[kind].append(phase_step(rt, task, direct, pool[: args.examples], prompt)[0])
+        dmed = {
+            kind: {
+                p: {k: statistics.median(r[p][k] for r in druns[kind]) for k in druns[kind][0][p]}
+                for p in (*PHASES, "step")
+            }
+            for kind in ENGINES
+        }
+        share = dmed["batched"]["step"]["seconds"] / med["batched"]["step"]["seconds"]
+        report["direct"] = {"phases": dmed, "step_share_of_reasoning_step": share}
+        lines += [
+            "",
+            f"### Direct answers (no reasoning): {args.examples} examples, {args.candidates} candidates, "
+            f"median of {args.repeats}",
+            "",
+            *phase_table(dmed),
+            "",
+            f"A direct-answer step (batched) takes {dmed['batched']['step']['seconds']:.2f} s, "
+            f"{share:.1%} of a step with {args.max_new_tokens} reasoning tokens "
+            f"({med['batched']['step']['seconds']:.1f} s): {1 / share:.0f}x cheaper.",
+        ]
+
+    # 3. one whole graph step, retrieval and refinement on
     if args.graph:
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
@@ -469,7 +518,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"Same candidates from both engines: {g['naive']['candidates'] == g['batched']['candidates']}.",
         ]
 
-    # 3. scaling sweeps
+    # 4. scaling sweeps
     if args.scaling:
         sizes = [(b, args.max_new_tokens) for b in args.batch_sizes]
         sizes += [(args.examples, n) for n in args.lengths if (args.examples, n) not in sizes]

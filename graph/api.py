@@ -447,7 +447,7 @@ def evaluate_prompt(task: str, prompt: str, model: str = "smollm2", split: str =
     sess = session(s)
     examples = getattr(sess.splits, split)
     ids = tuple(sess.rt.encode_prompt(prompt))
-    r = rollout(sess.rt, sess.task.answer_format, examples, [ids], s.max_new_tokens, label=f"{split} evaluation")[0]
+    r = rollout(sess.rt, sess.readout, examples, [ids], s.max_new_tokens, label=f"{split} evaluation")[0]
     return {
         "task": task,
         "model": model,
@@ -481,7 +481,7 @@ def report(
         prompts = step_prompts(values)
         rolled = rollout(
             sess.rt,
-            sess.task.answer_format,
+            sess.readout,
             sess.splits.dev,
             list(prompts.values()),
             sess.settings.max_new_tokens,

@@ -260,6 +260,13 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
                     f"gold lp {_fmt(c.get('gold_logprob'))} grad {_fmt(c.get('gradient'))}  {c['text']!r}  "
                     f"[{how_far}]"
                 )
+            dropped = {k: v for k, v in (h.get("rejected") or {}).items() if v}
+            if dropped:
+                words = {
+                    "held_before": "held before by this run (not raced: no cycles)",
+                    "over_limit": "over the edit limit",
+                }
+                print("  not raced: " + ", ".join(f"{v} {words.get(k, k)}" for k, v in dropped.items()))
             if h["accepted"].get("reason"):
                 print(f"  decision: {h['accepted']['reason']}")
             print(f"  time: {times}")

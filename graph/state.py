@@ -65,7 +65,7 @@ class State(TypedDict, total=False):
     retrieved: list[dict[str, Any]]  # similar past prompts with scores, current prompt first
     extra_tokens: list[int]  # tokens at the edited position in retrieved prompts
     extra_candidates: list[dict[str, Any]]  # whole prompts from retrieval and refinement
-    rejected: dict[str, int]  # candidates dropped this step: over_limit, malformed
+    rejected: dict[str, int]  # candidates dropped this step: over_limit, malformed, held_before
     refine_reply: str  # the chat model's reply, bounded
     race_slices: list[int]  # the pool slice ends this step's race compared at
     current: Scored

@@ -67,15 +67,37 @@ def raced_entry(sess, candidate: dict, contender, current: Rollout, pool_size: i
     )
 
 
+def held_before(state: dict) -> set[tuple[int, ...]]:
+    """Every prompt this run has held: its start and each step's current and accepted prompt. A
+    step that moved back to one would undo an earlier step and redo it, cycling without end."""
+    held = {tuple(state["prompt"])}
+    if state.get("baseline"):
+        held.add(tuple(state["baseline"]["prompt"]))
+    for h in state.get("history", []):
+        held.update((tuple(h["prompt"]), tuple(h["accepted"]["prompt"])))
+    return held
+
+
+def not_held(state: dict, candidates: list[dict]) -> tuple[list[dict], int]:
+    """Candidates that are not a prompt the run has held, and how many were."""
+    held = held_before(state)
+    kept = [c for c in candidates if tuple(c["prompt"]) not in held]
+    return kept, len(candidates) - len(kept)
+
+
 def evaluate(state: dict, store=None) -> dict:
     sess = session(state["settings"])
     st = sess.settings
+    rejected = dict(state.get("rejected") or {})
     if st.variant == "paper":
-        return {"evaluated": [_scored(sess, c, None, state["step"]) for c in gradient_candidates(state, 1)]}
+        fresh, seen = not_held(state, gradient_candidates(state, st.n_evaluate + len(held_before(state))))
+        rejected["held_before"] = rejected.get("held_before", 0) + seen
+        return {"evaluated": [_scored(sess, c, None, state["step"]) for c in fresh[:1]], "rejected": rejected}
     candidates, over = within_limit(
         sess, state, gradient_candidates(state, st.n_evaluate) + list(state.get("extra_candidates", []))
     )
     candidates = [c for c in candidates if list(c["prompt"]) != list(state["prompt"])]
+    candidates, seen = not_held(state, candidates)
     current = pool_rollout(sess, store, state["prompt"])
     result = race_candidates(sess, store, [tuple(c["prompt"]) for c in candidates], current)
     by_prompt = {c.prompt: c for c in result.contenders}
@@ -83,8 +105,8 @@ def evaluate(state: dict, store=None) -> dict:
         raced_entry(sess, c, by_prompt[tuple(c["prompt"])], current, result.pool_size, state["step"])
         for c in candidates
     ]
-    rejected = dict(state.get("rejected") or {})
     rejected["over_limit"] = rejected.get("over_limit", 0) + over
+    rejected["held_before"] = rejected.get("held_before", 0) + seen
     return {"evaluated": evaluated, "rejected": rejected, "race_slices": result.slices}
 
 

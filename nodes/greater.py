@@ -21,9 +21,15 @@ from nodes.runtime.scoring import ForcedRow, forced_row, window_gradients
 from nodes.selection import Outcome
 from nodes.settings import StepSettings
 from nodes.tasks.answer_types import AnswerFormat
+from nodes.tasks.readout import Readout, readout_of
 from nodes.tasks.task import Example
 
 PromptIds = tuple[int, ...]
+Answers = Readout | AnswerFormat  # an answer format alone is read the default way (see readout_of)
+
+
+def as_readout(answers: Answers, max_new_tokens: int) -> Readout:
+    return answers if isinstance(answers, Readout) else readout_of(answers, max_new_tokens=max_new_tokens)
 
 
 @dataclass
@@ -78,9 +84,24 @@ class Rollout:
         )
 
 
+def decode_jobs(
+    rt: Runtime, readout: Readout, pairs: Sequence[tuple[PromptIds, Example, Sequence[int]]]
+) -> list[DecodeJob]:
+    """The decode of each (prompt, example, draft): its chat context, the readout's extractor, the
+    gold answer's tokens and, for a closed answer set, every allowed answer's tokens."""
+    jobs = []
+    for prompt, ex, draft in pairs:
+        ctx = rt.layout.encode(ex.question, prompt)
+        extractor = rt.extractor_ids(readout.extractor(ex.question))
+        gold = rt.extractor_ids(readout.target(ex.answer))
+        options = tuple(rt.extractor_ids(text) for _, text in readout.options(ex.question))
+        jobs.append(DecodeJob(ctx.ids, ctx.prompt, extractor, tuple(draft), tuple(gold), options))
+    return jobs
+
+
 def rollout_pairs(
     rt: Runtime,
-    fmt: AnswerFormat,
+    answers: Answers,
     pairs: Sequence[tuple[PromptIds, Example, Sequence[int]]],
     max_new_tokens: int,
     label: str | None = None,
@@ -88,26 +109,22 @@ def rollout_pairs(
     """Reason and answer for every (prompt, example, draft) in one batched decode. A draft (usually
     the current prompt's reasoning on that example) speeds up a candidate whose reasoning stays
     close to it without changing the result; the gold answer's log-probability comes from the same
-    decode. ``label`` shows a progress bar (for long evaluations over a split)."""
-    jobs = []
-    for prompt, ex, draft in pairs:
-        ctx = rt.layout.encode(ex.question, prompt)
-        extractor = rt.extractor_ids(fmt.extractor(ex.question))
-        gold = rt.extractor_ids(fmt.target(ex.answer))
-        jobs.append(DecodeJob(ctx.ids, ctx.prompt, extractor, tuple(draft), tuple(gold)))
-    decoded = rt.reason_and_answer(jobs, max_new_tokens, fmt.max_answer_tokens, label=label)
+    decode, after the same extractor the answer is read at. ``label`` shows a progress bar (for
+    long evaluations over a split)."""
+    readout = as_readout(answers, max_new_tokens)
+    jobs = decode_jobs(rt, readout, pairs)
+    decoded = rt.reason_and_answer(jobs, max_new_tokens, readout.fmt.max_answer_tokens, label=label)
     out = []
     for (_, ex, _), d in zip(pairs, decoded, strict=True):
         text = rt.tokenizer.decode(d.answer, skip_special_tokens=True)
-        out.append(
-            Outcome(fmt.is_correct(text, ex.answer, ex.question), d.gold_logprob, d.prompt_nll, d.reasoning, text)
-        )
+        correct = readout.is_correct(text, ex.answer, ex.question)
+        out.append(Outcome(correct, d.gold_logprob, d.prompt_nll, d.reasoning, text))
     return out
 
 
 def rollout(
     rt: Runtime,
-    fmt: AnswerFormat,
+    answers: Answers,
     examples: Sequence[Example],
     prompts: Sequence[PromptIds],
     max_new_tokens: int,
@@ -130,7 +147,7 @@ def rollout(
         missing = [(p, i) for p in todo for i, o in enumerate(known[p]) if o is None]
         if not missing:
             return
-        fresh = rollout_pairs(rt, fmt, [(p, examples[i], guesses[i]) for p, i in missing], max_new_tokens, label)
+        fresh = rollout_pairs(rt, answers, [(p, examples[i], guesses[i]) for p, i in missing], max_new_tokens, label)
         if cache is not None:
             cache.put([(p, examples[i], o) for (p, i), o in zip(missing, fresh, strict=True)])
         for (p, i), o in zip(missing, fresh, strict=True):
@@ -179,14 +196,17 @@ class Proposal:
 
 
 def forced_rows(
-    rt: Runtime, fmt: AnswerFormat, examples: Sequence[Example], prompt: PromptIds, reasonings: Sequence[Sequence[int]]
+    rt: Runtime, answers: Answers, examples: Sequence[Example], prompt: PromptIds, reasonings: Sequence[Sequence[int]]
 ) -> list[ForcedRow]:
-    """The teacher-forced ``question+prompt | reasoning | extractor | gold answer`` of each example."""
+    """The teacher-forced ``question+prompt | reasoning | extractor | gold answer`` of each example,
+    with the extractor the answer is read at (no reasoning at all in direct mode)."""
+    readout = as_readout(answers, 1)  # pass a Readout for direct answers
     rows = []
     for ex, reasoning in zip(examples, reasonings, strict=True):
         ctx = rt.layout.encode(ex.question, prompt)
-        extractor = rt.extractor_ids(fmt.extractor(ex.question))
-        rows.append(forced_row(ctx.ids, ctx.prompt, reasoning, extractor, rt.layout.text_ids(fmt.target(ex.answer))))
+        extractor = rt.extractor_ids(readout.extractor(ex.question))
+        gold = rt.extractor_ids(readout.target(ex.answer))
+        rows.append(forced_row(ctx.ids, ctx.prompt, reasoning, extractor, gold))
     return rows
 
 
@@ -206,7 +226,7 @@ def _next_token_logprobs(rt: Runtime, examples: Sequence[Example], prompt: Promp
 
 def propose(
     rt: Runtime,
-    fmt: AnswerFormat,
+    answers: Answers,
     settings: StepSettings,
     examples: Sequence[Example],
     prompt: PromptIds,
@@ -230,7 +250,7 @@ def propose(
         base = (*tuple(prompt), placeholder)
     else:
         base = tuple(prompt)
-    rows = forced_rows(rt, fmt, examples, base, reasonings)
+    rows = forced_rows(rt, as_readout(answers, settings.max_new_tokens), examples, base, reasonings)
     positions = [position] if position == len(prompt) else list(range(position, min(position + n_positions, len(base))))
     grads = window_gradients(rt, rows, positions, temperature=settings.temperature, nll_weight=settings.grad_nll_weight)
     ranked_at = []

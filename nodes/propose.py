@@ -20,7 +20,7 @@ def propose(state: dict, store=None) -> dict:
     current = rollouts(sess, store, examples, [prompt])[0]  # from the cache: reason rolled out the pool
     proposal = greater_propose(
         sess.rt,
-        sess.task.answer_format,
+        sess.readout,
         st,
         examples,
         prompt,

@@ -38,7 +38,7 @@ def prompt_key(prompt: Sequence[int]) -> str:
     return _digest(",".join(map(str, prompt)))[:20]
 
 
-def rollout_fingerprint(settings, answer_format) -> str:
+def rollout_fingerprint(settings, readout) -> str:
     """What makes a rollout's result what it is, besides the prompt and the example."""
     parts = {
         "model": settings.model,
@@ -46,7 +46,7 @@ def rollout_fingerprint(settings, answer_format) -> str:
         "device": settings.device,
         "placement": settings.placement,
         "max_new_tokens": settings.max_new_tokens,
-        "answer_format": answer_format.to_json(),
+        "readout": readout.to_json(),
     }
     return _digest(json.dumps(parts, sort_keys=True))[:16]
 

@@ -13,6 +13,7 @@ from functools import lru_cache
 from nodes.runtime.runtime import Runtime
 from nodes.settings import RunSettings
 from nodes.tasks import Splits, Task, load_task
+from nodes.tasks.readout import Readout, readout_of
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,11 @@ class Session:
     rt: Runtime
     task: Task
     splits: Splits
+
+    @property
+    def readout(self) -> Readout:
+        """How this run reads answers: every rollout, score and gradient of the run uses it."""
+        return readout_of(self.task.answer_format, self.settings.readout, self.settings.max_new_tokens)
 
 
 @lru_cache(maxsize=4)
@@ -76,7 +82,7 @@ def rollout_cache(sess: Session, store=None):
     """The run's (prompt, example) rollout cache in ``store`` (the graph's LangGraph store)."""
     from nodes.rollout_cache import RolloutCache, rollout_fingerprint
 
-    return RolloutCache(store, rollout_fingerprint(sess.settings, sess.task.answer_format))
+    return RolloutCache(store, rollout_fingerprint(sess.settings, sess.readout))
 
 
 def rollouts(sess: Session, store, examples, prompts, drafts=None, label: str | None = None) -> list:
@@ -85,7 +91,7 @@ def rollouts(sess: Session, store, examples, prompts, drafts=None, label: str | 
 
     return rollout(
         sess.rt,
-        sess.task.answer_format,
+        sess.readout,
         examples,
         prompts,
         sess.settings.max_new_tokens,

@@ -16,7 +16,14 @@ class StepSettings(BaseModel):
     batch_size: int = Field(
         8, ge=1, description="pool examples the step's gradient is taken on (drawn afresh from the pool each step)"
     )
-    max_new_tokens: int = Field(128, ge=1, description="bound on generated reasoning tokens")
+    max_new_tokens: int = Field(
+        128, ge=0, description="bound on generated reasoning tokens (0: direct answers, read right after the prompt)"
+    )
+    readout: Literal["choice", "generate"] = Field(
+        "choice",
+        description="how a closed answer set (letters, yes/no, labels, ...) is read: choice takes the allowed "
+        "answer the model finds most likely after the extractor; generate parses what it writes there",
+    )
     top_k: int = Field(10, ge=1, description="top-k of each example's next-token distribution")
     group_size: int = Field(5, ge=1, description="examples per intersection group")
     n_groups: int = Field(6, ge=1, description="intersection groups whose union gives candidates")

@@ -12,6 +12,12 @@ candidates of one step on one example) share the keys and values of everything b
 differing prompt token: with the prompt after the question, the whole question. That prefix is
 run once per group and its cache copied to the rows.
 
+A row may bring a closed set of *options* (the allowed answers' tokens after the extractor). Then
+its answer is not generated but chosen: the distribution after the extractor gives every option's
+first token, and each option longer than one token is fed once more on the row's cache, masked out
+of attention again afterwards (like a rejected guess), to score the rest of its tokens. The answer
+is the option with the highest summed log-probability; it can never be outside the set.
+
 A row may bring a *draft*: a guess of its reasoning (for a candidate prompt, the current prompt's
 reasoning, which a one-token edit rarely changes much). The draft is checked in the prefill, like
 speculative decoding with the draft as proposer: the longest prefix that greedy decoding would
@@ -48,6 +54,7 @@ class DecodeJob:
     extractor: tuple[int, ...]
     draft: tuple[int, ...] = ()
     gold: tuple[int, ...] = ()  # the gold answer's tokens after the extractor, for its log-probability
+    options: tuple[tuple[int, ...], ...] = ()  # a closed answer set: the answer is the likeliest of these
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,7 @@ class Decoded:
     prompt_nll: float  # mean NLL of the prompt tokens (0 for an empty prompt)
     draft_accepted: int  # draft tokens greedy decoding confirmed
     gold_logprob: float = 0.0  # log p(gold answer | context, reasoning, extractor); 0 without a gold answer
+    option_logprobs: tuple[float, ...] = ()  # log p(option | context, reasoning, extractor), per option
 
 
 class _Row:
@@ -73,6 +81,9 @@ class _Row:
         self.guess: list[int] = []
         self.gold_pending = False  # this step's guess is the gold answer, teacher-forced
         self.gold_logprob: float | None = None
+        self.option_logprobs: list[float] | None = None  # filled once the extractor is fed
+        self.option_queue: list[int] = []  # options longer than one token, still to be fed
+        self.scoring: int | None = None  # the option fed this step (its tokens are masked out after)
         self.tried = 0  # guessed tokens verified after the prefill, and how many held
         self.held = 0
         self._index: dict[tuple[int, ...], int] | None = None
@@ -91,12 +102,45 @@ class _Row:
         """Estimated chance that the next guessed token holds (a uniform prior on few guesses)."""
         return (self.held + 1) / (self.tried + 2)
 
+    @property
+    def choosing(self) -> bool:
+        """Whether this step's logits score options rather than give a greedy token."""
+        return self.answering and bool(self.job.options)
+
+    def first_kept(self) -> int:
+        """Fed position of the first logit this step needs: every fed option token, else the last
+        fed token (whose prediction is the next token)."""
+        return 0 if self.scoring is not None else len(self.feed) - 1
+
+    def score_options(self, logits: torch.Tensor) -> None:
+        """Take this step's logits into the options' log-probabilities and plan the next feed."""
+        options = self.job.options
+        if self.scoring is None:  # the extractor was fed: its last logit predicts every first token
+            logp = torch.log_softmax(logits[0].float(), dim=-1)
+            self.option_logprobs = logp[[o[0] for o in options]].tolist()
+            self.option_queue = [k for k, o in enumerate(options) if len(o) > 1]
+        else:  # option k's tokens but its last were fed: their logits predict its later tokens
+            rest = torch.as_tensor(options[self.scoring][1:], device=logits.device)
+            logp = torch.log_softmax(logits[: len(rest)].float(), dim=-1)
+            self.option_logprobs[self.scoring] += float(logp.gather(1, rest[:, None]).sum())
+        if self.option_queue:
+            self.scoring = self.option_queue.pop(0)
+            self.feed = list(options[self.scoring][:-1])
+            return
+        self.scoring, self.done = None, True
+        best = max(range(len(options)), key=self.option_logprobs.__getitem__)
+        self.answer = list(options[best])
+        if self.job.gold in options:
+            self.gold_logprob = self.option_logprobs[options.index(self.job.gold)]
+
     def plan_guess(self, limit: int, max_new: int) -> None:
         """Draft tokens that could be verified after this step's feed: what followed the latest
         occurrence of the reasoning's last tokens in the draft."""
         self.guess = []
         self.gold_pending = False
         if self.answering:
+            if self.job.options and self.job.gold in self.job.options:
+                return  # the gold answer's log-probability comes with the options'
             # the gold answer is the guess for the answer: one forward scores it teacher-forced
             # and, where greedy decoding agrees with it, also confirms the greedy answer
             if self.job.gold and self.gold_logprob is None and not self.answer:
@@ -395,7 +439,7 @@ def reason_and_answer(
         ids, new_mask = pad([r.feed + r.guess for r in active], pad_id, "right", device)
         keep = torch.zeros_like(new_mask, dtype=torch.bool)
         for i, r in enumerate(active):
-            keep[i, len(r.feed) - 1 : len(r.feed) + len(r.guess)] = True
+            keep[i, r.first_kept() : len(r.feed) + len(r.guess)] = True
         started = time.perf_counter()
         out = model(
             input_ids=ids,
@@ -407,13 +451,21 @@ def reason_and_answer(
         )
         cache = out.cache
         counts = keep.sum(1).tolist()
-        _score_gold(active, torch.split(out.logits, counts))
+        row_logits = torch.split(out.logits, counts)
+        _score_gold(active, row_logits)
         predictions = torch.split(out.logits.argmax(-1), counts)
         predictions = [p.tolist() for p in predictions]  # waits for the device: the step's true time
         costs.record(ids.shape[1], len(active), time.perf_counter() - started)
         grown = []
         for i, (r, preds) in enumerate(zip(active, predictions, strict=True)):
             fed, used = len(r.feed), 0
+            if r.choosing:
+                if r.scoring is not None:  # an option's tokens leave attention once scored
+                    fed = 0
+                r.score_options(row_logits[i])
+                new_mask[i, fed:] = 0
+                grown.append(fed)
+                continue
             r.take(preds[0], stop_ids, max_new_tokens, max_answer_tokens)
             # a guessed token greedy decoding also chose is already in the cache: keep going
             while used < len(r.guess) and not r.done and r.feed == [r.guess[used]]:
@@ -429,7 +481,14 @@ def reason_and_answer(
         mask = torch.cat([mask, new_mask], dim=1)
         lengths = lengths + torch.as_tensor(grown, device=device)
     return [
-        Decoded(tuple(r.reasoning), tuple(r.answer), nll, r.accepted, r.gold_logprob or 0.0)
+        Decoded(
+            tuple(r.reasoning),
+            tuple(r.answer),
+            nll,
+            r.accepted,
+            r.gold_logprob or 0.0,
+            tuple(r.option_logprobs or ()),
+        )
         for r, nll in zip(rows, nlls, strict=True)
     ]
 

@@ -14,10 +14,14 @@ SETTINGS = {"temperature": 0.2, "nll_weight": 0.2}
 
 
 def _rows(rt, prompt_ids, reasoning_len=12):
-    """Teacher-forced rows with the model's own greedy reasoning, as the step builds them."""
+    """Teacher-forced rows with the model's own greedy reasoning, as the step builds them
+    (``reasoning_len`` 0: direct answers, read right after the question and the prompt)."""
     contexts = rt.contexts(QUESTIONS, prompt_ids)
-    reasonings = rt.generate([c.ids for c in contexts], reasoning_len)
-    extractor = rt.layout.text_ids("\nTherefore, the final answer (Yes or No) is")
+    if reasoning_len:
+        reasonings = rt.generate([c.ids for c in contexts], reasoning_len)
+        extractor = rt.layout.text_ids("\nTherefore, the final answer (Yes or No) is")
+    else:
+        reasonings, extractor = [()] * len(contexts), rt.layout.text_ids("The answer is")
     answers = [rt.layout.text_ids(" Yes"), rt.layout.text_ids(" No")]
     return [
         forced_row(c.ids, c.prompt, r, extractor, answers[i % 2])
@@ -46,12 +50,14 @@ def test_fused_gradient_equals_one_hot_autograd(tiny_rt64, position):
     torch.testing.assert_close(fused, weights.grad, rtol=1e-9, atol=1e-9)
 
 
-def test_gradient_matches_finite_difference_along_interpolation(tiny_rt64):
-    """d/dt L((1-t) onehot(current) + t onehot(c)) at t=0 equals grad_c - grad_current."""
+@pytest.mark.parametrize("reasoning_len", [12, 0])
+def test_gradient_matches_finite_difference_along_interpolation(tiny_rt64, reasoning_len):
+    """d/dt L((1-t) onehot(current) + t onehot(c)) at t=0 equals grad_c - grad_current, through
+    the model's reasoning and, in direct mode, over question and prompt alone."""
     rt = tiny_rt64
     prompt = tuple(rt.encode_prompt(PROMPT))
     position = 2
-    rows = _rows(rt, prompt)
+    rows = _rows(rt, prompt, reasoning_len)
     cands = _candidates(rt, prompt[position])
     grads = position_gradient(rt, rows, position, **SETTINGS).candidate_gradients(rt.embedding_matrix, cands)
     eps = 1e-5
@@ -138,9 +144,10 @@ def test_window_gradients_equal_one_position_at_a_time(tiny_rt64):
         )
 
 
+@pytest.mark.parametrize("reasoning_len", [12, 0])
 @pytest.mark.parametrize("placement", ["after", "before", "system"])
 @pytest.mark.parametrize("positions", [[0], [2], [1, 2, 3]])
-def test_prefix_cached_gradient_equals_the_whole_sequence(placement, positions):
+def test_prefix_cached_gradient_equals_the_whole_sequence(placement, positions, reasoning_len):
     """Running only the part from the edited position with gradient (the rest once, without)
     and in token-sized chunks gives the same losses, log-probabilities and gradients as one
     forward and backward over whole sequences, for every placement."""
@@ -151,7 +158,7 @@ def test_prefix_cached_gradient_equals_the_whole_sequence(placement, positions):
 
     rt = Runtime(tiny_loaded(dtype=torch.float64), placement)
     prompt = tuple(rt.encode_prompt(PROMPT))
-    rows = _rows(rt, prompt)
+    rows = _rows(rt, prompt, reasoning_len)
     whole = window_gradients(rt, rows, positions, **SETTINGS, prefix=False)
     rt.grad_batch_tokens = 2 * max(len(r.ids) for r in rows)  # forces several chunks
     assert len(token_chunks(rows, rt.grad_batch_tokens)) > 1
