@@ -141,8 +141,10 @@ def splits_fingerprint(sess: Session) -> str:
     A dev score recorded under another fingerprint may have seen this run's test examples."""
     import hashlib
 
+    from nodes.tasks.task import SPLIT_METHOD
+
     s = sess.settings
-    key = f"{data_fingerprint(sess)}|{s.seed}|{s.train}|{s.dev}|{s.test}"
+    key = f"{data_fingerprint(sess)}|{s.seed}|{s.train}|{s.dev}|{s.test}|{SPLIT_METHOD}"
     return hashlib.sha1(key.encode()).hexdigest()[:16]
 
 

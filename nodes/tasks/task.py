@@ -7,6 +7,32 @@ from dataclasses import dataclass, field
 
 from nodes.errors import GradpromptError
 from nodes.tasks.answer_types import AnswerFormat, detect_answer_format
+from nodes.tasks.readout import CLOSED_KINDS
+
+SPLIT_METHOD = "stratified-1"  # part of a run's split fingerprint: other methods give other splits
+
+
+def stratified(examples: list[Example], answer_of, rng: random.Random) -> list[Example]:
+    """``examples`` (already shuffled) reordered so that every prefix holds each gold answer in about
+    its share of the whole: the i-th of n examples with one answer sits at (i + u) / n, u uniform in
+    [0, 1). Cut into train, dev and test, each split then mirrors the task's answer proportions.
+
+    Without it, a small selection pool drawn at random can be lopsided (one seed put 36 positive and
+    14 negative reviews of a balanced task in a 50-example pool), and a search that scores prompts
+    on it learns to say the pool's majority answer: better on the pool, worse on every other split.
+    """
+    seen: dict[str, int] = {}
+    counts: dict[str, int] = {}
+    for ex in examples:
+        counts[answer_of(ex.answer)] = counts.get(answer_of(ex.answer), 0) + 1
+    keyed = []
+    for ex in examples:
+        a = answer_of(ex.answer)
+        i = seen.get(a, 0)
+        seen[a] = i + 1
+        keyed.append(((i + rng.random()) / counts[a], ex))
+    keyed.sort(key=lambda k: k[0])
+    return [ex for _, ex in keyed]
 
 
 @dataclass(frozen=True)
@@ -51,14 +77,14 @@ class Task:
         """Disjoint train/dev/test, the same for the same seed and sizes.
 
         Sizes are upper bounds taken in the order train, dev, test from one shuffled list; a split
-        that would be empty is an error because no score can be reported on it.
+        that would be empty is an error because no score can be reported on it. For a closed answer
+        set the list is stratified by gold answer (see :func:`stratified`), so that every split
+        holds the answers in the task's proportions.
         """
         rng = random.Random(seed)
-        pool = list(self.examples)
-        rng.shuffle(pool)
+        pool = self._ordered(self.examples, rng)
         if self.held_out:
-            held = list(self.held_out)
-            rng.shuffle(held)
+            held = self._ordered(self.held_out, rng)
             parts = {"train": pool[:train], "dev": pool[train : train + dev], "test": held[:test]}
         else:
             parts = {
@@ -75,6 +101,13 @@ class Task:
                     f"{self._what_fits(train, dev, test)} would fit"
                 )
         return Splits(parts["train"], parts["dev"], parts["test"])
+
+    def _ordered(self, examples: list[Example], rng: random.Random) -> list[Example]:
+        order = list(examples)
+        rng.shuffle(order)
+        if self.answer_format.kind in CLOSED_KINDS:
+            return stratified(order, self.answer_format.normalize_gold, rng)
+        return order
 
     def _count(self) -> str:
         if self.held_out:

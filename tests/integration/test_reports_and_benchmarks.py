@@ -187,3 +187,30 @@ def test_transfer_benchmark_cold_against_warm_and_resume(tmp_path, capsys):
     assert "optimizing" not in capsys.readouterr().err
     assert {p: p.stat().st_mtime_ns for p in (out / "tasks").iterdir()} == before
     assert bench.main([*args[:-2], "--max-new-tokens", "16"]) == 2  # other settings, same folder
+
+
+def test_readout_benchmark_scores_both_readouts_on_the_same_reasoning(tmp_path, capsys):
+    bench = _benchmark("readout")
+    out = tmp_path / "readout"
+    args = ["--tasks", "builtin:compare", "builtin:arithmetic", "--out", str(out), "--test", "4"]
+    args += ["--train", "4", "--dev", "4", "--max-new-tokens", "6"]
+    assert bench.main(args) == 0
+    closed = json.loads((out / "tasks" / "builtin-compare.json").read_text())
+    opened = json.loads((out / "tasks" / "builtin-arithmetic.json").read_text())
+    for row in (closed, opened):
+        assert set(row["scores"]) == {"empty", "step_by_step", "initial"}
+        for scores in row["scores"].values():
+            assert set(scores) == set(bench.READOUTS)
+            assert all(s["n"] == 4 and s["ci95"][0] <= s["accuracy"] <= s["ci95"][1] for s in scores.values())
+    # an open answer is generated under both readouts, from the same reasoning: the same answers
+    for scores in opened["scores"].values():
+        assert scores["choice"] == scores["generate"]
+    assert "wordings" not in opened and set(closed["wordings"]) == set(bench.WORDINGS)
+    # every choice prediction is an allowed answer, counted once per prompt and example
+    assert sum(closed["predicted_counts"].values()) == 3 * 4
+    assert set(closed["predicted_counts"]) <= {"yes", "no"}
+    table = (out / "results.md").read_text()
+    assert "| builtin-compare |" in table and "options not named" in table
+    before = (out / "tasks" / "builtin-compare.json").stat().st_mtime_ns
+    assert bench.main(args) == 0  # started again: finished tasks are kept
+    assert (out / "tasks" / "builtin-compare.json").stat().st_mtime_ns == before

@@ -234,3 +234,26 @@ def test_bbh_wrong_shape(tmp_path):
     path.write_text('{"data": []}')
     with pytest.raises(GradpromptError, match="BBH format"):
         load_task(f"bbh:{path}")
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_closed_answer_splits_hold_the_answers_in_the_task_proportions(seed):
+    """Every split of a closed-set task mirrors its answer shares (within one example per answer),
+    whatever the seed; open answers are split by plain shuffling."""
+    from collections import Counter
+
+    from nodes.tasks import Example, Task
+
+    labels = ["positive"] * 60 + ["negative"] * 30 + ["neutral"] * 10
+    task = Task.from_examples("t", [Example(f"review {i}", a) for i, a in enumerate(labels)])
+    splits = task.split(seed, 20, 30, 50)
+    for part in (splits.train, splits.dev, splits.test):
+        counts = Counter(e.answer for e in part)
+        for label, share in (("positive", 0.6), ("negative", 0.3), ("neutral", 0.1)):
+            assert abs(counts[label] - share * len(part)) <= 1, (len(part), counts)
+    assert task.split(seed, 20, 30, 50) == splits  # the same for the same seed
+    assert {e.question for e in splits.train} != {e.question for e in task.split(seed + 1, 20, 30, 50).train}
+    numbers = Task.from_examples("n", [Example(f"q{i}", str(i)) for i in range(100)])
+    assert sorted(int(e.answer) for p in numbers.split(seed, 20, 30, 50).__dict__.values() for e in p) == list(
+        range(100)
+    )
