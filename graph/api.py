@@ -27,6 +27,7 @@ from nodes.greater import rollout
 from nodes.runtime.model_loading import check_model
 from nodes.session import load_inputs, session
 from nodes.settings import RunSettings
+from nodes.tasks.confidence import wilson_interval
 from store.checkpoints import new_run_id, open_runs
 from store.locks import check_run_id
 
@@ -448,13 +449,17 @@ def evaluate_prompt(task: str, prompt: str, model: str = "smollm2", split: str =
     examples = getattr(sess.splits, split)
     ids = tuple(sess.rt.encode_prompt(prompt))
     r = rollout(sess.rt, sess.readout, examples, [ids], s.max_new_tokens, label=f"{split} evaluation")[0]
+    low, high = wilson_interval(sum(r.correct), len(r.correct))
     return {
         "task": task,
         "model": model,
         "split": split,
         "examples": len(examples),
         "prompt": prompt,
+        "readout": "choice" if sess.readout.chooses else "generate",
+        "max_new_tokens": s.max_new_tokens,
         "accuracy": r.accuracy,
+        "ci95": [low, high],
         "prompt_nll": r.nll,
         "score": r.score(s.score_nll_weight),
     }

@@ -337,9 +337,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(out, indent=2))
     else:
+        low, high = out["ci95"]
+        how = "answers chosen from the allowed set" if out["readout"] == "choice" else "answers parsed from the text"
+        after = f"after up to {out['max_new_tokens']} reasoning tokens" if out["max_new_tokens"] else "directly"
         print(
-            f"{out['split']} accuracy {out['accuracy']:.3f} on {out['examples']} examples "
-            f"(prompt NLL {out['prompt_nll']:.2f}): {out['prompt']!r}"
+            f"{out['split']} accuracy {out['accuracy']:.3f} [95% CI {low:.2f}, {high:.2f}] on {out['examples']} "
+            f"examples (prompt NLL {out['prompt_nll']:.2f}; {how}, {after}): {out['prompt']!r}"
         )
     return 0
 

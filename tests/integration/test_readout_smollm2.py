@@ -43,7 +43,8 @@ def test_evaluate_with_the_choice_readout_agrees_with_a_forward_per_option(data_
     ids = tuple(sess.rt.encode_prompt(PROMPT))
     want = [_per_option_forward(sess.rt, readout, ex, ids, max_new) for ex in sess.splits.test]
     assert got["accuracy"] == pytest.approx(sum(want) / len(want))
-    assert got["examples"] == 8
+    assert got["examples"] == 8 and got["readout"] == "choice" and got["max_new_tokens"] == max_new
+    assert got["ci95"][0] <= got["accuracy"] <= got["ci95"][1]
 
 
 def test_a_direct_answer_run_races_every_step_and_finishes(data_dir, tmp_path):
