@@ -39,6 +39,7 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from accuracy import DEFAULT_INITIAL, STEP_BY_STEP, default_data_dir, task_specs  # noqa: E402
 

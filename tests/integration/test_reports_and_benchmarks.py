@@ -9,6 +9,7 @@ import html
 import importlib.util
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -85,6 +86,7 @@ def test_report_from_the_cli_and_its_errors(short_run, tmp_path):
 def _benchmark(name: str = "accuracy"):
     spec = importlib.util.spec_from_file_location(f"{name}_benchmark", ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
     spec.loader.exec_module(module)
     return module
 
