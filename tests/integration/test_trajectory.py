@@ -277,7 +277,7 @@ def test_refinement_candidates_reach_evaluation(tmp_path):
     refined = [c for c in step["candidates"] if c["source"] == "refinement"]
     assert [c["text"] for c in refined] == [good]
     assert refined[0]["score"] is not None
-    assert step["rejected"] == {"malformed": 1, "over_limit": 1}
+    assert step["rejected"] == {"malformed": 1, "over_limit": 1, "held_before": 0}
     stored = TrajectoryStore(tmp_path / "s").records(run_id=result.run_id, source="refinement")
     assert [r.text for r in stored] == [good]
 
