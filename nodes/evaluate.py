@@ -90,7 +90,7 @@ def evaluate(state: dict, store=None) -> dict:
     st = sess.settings
     rejected = dict(state.get("rejected") or {})
     if st.variant == "paper":
-        fresh, seen = not_held(state, gradient_candidates(state, st.n_evaluate + len(held_before(state))))
+        fresh, seen = not_held(state, gradient_candidates(state, len(state["proposal"]["ranked"])))
         rejected["held_before"] = rejected.get("held_before", 0) + seen
         return {"evaluated": [_scored(sess, c, None, state["step"]) for c in fresh[:1]], "rejected": rejected}
     candidates, over = within_limit(

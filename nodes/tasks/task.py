@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 from dataclasses import dataclass, field
 
 from nodes.errors import GradpromptError
@@ -21,16 +22,12 @@ def stratified(examples: list[Example], answer_of, rng: random.Random) -> list[E
     14 negative reviews of a balanced task in a 50-example pool), and a search that scores prompts
     on it learns to say the pool's majority answer: better on the pool, worse on every other split.
     """
-    seen: dict[str, int] = {}
-    counts: dict[str, int] = {}
-    for ex in examples:
-        counts[answer_of(ex.answer)] = counts.get(answer_of(ex.answer), 0) + 1
+    answers = [answer_of(ex.answer) for ex in examples]
+    counts, seen = Counter(answers), Counter()
     keyed = []
-    for ex in examples:
-        a = answer_of(ex.answer)
-        i = seen.get(a, 0)
-        seen[a] = i + 1
-        keyed.append(((i + rng.random()) / counts[a], ex))
+    for a, ex in zip(answers, examples, strict=True):
+        keyed.append(((seen[a] + rng.random()) / counts[a], ex))
+        seen[a] += 1
     keyed.sort(key=lambda k: k[0])
     return [ex for _, ex in keyed]
 
