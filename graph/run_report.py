@@ -118,7 +118,7 @@ def build_report(values: dict, dev_scores: dict[str, float] | None = None) -> Ru
     final = values.get("final") or {}
     if final:
         node_seconds["finalize"] = (values.get("timings") or {}).get("finalize", 0.0)
-    status = "finished" if final else ("waiting" if values.get("next") == ["approve"] else "stopped")
+    status = values.get("status_text") or ("finished" if final else "stopped")
     return RunReport(
         run_id=values["run_id"],
         settings=values["settings"],

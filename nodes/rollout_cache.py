@@ -57,12 +57,16 @@ def _process_store() -> InMemoryStore:
     return InMemoryStore()
 
 
+def cache_namespace(fingerprint: str) -> tuple[str, ...]:
+    return ("gradprompt", "rollouts", fingerprint)
+
+
 class RolloutCache:
     """(prompt, example) -> :class:`Outcome` in one namespace of a LangGraph store."""
 
-    def __init__(self, store: BaseStore | None, fingerprint: str):
+    def __init__(self, store: BaseStore | None, namespace: tuple[str, ...]):
         self.store = store if store is not None else _process_store()
-        self.namespace = ("gradprompt", "rollouts", fingerprint)
+        self.namespace = namespace
         self.hits = 0
         self.misses = 0
 

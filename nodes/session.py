@@ -80,9 +80,19 @@ def gradient_examples(sess: Session, step: int) -> list:
 
 def rollout_cache(sess: Session, store=None):
     """The run's (prompt, example) rollout cache in ``store`` (the graph's LangGraph store)."""
-    from nodes.rollout_cache import RolloutCache, rollout_fingerprint
+    from nodes.rollout_cache import RolloutCache
 
-    return RolloutCache(store, rollout_fingerprint(sess.settings, sess.readout))
+    return RolloutCache(store, rollout_namespace(sess.settings))
+
+
+def rollout_namespace(settings: RunSettings) -> tuple[str, ...]:
+    """Where a run's rollouts are cached: runs whose results cannot differ share it. Needs the
+    task's answer format (read from its data), never the model."""
+    from nodes.rollout_cache import cache_namespace, rollout_fingerprint
+
+    task, _ = load_inputs(settings)
+    readout = readout_of(task.answer_format, settings.readout, settings.max_new_tokens)
+    return cache_namespace(rollout_fingerprint(settings, readout))
 
 
 def rollouts(sess: Session, store, examples, prompts, drafts=None, label: str | None = None) -> list:

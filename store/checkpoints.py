@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from pathlib import Path
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 from nodes.errors import GradpromptError
-from store.locks import check_run_id, run_lock, serialized
+from store.locks import check_run_id, holder_of, run_lock, run_lock_path, serialized
 from store.paths import data_dir
 
 DB_NAME = "checkpoints.sqlite"
@@ -80,12 +81,10 @@ def open_rollout_store(run_dir: str | os.PathLike | None = None) -> Iterator:
 
 
 @contextmanager
-def open_run_graph(run_dir: str | os.PathLike | None = None) -> Iterator:
-    """The optimizer graph compiled with the runs folder's checkpointer and rollout store."""
-    from graph.builder import build_graph
-
+def open_persistence(run_dir: str | os.PathLike | None = None) -> Iterator[tuple]:
+    """The runs folder's checkpointer and rollout store, for the graph layer to compile with."""
     with open_checkpointer(run_dir) as saver, open_rollout_store(run_dir) as store:
-        yield build_graph(checkpointer=saver, store=store)
+        yield saver, store
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -153,8 +152,9 @@ class RunFolder:
     def where(self) -> str:
         return str(self.local)
 
-    def graph(self):
-        return open_run_graph(self.run_dir)
+    def persistence(self):
+        """(checkpointer, store) for the graph layer: storage never compiles the graph itself."""
+        return open_persistence(self.run_dir)
 
     def rollout_store(self):
         return open_rollout_store(self.run_dir)
@@ -194,6 +194,14 @@ class RunFolder:
 
     def lock(self, run_id: str, doing: str):
         return run_lock(self.local, run_id, doing)
+
+    def holder(self, run_id: str) -> str | None:
+        """The process holding the run now ("pid N on HOST, DOING RUN, since T"), or None."""
+        return holder_of(run_lock_path(self.local, run_id))
+
+    def remove(self, run_id: str) -> None:
+        """Drop the run from the index: its folder (run.json, a pending answer, reports)."""
+        shutil.rmtree(self.folder(run_id), ignore_errors=True)
 
     def folder(self, run_id: str) -> Path:
         return self.local / check_run_id(run_id)

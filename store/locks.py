@@ -89,11 +89,33 @@ def file_lock(path: Path, doing: str, refusal: str):
     return held_once(("file", key), acquire, os.close)  # closing the only descriptor releases the flock
 
 
+def holder_of(path: Path) -> str | None:
+    """Who holds the lock at ``path`` right now (the holder line), or None when nobody does. A
+    probe: it takes the lock for an instant when it is free, never waits."""
+    key = str(path.resolve())
+    with _guard:
+        if ("file", key) in _held:
+            return _holder(path)
+    if not path.is_file():
+        return None
+    fd = os.open(key, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _holder(path)
+    finally:
+        os.close(fd)  # also drops the shared lock taken by the probe
+    return None
+
+
+def run_lock_path(folder: Path, run_id: str) -> Path:
+    return folder / check_run_id(run_id) / ".lock"
+
+
 def run_lock(folder: Path, run_id: str, doing: str) -> Iterator[None]:
     """The lock a process holds while it drives, answers or forks run ``run_id``."""
-    check_run_id(run_id)
     return file_lock(
-        folder / run_id / ".lock",
+        run_lock_path(folder, run_id),
         f"{doing} {run_id}",
         f"run {run_id} is in use by another process; wait for it to finish or stop it (Ctrl-C), then try again",
     )

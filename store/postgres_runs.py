@@ -114,12 +114,10 @@ class PostgresRuns:
             raise
 
     @contextmanager
-    def graph(self) -> Iterator:
-        """The optimizer graph with ``PostgresSaver`` checkpoints and a ``PostgresStore`` rollout cache."""
+    def persistence(self) -> Iterator[tuple]:
+        """``PostgresSaver`` checkpoints and a ``PostgresStore`` rollout cache, for the graph layer."""
         from langgraph.checkpoint.postgres import PostgresSaver
         from langgraph.store.postgres import PostgresStore
-
-        from graph.builder import build_graph
 
         with self._conn() as saver_conn, self._conn() as store_conn:
             saver, store = PostgresSaver(saver_conn), PostgresStore(store_conn)
@@ -130,7 +128,7 @@ class PostgresRuns:
                 store.setup()
             finally:
                 saver_conn.execute("SELECT pg_advisory_unlock(%s)", (_SETUP_LOCK,))
-            yield build_graph(checkpointer=saver, store=store)
+            yield saver, store
 
     @contextmanager
     def rollout_store(self) -> Iterator:
@@ -215,13 +213,35 @@ class PostgresRuns:
         # ending the session releases the advisory lock
         return held_once(("postgres", self.url, run_id), acquire, lambda conn: conn.close())
 
+    def holder(self, run_id: str) -> str | None:
+        """The process holding the run now ("pid N on HOST, DOING RUN, since T"), or None."""
+        with self._conn() as conn:
+            row = self._holding(conn, _lock_key(check_run_id(run_id)))
+        if row is None:
+            return None
+        who = (row["who"] or "another process").removeprefix("gradprompt ")
+        return f"{who}, since {row['since']:%Y-%m-%d %H:%M:%S}"
+
+    def remove(self, run_id: str) -> None:
+        """Drop the run from the index (its row, with a pending answer) and its local report folder."""
+        import shutil
+
+        with self._conn() as conn:
+            conn.execute("DELETE FROM gradprompt_runs WHERE run_id = %s", (check_run_id(run_id),))
+        shutil.rmtree(self.folder(run_id), ignore_errors=True)
+
     @staticmethod
-    def _holder(conn, key: int) -> str:
+    def _holding(conn, key: int):
         unsigned = key & 0xFFFFFFFFFFFFFFFF
-        row = conn.execute(
-            "SELECT a.application_name AS who FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+        return conn.execute(
+            "SELECT a.application_name AS who, a.backend_start AS since FROM pg_locks l "
+            "JOIN pg_stat_activity a ON a.pid = l.pid "
             "WHERE l.locktype = 'advisory' AND l.classid::bigint = %s AND l.objid::bigint = %s "
             "AND l.objsubid = 1 AND l.granted",
             (unsigned >> 32, unsigned & 0xFFFFFFFF),
         ).fetchone()
+
+    @classmethod
+    def _holder(cls, conn, key: int) -> str:
+        row = cls._holding(conn, key)
         return (row and row["who"]) or "another process"

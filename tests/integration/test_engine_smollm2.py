@@ -8,7 +8,7 @@ import pytest
 
 from nodes.errors import GradpromptError
 from nodes.greater import next_position, pool_order, propose, rollout
-from nodes.rollout_cache import RolloutCache
+from nodes.rollout_cache import RolloutCache, cache_namespace
 from nodes.runtime.model_loading import load_model
 from nodes.selection import SelectionConfig, accept, race
 from nodes.settings import StepSettings
@@ -37,7 +37,7 @@ def test_one_full_step_races_candidates_and_always_moves_to_the_best(smollm2_rt)
     fmt = task.answer_format
     settings = StepSettings(batch_size=4, max_new_tokens=24, n_evaluate=3)
     pool = pool_order(task.split(0, 12, 8, 8).train, 0)
-    cache = RolloutCache(None, "engine-step-test")
+    cache = RolloutCache(None, cache_namespace("engine-step-test"))
     prompt = tuple(rt.encode_prompt("Let's think step by step."))
     current = rollout(rt, fmt, pool, [prompt], settings.max_new_tokens, cache=cache)[0]
     assert len(current.reasonings) == 12 and all(current.reasonings)

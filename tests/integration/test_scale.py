@@ -214,11 +214,11 @@ def test_sweep_on_two_workers_survives_a_dead_worker_and_an_interruption(tmp_pat
 
 
 def _head(pg: str, run_id: str) -> str:
-    from graph.api import _config
+    from graph.threads import config, run_graph
     from store.checkpoints import open_runs
 
-    with open_runs(None, pg).graph() as graph:
-        return graph.get_state(_config(run_id)).config["configurable"]["checkpoint_id"]
+    with run_graph(open_runs(None, pg)) as graph:
+        return graph.get_state(config(run_id)).config["configurable"]["checkpoint_id"]
 
 
 def test_sweep_plans_and_reads_files(tmp_path):

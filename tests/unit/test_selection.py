@@ -10,7 +10,7 @@ import torch
 from scipy.stats import binomtest
 
 from nodes.greater import gradient_batch, pool_order, rollout
-from nodes.rollout_cache import RolloutCache
+from nodes.rollout_cache import RolloutCache, cache_namespace
 from nodes.runtime.candidates import example_groups
 from nodes.runtime.runtime import PLAIN_TOKEN
 from nodes.selection import (
@@ -245,7 +245,7 @@ def test_cached_rollout_never_rolls_out_a_pair_twice(tiny_rt):
     task = builtin_task("compare")
     fmt = task.answer_format
     examples = task.examples[:6]
-    cache = RolloutCache(None, "tiny-cache-test")
+    cache = RolloutCache(None, cache_namespace("tiny-cache-test"))
     a, b = tuple(rt.encode_prompt("Think step by step.")), tuple(rt.encode_prompt("Answer carefully."))
     first = rollout(rt, fmt, examples[:4], [a], 6, cache=cache)
     calls = rt.usage.snapshot().calls
@@ -265,7 +265,7 @@ def test_race_on_the_tiny_model_compares_on_the_same_examples(tiny_rt):
     task = builtin_task("compare")
     fmt = task.answer_format
     pool = task.examples[:12]
-    cache = RolloutCache(None, "tiny-race-test")
+    cache = RolloutCache(None, cache_namespace("tiny-race-test"))
     current_prompt = tuple(rt.encode_prompt("Think step by step."))
     current = rollout(rt, fmt, pool, [current_prompt], 6, cache=cache)[0]
     prompts = [tuple(rt.encode_prompt(t)) for t in ("Answer carefully.", "Yes or no.", "Check the numbers.")]

@@ -1,0 +1,152 @@
+"""What `runs list` / `runs show` say a run is doing, and `runs rm`, on the tiny model: a run held
+by another process reads running with its pid, one at an approval interrupt waiting for approval,
+one whose node raised failed with the error's first line; removal takes checkpoints, unshared
+cache rows and the folder, refuses a held run, and a dry run changes nothing."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import nodes.reason
+import nodes.session
+from graph import fork, list_runs, optimize, run_values
+from graph.api import ApprovalPending
+from graph.cli import main
+from graph.removal import remove_runs
+from nodes.errors import GradpromptError
+
+ROOT = Path(__file__).resolve().parents[2]
+SMALL = {
+    "train": 3,
+    "dev": 3,
+    "test": 3,
+    "batch_size": 2,
+    "max_new_tokens": 3,
+    "n_evaluate": 2,
+    "top_k": 4,
+    "refine": False,
+    "trajectory": False,
+}
+
+
+@pytest.fixture()
+def on_tiny_model(tiny_rt, monkeypatch):
+    monkeypatch.setattr(nodes.session, "_runtime", lambda *args: tiny_rt)
+    return tiny_rt
+
+
+def _cli(capsys, *args: str) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as exit_:
+        main(list(args))
+    return exit_.value.code, capsys.readouterr().out
+
+
+def _hold(run_dir: Path, run_id: str) -> subprocess.Popen:
+    """Another process holding the run, as a process driving it does."""
+    code = textwrap.dedent(f"""
+        import sys, time
+        from store.checkpoints import open_runs
+        with open_runs(sys.argv[1]).lock({run_id!r}, "resume"):
+            print("held", flush=True)
+            time.sleep(600)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code, str(run_dir)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_each_status_reads_what_the_run_is_doing(tmp_path, on_tiny_model, monkeypatch, capsys):
+    runs = tmp_path / "runs"
+    optimize("builtin:compare", steps=1, run_dir=runs, run_id="done", **SMALL)
+    fork("done", 0, run_dir=runs, new_id="held")  # a run that stopped at the start of step 0
+    with pytest.raises(ApprovalPending):
+        optimize("builtin:compare", steps=1, run_dir=runs, run_id="asks", human_approval=True, **SMALL)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the model went away\nsecond line of the error")
+
+    with monkeypatch.context() as m:
+        m.setattr(nodes.reason, "rollouts", broken)
+        with pytest.raises(RuntimeError):
+            optimize("builtin:compare", steps=1, run_dir=runs, run_id="broken", **SMALL)
+
+    holder = _hold(runs, "held")
+    try:
+        listed = {r["run_id"]: r for r in list_runs(run_dir=runs)}
+        code, text = _cli(capsys, "runs", "list", "--run-dir", str(runs))
+        _, as_json = _cli(capsys, "runs", "list", "--json", "--run-dir", str(runs))
+        _, shown = _cli(capsys, "runs", "show", "broken", "--run-dir", str(runs))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert {k: r["status"] for k, r in listed.items()} == {
+        "done": "finished",
+        "held": "running",
+        "asks": "waiting for approval",
+        "broken": "failed",
+    }
+    assert listed["held"]["status_text"].startswith(f"running (pid {holder.pid} on ")
+    assert "since 20" in listed["held"]["status_text"]
+    assert listed["broken"]["status_text"] == "failed: RuntimeError: the model went away"
+    assert listed["asks"]["status_text"] == "waiting for approval of step 0"
+    assert code == 0
+    lines = {line.split()[0]: line for line in text.splitlines()[1:]}
+    assert lines["held"].endswith(listed["held"]["status_text"])
+    assert lines["broken"].endswith("failed: RuntimeError: the model went away")
+    assert lines["asks"].endswith("waiting for approval of step 0")
+    assert lines["done"].endswith("finished")
+    assert {r["run_id"]: r["status"] for r in json.loads(as_json)} == {k: r["status"] for k, r in listed.items()}
+    assert "status: failed: RuntimeError: the model went away" in shown
+    # once the holder is gone the run is resumable, and says so
+    assert run_values("held", run_dir=runs)["status_text"] == "stopped (resumable)"
+    assert run_values("broken", run_dir=runs)["status_text"].startswith("failed")
+
+
+def test_rm_removes_checkpoints_cache_rows_and_folder_and_refuses_a_held_run(tmp_path, on_tiny_model, capsys):
+    runs = tmp_path / "runs"
+    optimize("builtin:compare", steps=1, run_dir=runs, run_id="one", **SMALL)
+    optimize("builtin:compare", steps=1, run_dir=runs, run_id="two", **SMALL)
+    optimize("builtin:arithmetic", steps=1, run_dir=runs, run_id="other", **SMALL)
+
+    def counts() -> dict:
+        with sqlite3.connect(runs / "checkpoints.sqlite") as db:
+            threads = dict(db.execute("SELECT thread_id, count(*) FROM checkpoints GROUP BY thread_id").fetchall())
+        with sqlite3.connect(runs / "rollouts.sqlite") as db:
+            rows = dict(db.execute("SELECT prefix, count(*) FROM store GROUP BY prefix").fetchall())
+        return {"threads": threads, "cache": rows, "folders": sorted(p.name for p in runs.iterdir() if p.is_dir())}
+
+    before = counts()
+    assert set(before["threads"]) == {"one", "two", "other"} and len(before["cache"]) == 2
+
+    code, text = _cli(capsys, "runs", "rm", "one", "other", "--dry-run", "--run-dir", str(runs))
+    assert code == 0 and "would remove" in text
+    assert counts() == before  # a dry run changes nothing
+
+    holder = _hold(runs, "other")
+    try:
+        with pytest.raises(GradpromptError, match=rf"run other is in use.*pid {holder.pid}"):
+            remove_runs(["one", "other"], run_dir=runs)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert counts() == before  # refused as a whole: "one" was not removed either
+
+    out = {r["run_id"]: r for r in remove_runs(["one", "other"], run_dir=runs)}
+    after = counts()
+    assert set(after["threads"]) == {"two"}
+    assert after["folders"] == ["two"]
+    # "one" shares its cache rows with "two" (same task and settings): they stay; "other"'s go
+    assert out["one"]["cache_rows"] == 0 and out["one"]["cache_kept"].startswith("shared with two")
+    assert out["other"]["cache_rows"] > 0 and out["one"]["checkpoints"] == before["threads"]["one"]
+    assert list(after["cache"].values()) == [before["cache"][p] for p in after["cache"]]
+    assert len(after["cache"]) == 1
+    assert [r["run_id"] for r in list_runs(run_dir=runs)] == ["two"]
+    with pytest.raises(GradpromptError, match="unknown run id 'one'"):
+        remove_runs(["one"], run_dir=runs)
