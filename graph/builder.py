@@ -27,6 +27,7 @@ from nodes.finalize import finalize
 from nodes.prepare import prepare
 from nodes.propose import propose
 from nodes.reason import reason
+from nodes.rollout_cache import generated
 from nodes.record import record
 from nodes.refine import refine
 from nodes.retrieve import retrieve
@@ -48,12 +49,14 @@ LAST_STEP_NODE = STEP_NODES[-1][0]
 
 
 def _timed(name: str, fn: Callable[..., dict]) -> Callable[..., dict]:
-    """Wrap a node so the seconds it took land in the step's ``timings``, and hand it what it asks
-    for by name: the caller's chat model (runtime context) and the graph's store (the run's rollout
-    cache lives there)."""
+    """Wrap a node so the seconds it took land in the step's ``timings`` and, with the rollouts it
+    generated, in the run's ``spent`` (what time and rollout budgets count, across processes), and
+    hand it what it asks for by name: the caller's chat model (runtime context) and the graph's
+    store (the run's rollout cache lives there)."""
     wanted = inspect.signature(fn).parameters
 
     def node(state: State, runtime: Runtime[Context]) -> dict:
+        rolled_before = generated()
         start = time.perf_counter()
         context = getattr(runtime, "context", None)
         kwargs = {}
@@ -65,7 +68,13 @@ def _timed(name: str, fn: Callable[..., dict]) -> Callable[..., dict]:
         base = update.get("timings", state.get("timings", {}))
         if name == FIRST_STEP_NODE:
             base = {}
-        update["timings"] = {**base, name: round(time.perf_counter() - start, 3)}
+        took = time.perf_counter() - start
+        update["timings"] = {**base, name: round(took, 3)}
+        spent = update.get("spent", state.get("spent")) or {}
+        update["spent"] = {
+            "seconds": round(spent.get("seconds", 0.0) + took, 3),
+            "rollouts": spent.get("rollouts", 0) + generated() - rolled_before,
+        }
         return update
 
     node.__name__ = name

@@ -45,7 +45,9 @@ def _records(settings: dict, run_id: str, dry_run: bool) -> int:
         return 0
     from store.trajectory import open_store
 
-    return open_store(settings.get("store")).prune(run_id=run_id, dry_run=dry_run)["matched"]
+    return open_store(settings.get("store"), settings.get("embeddings", "minilm")).prune(
+        run_id=run_id, dry_run=dry_run
+    )["matched"]
 
 
 def remove_runs(

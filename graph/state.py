@@ -77,6 +77,7 @@ class State(TypedDict, total=False):
     history: list[StepRecord]
     best: list[Scored]  # the keep_best prompts scored on the whole pool, best first
     stale: int  # steps since the best pool accuracy rose
+    spent: dict[str, Any]  # seconds in the run's nodes and rollouts generated, over all its processes
     done: bool
     stop_reason: str
     final: dict[str, Any]  # dev/test scores of the baseline and the chosen prompt

@@ -6,10 +6,15 @@ from nodes.greater import next_position
 from nodes.session import session
 
 
-def stop_reason(settings, step: int, stale: int, accuracy: float | None) -> str:
+def stop_reason(settings, step: int, stale: int, accuracy: float | None, spent: dict | None = None) -> str:
     """Why the run stops after ``step`` finished steps, or '' to go on."""
+    spent = spent or {}
     if step >= settings.steps:
         return f"step budget of {settings.steps} reached"
+    if settings.time_budget is not None and spent.get("seconds", 0.0) >= settings.time_budget:
+        return f"time budget of {settings.time_budget:g} s spent ({spent['seconds']:.0f} s)"
+    if settings.max_rollouts is not None and spent.get("rollouts", 0) >= settings.max_rollouts:
+        return f"rollout budget of {settings.max_rollouts} spent ({spent['rollouts']} rollouts)"
     if settings.patience is not None and stale >= settings.patience:
         return f"no better prompt in {stale} steps"
     if settings.target_accuracy is not None and accuracy is not None and accuracy >= settings.target_accuracy:
@@ -23,7 +28,8 @@ def advance(state: dict) -> dict:
     prompt = tuple(decision["prompt"])
     step = state["step"] + 1
     on_pool = decision.get("examples") == state["current"].get("examples")
-    reason = stop_reason(sess.settings, step, state.get("stale", 0), decision.get("accuracy") if on_pool else None)
+    accuracy = decision.get("accuracy") if on_pool else None
+    reason = stop_reason(sess.settings, step, state.get("stale", 0), accuracy, state.get("spent"))
     return {
         "step": step,
         "prompt": list(prompt),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -57,6 +58,17 @@ def _process_store() -> InMemoryStore:
     return InMemoryStore()
 
 
+_generated = [0]  # rollouts this process has generated (cache misses), for run budgets
+_generated_lock = threading.Lock()
+
+
+def generated() -> int:
+    """How many (prompt, example) rollouts this process has had to generate so far: every miss is
+    generated right after it is looked up, so the difference across a node is that node's work."""
+    with _generated_lock:
+        return _generated[0]
+
+
 def cache_namespace(fingerprint: str) -> tuple[str, ...]:
     return ("gradprompt", "rollouts", fingerprint)
 
@@ -80,6 +92,8 @@ class RolloutCache:
         found = sum(o is not None for o in out)
         self.hits += found
         self.misses += len(out) - found
+        with _generated_lock:
+            _generated[0] += len(out) - found
         return out
 
     def put(self, entries: Sequence[tuple[Sequence[int], Example, Outcome]]) -> None:

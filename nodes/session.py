@@ -184,7 +184,7 @@ def trajectory_of(sess: Session):
         return None
     from store.trajectory import open_store
 
-    return open_store(sess.settings.store)
+    return open_store(sess.settings.store, sess.settings.embeddings)
 
 
 def step_edit_limit(sess: Session, step: int) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -90,6 +91,19 @@ class RunSettings(StepSettings):
     dev: int = Field(100, ge=1, description="dev examples: the final prompt must beat the initial one on these")
     test: int = Field(100, ge=0, description="test examples: reported, never used for choosing")
     steps: int = Field(20, ge=0, description="optimization steps (one token position each)")
+    time_budget: float | None = Field(
+        None,
+        gt=0,
+        description="stop the search once this much time was spent in the run, over all its processes "
+        "(e.g. 20m, 1h30m, 90s; a bare number is seconds); the step under way and the final dev/test "
+        "evaluation still finish",
+    )
+    max_rollouts: int | None = Field(
+        None,
+        ge=1,
+        description="stop the search once the run has generated this many (prompt, example) rollouts "
+        "(cached ones are free); the step under way and the final evaluation still finish",
+    )
     patience: int | None = Field(None, ge=1, description="stop after this many steps without a better prompt")
     target_accuracy: float | None = Field(
         None, gt=0, le=1, description="stop once the current prompt reaches this accuracy on the pool"
@@ -102,6 +116,11 @@ class RunSettings(StepSettings):
         None,
         description="trajectory store: a folder, or http://HOST:PORT of a `chroma run` server "
         "(default $GRADPROMPT_HOME/trajectory)",
+    )
+    embeddings: str = Field(
+        "minilm",
+        description="sentence-transformers model that embeds prompts for the trajectory store: minilm (bundled "
+        "all-MiniLM-L6-v2) or a local model folder; a store keeps to the model it was filled with",
     )
     retrieve_k: int = Field(5, ge=0, description="similar past prompts retrieved per step")
     cross_task: bool = Field(True, description="also retrieve prompts recorded for other tasks (same model)")
@@ -129,6 +148,20 @@ class RunSettings(StepSettings):
     refine: bool = Field(True, description="GPO generation-based update: a chat model rewrites the prompt")
     refine_candidates: int = Field(2, ge=1, description="whole-prompt candidates asked of the chat model per step")
     refine_max_new_tokens: int = Field(160, ge=16, description="bound on the chat model's reply")
+
+    @field_validator("time_budget", mode="before")
+    @classmethod
+    def _duration(cls, value):
+        """Accept 20m, 1h30m, 90s or 1.5h as well as seconds."""
+        if value is None or isinstance(value, int | float):
+            return value
+        text = str(value).strip().lower().replace(" ", "")
+        if re.fullmatch(r"\d+(\.\d+)?", text):
+            return float(text)
+        parts = re.findall(r"(\d+(?:\.\d+)?)([hms])", text)
+        if not parts or "".join(n + u for n, u in parts) != text:
+            raise ValueError(f"a time budget is like 20m, 1h30m, 90s or 1.5h, got {value!r}")
+        return sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
 
     def label(self) -> str:
         """Short human description of what produced a result."""

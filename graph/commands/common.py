@@ -74,11 +74,11 @@ def progress(args: argparse.Namespace):
     return RunProgress() if shown() else PlainProgress()
 
 
-def approver(args: argparse.Namespace, display=None):
-    """Ask at the terminal when there is one (pausing ``display`` while asking); otherwise runs
-    wait for `gradprompt approve`."""
+def approver(args: argparse.Namespace):
+    """Ask at the terminal when there is one (the progress display pauses while asking); otherwise
+    runs wait for `gradprompt approve`."""
     if getattr(args, "json", False) or not sys.stdin.isatty():
         return None
     from graph.approval_terminal import terminal_approver
 
-    return terminal_approver(paused=getattr(display, "paused", None))
+    return terminal_approver()

@@ -94,6 +94,11 @@ OPTIMIZE_FIELDS = frozenset(RunSettings.model_fields) - {"task"}
 SWEEP_FIELDS = OPTIMIZE_FIELDS - {"model", "seed"}
 
 
+_METAVARS = {"time_budget": "DURATION", "max_rollouts": "N", "embeddings": "MODEL", "store": "FOLDER_OR_URL"}
+# Parsed by the settings themselves (a duration such as 20m), so the flag passes the text through.
+_AS_TEXT = {"time_budget"}
+
+
 def _field_type(annotation) -> tuple[type | None, list[str] | None]:
     """The argparse type (and choices) of a pydantic field's annotation."""
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
@@ -114,6 +119,8 @@ def flag_name(field: str) -> str:
 def _add_field(group, name: str) -> None:
     info = RunSettings.model_fields[name]
     kind, choices = _field_type(info.annotation)
+    if name in _AS_TEXT:
+        kind = str
     default = info.default
     text = info.description or name
     if kind is bool:
@@ -135,7 +142,7 @@ def _add_field(group, name: str) -> None:
         choices=choices,
         default=None,
         help=text,
-        metavar=None if choices else name.split("_")[-1].upper(),
+        metavar=None if choices else _METAVARS.get(name, name.split("_")[-1].upper()),
     )
 
 

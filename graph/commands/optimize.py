@@ -9,16 +9,17 @@ from graph.commands.common import approver, print_result, progress, where
 from graph.commands.flags import OPTIMIZE_FIELDS, add_settings_flags, settings_from
 
 EXAMPLES = """examples:
-  # quick on a CPU (a few minutes): four steps on a built-in task with the bundled model
-  gradprompt optimize --task builtin:compare --steps 4 --train 16 --dev 40 --test 40 --max-new-tokens 32
+  # quick on a CPU (a few minutes): four steps of a built-in task on the bundled model
+  gradprompt optimize --task builtin:compare --steps 4 --train 16 --dev 40 --test 40 \\
+      --max-new-tokens 32
 
-  # a classification task read directly (no reasoning), approving each update at the terminal
+  # classification read directly (no reasoning), approving each update at the terminal
   gradprompt optimize --task jsonl:reviews.jsonl --question-field text --answer-field label \\
       --max-new-tokens 0 --steps 20 --dev 200 --approve
 
   # the paper's setting on a GPU, stopping after 20 minutes
-  gradprompt optimize --task bbh:data/navigate.json --model ./Llama-3-8B-Instruct --device cuda \\
-      --max-new-tokens 1024 --steps 125 --time-budget 20m
+  gradprompt optimize --task bbh:data/navigate.json --model ./Llama-3-8B-Instruct \\
+      --device cuda --max-new-tokens 1024 --steps 125 --time-budget 20m
 """
 
 
@@ -38,7 +39,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
             on_start=None
             if args.json
             else (lambda rid: print(f"run {rid} (resume with `gradprompt resume {rid}`)", file=sys.stderr)),
-            approver=approver(args, display),
+            approver=approver(args),
         )
     print_result(result, args.json)
     return 0
@@ -49,7 +50,7 @@ def resume_and_report(args: argparse.Namespace, run_id: str) -> int:
 
     display = progress(args)
     with display:
-        result = resume(run_id, **where(args), on_update=display.update, approver=approver(args, display))
+        result = resume(run_id, **where(args), on_update=display.update, approver=approver(args))
     print_result(result, args.json)
     return 0
 

@@ -22,7 +22,7 @@ def _positive_days(text: str) -> float:
 def cmd_store(args: argparse.Namespace) -> int:
     from store.trajectory import TrajectoryStore
 
-    store = TrajectoryStore(args.store)
+    store = TrajectoryStore(args.store, args.embeddings)
     if args.store_command == "stats":
         out = store.stats()
     elif args.store_command == "search":
@@ -70,6 +70,12 @@ def add_parsers(sub, common: argparse.ArgumentParser) -> None:
     st_sub = st.add_subparsers(dest="store_command", required=True, metavar="ACTION")
     store_common = argparse.ArgumentParser(add_help=False, parents=[common])
     store_common.add_argument("--store", help="store folder or http://HOST:PORT (default $GRADPROMPT_HOME/trajectory)")
+    store_common.add_argument(
+        "--embeddings",
+        default="minilm",
+        metavar="MODEL",
+        help="the embedding model the store was filled with: minilm (bundled) or a sentence-transformers folder",
+    )
     st_sub.add_parser(
         "stats", parents=[store_common], help="size on disk, dates, records per task, model, source and version"
     )

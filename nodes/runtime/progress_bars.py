@@ -74,6 +74,22 @@ def shown() -> bool:
     return not _quiet and console().is_terminal
 
 
+@contextmanager
+def paused() -> Iterator[None]:
+    """Stop redrawing the live display for the block, so a question asked at the terminal stays on
+    screen while it is answered; the display resumes beneath it afterwards."""
+    with _lock:
+        live = _live
+        if live is not None:
+            live.stop()
+    try:
+        yield
+    finally:
+        with _lock:
+            if live is not None and live is _live:
+                live.start()
+
+
 class Bar:
     """One line of the shared display; a no-op when bars are off."""
 

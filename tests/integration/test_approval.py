@@ -4,6 +4,7 @@ CLI (runs pending, approve, resume), with each decision kept in the history and 
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 from helpers import SMALL_RUN, flags, run_cli
@@ -90,3 +91,49 @@ def test_cli_pending_approve_and_resume(tmp_path):
     assert json.loads(run_cli("runs", "pending", "--json", run_dir=tmp_path).stdout) == []
     again = run_cli("approve", "waits", "--action", "approve", run_dir=tmp_path)
     assert again.returncode == 2 and "not waiting" in again.stderr
+
+
+def test_optimize_asks_at_the_terminal_with_the_display_paused(tmp_path):
+    """`optimize --approve` in a pseudo-terminal: each request is shown with its change spelled out
+    without colour, nothing redraws over the question while it waits, and the answers typed
+    (edit, reject, approve) are applied before the run goes on to its end."""
+    pexpect = pytest.importorskip("pexpect")
+    from helpers import ENV
+
+    from graph import run_values
+
+    args = ["-m", "graph.cli", "optimize", "--task", "builtin:compare", "--steps", "3", "--approve"]
+    args += [*flags({**SMALL, "trajectory": False}), "--run-id", "asked", "--run-dir", str(tmp_path)]
+    child = pexpect.spawn(
+        sys.executable,
+        args,
+        env={**ENV, "NO_COLOR": "1", "COLUMNS": "160"},
+        encoding="utf-8",
+        timeout=600,
+        dimensions=(50, 160),
+    )
+    try:
+        seen = []
+        for answer in (["edit", EDITED], ["reject"], ["approve"]):
+            child.expect(r"approve, reject or edit\?.*: ")
+            seen.append(child.before)
+            with pytest.raises(pexpect.TIMEOUT):  # the bar does not redraw over the question
+                child.read_nonblocking(size=1000, timeout=2)
+            child.sendline(answer[0])
+            if answer[0] == "edit":
+                child.expect("your prompt.*: ")
+                child.sendline(answer[1])
+        child.expect(pexpect.EOF)
+        tail = child.before
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0, tail
+    for step, text in enumerate(seen):
+        assert f"Step {step}: proposed update" in text
+        change = [line for line in text.splitlines() if "change:" in line]
+        assert change and ("[-" in change[-1] or "{+" in change[-1]), text
+    assert "final" in tail and "95% CI" in tail
+    h0, h1, h2 = run_values("asked", run_dir=tmp_path)["history"]
+    assert h0["accepted"]["text"] == EDITED and h0["accepted"]["source"] == "human"
+    assert not h1["changed"] and h1["accepted"]["by"] == "human"
+    assert h2["accepted"]["by"] == "human" and h2["accepted"]["source"] != "human"
