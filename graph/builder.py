@@ -27,10 +27,10 @@ from nodes.finalize import finalize
 from nodes.prepare import prepare
 from nodes.propose import propose
 from nodes.reason import reason
-from nodes.rollout_cache import generated
 from nodes.record import record
 from nodes.refine import refine
 from nodes.retrieve import retrieve
+from nodes.rollout_cache import generated
 from nodes.select import select
 
 STEP_NODES: list[tuple[str, Callable[..., dict]]] = [
