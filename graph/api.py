@@ -3,7 +3,7 @@ a prompt the way runs do. Each function lives in the module named after its conc
 approval protocol, run index, fork, evaluation); this module gathers them."""
 
 from graph.approval_protocol import ApprovalPending, Approver, approve, pending_request, pending_runs
-from graph.evaluation import evaluate_prompt, report
+from graph.evaluation import evaluate_prompt, evaluate_prompts, report
 from graph.fork import fork
 from graph.lifecycle import (
     NoCheckpointYet,
@@ -15,7 +15,8 @@ from graph.lifecycle import (
     resume,
     start_run,
 )
-from graph.run_index import list_runs, run_values
+from graph.removal import remove_runs
+from graph.run_index import list_runs, run_status, run_values
 from graph.threads import config
 
 __all__ = [
@@ -28,14 +29,17 @@ __all__ = [
     "approve",
     "config",
     "evaluate_prompt",
+    "evaluate_prompts",
     "fork",
     "list_runs",
     "make_settings",
     "optimize",
     "pending_request",
     "pending_runs",
+    "remove_runs",
     "report",
     "resume",
+    "run_status",
     "run_values",
     "start_run",
 ]

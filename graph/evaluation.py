@@ -114,6 +114,9 @@ def report(
         raise GradpromptError(f"run {run_id} has no finished step yet: resume it, then ask for its report")
     extra = None
     if score_dev:
+        from graph.lifecycle import with_run_inputs
+
+        with_run_inputs(open_runs(run_dir, checkpointer), run_id, values["settings"])
         sess = session(RunSettings.model_validate(values["settings"]))
         prompts = step_prompts(values)
         rolled = rollout(

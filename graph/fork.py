@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from graph.builder import FIRST_STEP_NODE, LAST_STEP_NODE
+from graph.lifecycle import with_run_inputs
 from graph.threads import config, run_graph
 from nodes.errors import GradpromptError
 from nodes.session import session
@@ -38,6 +39,7 @@ def fork(
             done = graph.get_state(config(run_id)).values.get("step", 0)
             raise GradpromptError(f"run {run_id} has no checkpoint at the start of step {step}: choose 0..{done}")
         values = dict(found.values)
+        with_run_inputs(runs, run_id, values["settings"])
         settings = RunSettings.model_validate(values["settings"])
         if steps is not None:
             settings = settings.model_copy(update={"steps": steps})
@@ -60,5 +62,8 @@ def fork(
                 "task": info["settings"]["task"],
             },
         )
+        rows = runs.read_examples(run_id)
+        if rows is not None:
+            runs.write_examples(new_id, rows)
         graph.update_state(config(new_id), values, as_node=LAST_STEP_NODE)
     return new_id

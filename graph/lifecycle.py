@@ -186,6 +186,26 @@ def result_of(values: dict) -> OptimizationResult:
     )
 
 
+def with_run_inputs(runs, run_id: str, settings: dict) -> None:
+    """Make what a run needs besides its checkpoint available in this process: the examples it
+    was given in memory (kept with the run) and its metric (imported by path), each with one clear
+    error when it cannot be had."""
+    from nodes.tasks.inline import is_inline, register_rows
+    from nodes.tasks.metric import load_metric
+
+    task = settings.get("task", "")
+    if is_inline(task):
+        rows = runs.read_examples(run_id)
+        if rows is None:
+            raise GradpromptError(
+                f"run {run_id} was started with in-memory examples, but they are not kept with it in {runs.where}: "
+                "start it again with optimize(examples=...)"
+            )
+        register_rows(task, rows)
+    if settings.get("metric"):
+        load_metric(settings["metric"])
+
+
 def start_run(
     settings: RunSettings,
     *,
@@ -196,8 +216,10 @@ def start_run(
     on_start: Callable[[str], None] | None = None,
     chat_model=None,
     approver: Approver | None = None,
+    examples: list[dict] | None = None,
 ) -> OptimizationResult:
-    """Start a run with validated settings (see :func:`optimize` for the friendly form)."""
+    """Start a run with validated settings (see :func:`optimize` for the friendly form);
+    ``examples`` are the rows of an in-memory task, kept with the run."""
     task, _ = load_inputs(settings)  # bad data fails here, before a model is loaded
     check_model(settings.model)
     runs = open_runs(run_dir, checkpointer)
@@ -214,6 +236,8 @@ def start_run(
                 "parent": None,
             },
         )
+        if examples is not None:
+            runs.write_examples(run_id, examples)
         if on_start:
             on_start(run_id)
         values = drive(
@@ -223,9 +247,12 @@ def start_run(
 
 
 def optimize(
-    task: str,
+    task: str | None = None,
     model: str = "smollm2",
     *,
+    examples: Any = None,
+    metric: Callable[[str, str], bool | float] | str | None = None,
+    name: str = "examples",
     run_dir=None,
     checkpointer: str | None = None,
     run_id: str | None = None,
@@ -235,12 +262,35 @@ def optimize(
     **settings: Any,
 ) -> OptimizationResult:
     """Optimize a prompt for ``task`` (a spec such as ``builtin:compare`` or ``bbh:path/navigate.json``)
-    on ``model``. Keyword settings are those of :class:`nodes.settings.RunSettings` (``steps``,
-    ``train``, ``dev``, ``test``, ``seed``, ``max_new_tokens``, ``variant``, ``store``,
-    ``warm_start`` ...). ``chat_model`` is any LangChain chat model for the refinement step; by
-    default the run's own local model writes the refined prompts. With ``human_approval=True``
-    every update waits for a person: ``approver(request)`` answers in-process, or, without one,
-    :class:`ApprovalPending` is raised and the run waits for :func:`approve` + :func:`resume`."""
+    on ``model``, or for ``examples`` held in memory: a list of ``{"question": ..., "answer": ...}``
+    dicts or a pandas DataFrame with those columns (other column names via ``question_field`` and
+    ``answer_field``), kept with the run so it resumes like any other (``name`` names the task).
+
+    ``metric(prediction_text, gold) -> bool | float`` replaces the built-in correctness wherever
+    the run measures accuracy: racing, acceptance, the final choice and the reported scores
+    (``prediction_text`` is what the readout read as the answer; a number counts as right at 0.5 or
+    more, since the paired tests count right and wrong). The gradient still follows the gold
+    answer's log-probability: a metric gives no gradient. The metric is stored by its import path
+    (``module:function``, also accepted as a string), so it must be a top-level function of an
+    importable module; ``resume`` imports it again and says so clearly when it cannot.
+
+    Keyword settings are those of :class:`nodes.settings.RunSettings` (``steps``, ``train``,
+    ``dev``, ``test``, ``seed``, ``max_new_tokens``, ``variant``, ``store``, ``time_budget``,
+    ``max_rollouts``, ``warm_start`` ...). ``chat_model`` is any LangChain chat model for the
+    refinement step; by default the run's own local model writes the refined prompts. With
+    ``human_approval=True`` every update waits for a person: ``approver(request)`` answers
+    in-process, or, without one, :class:`ApprovalPending` is raised and the run waits for
+    :func:`approve` + :func:`resume`."""
+    from nodes.tasks.inline import register
+    from nodes.tasks.metric import metric_path
+
+    rows = None
+    if (task is None) == (examples is None):
+        raise GradpromptError("pass either task (a spec such as builtin:compare) or examples=[...], not both")
+    if examples is not None:
+        task, rows = register(examples, name, settings.get("question_field"), settings.get("answer_field"))
+    if metric is not None:
+        settings["metric"] = metric_path(metric)
     return start_run(
         make_settings(task, model=model, **settings),
         run_dir=run_dir,
@@ -249,6 +299,7 @@ def optimize(
         on_update=on_update,
         chat_model=chat_model,
         approver=approver,
+        examples=rows,
     )
 
 
@@ -271,6 +322,7 @@ def resume(
             raise NoCheckpointYet(f"run {run_id} has no checkpoint yet: start it again with `gradprompt optimize`")
         if not snapshot.next:
             return result_of(snapshot.values)
+        with_run_inputs(runs, run_id, snapshot.values.get("settings") or info["settings"])
         graph_input, answer = None, None
         request = pending_request(snapshot)
         if request is not None:

@@ -20,11 +20,13 @@ from store.checkpoints import open_runs
 _PAGE = 1000
 
 
-def _namespace(info: dict) -> tuple[str, ...] | None:
+def _namespace(runs, run_id: str, info: dict) -> tuple[str, ...] | None:
     """The rollout-cache namespace of a run (None when its task data can no longer be read)."""
+    from graph.lifecycle import with_run_inputs
     from nodes.session import rollout_namespace
 
     try:
+        with_run_inputs(runs, run_id, info["settings"])
         return rollout_namespace(RunSettings.model_validate(info["settings"]))
     except Exception:  # a moved data file, settings from another version: the namespace is unknown
         return None
@@ -65,14 +67,14 @@ def remove_runs(
         raise GradpromptError("name at least one run to remove (see `gradprompt runs list`)")
     runs = open_runs(run_dir, checkpointer)
     infos = {run_id: runs.read_info(run_id) for run_id in dict.fromkeys(run_ids)}  # unknown ids fail here
-    spaces = {run_id: _namespace(info) for run_id, info in infos.items()}
+    spaces = {run_id: _namespace(runs, run_id, info) for run_id, info in infos.items()}
     shared: dict[tuple[str, ...], list[str]] = {}
     unreadable: list[str] = []
     for other in runs.list_ids():
         if other in infos:
             continue
         try:
-            space = _namespace(runs.read_info(other))
+            space = _namespace(runs, other, runs.read_info(other))
         except GradpromptError:
             space = None
         if space is None:

@@ -48,6 +48,7 @@ class StepRecord(TypedDict, total=False):
     edit_limit: int
     retrieved: list[dict[str, Any]]
     rejected: dict[str, int]
+    refine_error: str
     timings: dict[str, float]
 
 
@@ -67,6 +68,7 @@ class State(TypedDict, total=False):
     extra_candidates: list[dict[str, Any]]  # whole prompts from retrieval and refinement
     rejected: dict[str, int]  # candidates dropped this step: over_limit, malformed, held_before
     refine_reply: str  # the chat model's reply, bounded
+    refine_error: str  # why the chat model gave no reply this step ("" when it replied)
     race_slices: list[int]  # the pool slice ends this step's race compared at
     current: Scored
     proposal: dict[str, Any]

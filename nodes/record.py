@@ -61,6 +61,7 @@ def record(state: dict) -> dict:
             for r in state.get("retrieved", [])
         ],
         "rejected": dict(state.get("rejected") or {}),
+        "refine_error": state.get("refine_error", ""),
         "timings": dict(state.get("timings", {})),
     }
     _write_trajectory(sess, state, decision)

@@ -90,5 +90,6 @@ def refine(state: dict, chat_model=None) -> dict:
     return {
         "extra_candidates": [*state.get("extra_candidates", []), *new],
         "rejected": rejected,
-        "refine_reply": (error or text)[:2000],
+        "refine_reply": text[:2000],
+        "refine_error": error,
     }

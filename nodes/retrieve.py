@@ -24,6 +24,7 @@ def retrieve(state: dict) -> dict:
         "extra_candidates": [],
         "rejected": {},
         "refine_reply": "",
+        "refine_error": "",
     }
     if store is None or st.retrieve_k == 0:
         return out

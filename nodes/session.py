@@ -26,7 +26,8 @@ class Session:
     @property
     def readout(self) -> Readout:
         """How this run reads answers: every rollout, score and gradient of the run uses it."""
-        return readout_of(self.task.answer_format, self.settings.readout, self.settings.max_new_tokens)
+        s = self.settings
+        return readout_of(self.task.answer_format, s.readout, s.max_new_tokens, s.metric)
 
 
 @lru_cache(maxsize=4)
@@ -91,7 +92,7 @@ def rollout_namespace(settings: RunSettings) -> tuple[str, ...]:
     from nodes.rollout_cache import cache_namespace, rollout_fingerprint
 
     task, _ = load_inputs(settings)
-    readout = readout_of(task.answer_format, settings.readout, settings.max_new_tokens)
+    readout = readout_of(task.answer_format, settings.readout, settings.max_new_tokens, settings.metric)
     return cache_namespace(rollout_fingerprint(settings, readout))
 
 

@@ -84,6 +84,11 @@ class RunSettings(StepSettings):
     dtype: str = Field("auto", description="auto (bf16 on CUDA, float32 on CPU), float32, bfloat16, float16")
     placement: Literal["after", "before", "system"] = Field("after", description="where the prompt goes in the chat")
     question_field: str | None = Field(None, description="question field of a jsonl/csv task")
+    metric: str | None = Field(
+        None,
+        description="module:function judging (prediction_text, gold) -> bool or number (>= 0.5 is right) instead "
+        "of the built-in correctness; the module must be importable wherever the run resumes",
+    )
     answer_field: str | None = Field(None, description="answer field of a jsonl/csv task")
     initial_prompt: str = Field(DEFAULT_PROMPT, description="the prompt the search starts from")
     seed: int = Field(0, description="seeds the splits, the pool order, the gradient batches and the candidate groups")

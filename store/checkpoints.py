@@ -186,6 +186,14 @@ class RunFolder:
     def write_decision(self, run_id: str, answer: dict) -> None:
         write_decision(self.run_dir, run_id, answer)
 
+    def write_examples(self, run_id: str, rows: list[dict]) -> None:
+        """Examples a run was given in memory, kept so any later process can resume it."""
+        _write_json(self.folder(run_id) / "examples.json", {"examples": rows})
+
+    def read_examples(self, run_id: str) -> list[dict] | None:
+        path = self.folder(run_id) / "examples.json"
+        return json.loads(path.read_text())["examples"] if path.is_file() else None
+
     def read_decision(self, run_id: str) -> dict | None:
         return read_decision(self.run_dir, run_id)
 

@@ -29,9 +29,16 @@ CREATE TABLE IF NOT EXISTS gradprompt_runs (
     run_id TEXT PRIMARY KEY,
     info JSONB NOT NULL,
     decision JSONB,
+    examples JSONB,
     updated TIMESTAMPTZ NOT NULL DEFAULT now()
 )
 """
+# an index made before runs could keep in-memory examples gets the column once
+_HAS_EXAMPLES = (
+    "SELECT 1 FROM information_schema.columns WHERE table_name = 'gradprompt_runs' AND column_name = 'examples'"
+)
+_ADD_EXAMPLES = "ALTER TABLE gradprompt_runs ADD COLUMN IF NOT EXISTS examples JSONB"
+_checked: set[str] = set()
 
 
 def is_postgres_url(location: str | None) -> bool:
@@ -100,6 +107,10 @@ class PostgresRuns:
         try:
             with conn:
                 conn.execute(_INDEX_DDL)
+                if self.url not in _checked:
+                    if conn.execute(_HAS_EXAMPLES).fetchone() is None:
+                        conn.execute(_ADD_EXAMPLES)
+                    _checked.add(self.url)
                 yield conn
         except GradpromptError:
             raise
@@ -183,6 +194,18 @@ class PostgresRuns:
         with self._conn() as conn:
             row = conn.execute("SELECT decision FROM gradprompt_runs WHERE run_id = %s", (run_id,)).fetchone()
         return None if row is None else row["decision"]
+
+    def write_examples(self, run_id: str, rows: list[dict]) -> None:
+        """Examples a run was given in memory, kept so any machine can resume it."""
+        with self._conn() as conn:
+            conn.execute(
+                "UPDATE gradprompt_runs SET examples = %s WHERE run_id = %s", (json.dumps(rows), check_run_id(run_id))
+            )
+
+    def read_examples(self, run_id: str) -> list[dict] | None:
+        with self._conn() as conn:
+            row = conn.execute("SELECT examples FROM gradprompt_runs WHERE run_id = %s", (run_id,)).fetchone()
+        return None if row is None else row["examples"]
 
     def clear_decision(self, run_id: str) -> None:
         with self._conn() as conn:

@@ -107,3 +107,28 @@ def venv_tool(name: str) -> str:
     from pathlib import Path
 
     return shutil.which(name) or str(Path(sys.executable).parent / name)
+
+
+# Metrics of a user's own, importable by path (`helpers:...`) as runs store them.
+METRIC_CALLS: list[tuple[str, str]] = []
+
+
+def always_right(prediction: str, gold: str) -> bool:
+    METRIC_CALLS.append((prediction, gold))
+    return True
+
+
+def half_credit(prediction: str, gold: str) -> float:
+    return 0.5 if prediction.strip() else 0.0
+
+
+def node_runs(run_id: str, run_dir=None, checkpointer: str | None = None):
+    """(step, next node) of every checkpoint in a run's history: a node that ran twice (a resume
+    that started over) shows twice."""
+    from collections import Counter
+
+    from graph.threads import config, run_graph
+    from store.checkpoints import open_runs
+
+    with run_graph(open_runs(run_dir, checkpointer)) as graph:
+        return Counter((s.values.get("step"), tuple(s.next)) for s in graph.get_state_history(config(run_id)))

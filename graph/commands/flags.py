@@ -19,6 +19,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "initial_prompt",
         "question_field",
         "answer_field",
+        "metric",
         "train",
         "dev",
         "test",
@@ -74,6 +75,7 @@ EVALUATE_FIELDS = frozenset(
     {
         "question_field",
         "answer_field",
+        "metric",
         "train",
         "dev",
         "test",

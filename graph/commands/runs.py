@@ -105,6 +105,8 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
                     "over_limit": "over the edit limit",
                 }
                 print("  not raced: " + ", ".join(f"{v} {words.get(k, k)}" for k, v in dropped.items()))
+            if h.get("refine_error"):
+                print(f"  refinement failed: {h['refine_error']}")
             if h["accepted"].get("reason"):
                 print(f"  decision: {h['accepted']['reason']}")
             print(f"  time: {times}")

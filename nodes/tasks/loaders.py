@@ -192,6 +192,10 @@ def load_task(spec: str, question_field: str | None = None, answer_field: str | 
     kind = kind.lower()
     if kind == "builtin":
         return builtin_task(rest)
+    if kind == "examples":
+        from nodes.tasks.inline import load_inline
+
+        return load_inline(spec)
     if kind not in FILE_KINDS:
         raise GradpromptError(f"unknown task kind {kind!r} in {spec!r}: use builtin or {', '.join(FILE_KINDS)}")
     loaders = {

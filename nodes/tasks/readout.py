@@ -42,6 +42,7 @@ class Readout:
     fmt: AnswerFormat
     mode: ReadoutMode = ReadoutMode.CHOICE
     reasoning: bool = True
+    metric: str | None = None  # import path of a user's metric that judges the text read (nodes.tasks.metric)
 
     @property
     def chooses(self) -> bool:
@@ -78,13 +79,22 @@ class Readout:
 
     def is_correct(self, answer: str, gold: str, question: str = "") -> bool:
         """Whether the text read as the answer (a chosen option's text, or what was generated)
-        is the gold answer."""
+        is the gold answer, by the user's metric when the run has one."""
+        if self.metric is not None:
+            from nodes.tasks.metric import judged, load_metric
+
+            return judged(load_metric(self.metric), answer, gold)
         return self.fmt.is_correct(answer, gold, question)
 
     def to_json(self) -> dict:
-        return {"format": self.fmt.to_json(), "mode": self.mode.value, "reasoning": self.reasoning}
+        out = {"format": self.fmt.to_json(), "mode": self.mode.value, "reasoning": self.reasoning}
+        if self.metric is not None:
+            out["metric"] = self.metric
+        return out
 
 
-def readout_of(fmt: AnswerFormat, mode: str | ReadoutMode = ReadoutMode.CHOICE, max_new_tokens: int = 1) -> Readout:
+def readout_of(
+    fmt: AnswerFormat, mode: str | ReadoutMode = ReadoutMode.CHOICE, max_new_tokens: int = 1, metric: str | None = None
+) -> Readout:
     """The readout a run's settings ask for: ``max_new_tokens`` 0 means direct answers."""
-    return Readout(fmt, ReadoutMode(mode), max_new_tokens > 0)
+    return Readout(fmt, ReadoutMode(mode), max_new_tokens > 0, metric)

@@ -63,16 +63,29 @@ def test_one_full_step_races_candidates_and_always_moves_to_the_best(smollm2_rt)
     assert next_position(rt, moved.prompt, 0) == 1
 
 
-def test_paper_variant_takes_the_gradient_argmax(smollm2_rt):
-    rt = smollm2_rt
-    task = builtin_task("compare")
-    settings = StepSettings(batch_size=3, max_new_tokens=16, variant="paper")
-    examples = task.split(0, 16, 8, 8).train[:3]
-    prompt = tuple(rt.encode_prompt("Think carefully."))
-    current = rollout(rt, task.answer_format, examples, [prompt], 16)[0]
-    proposal = propose(rt, task.answer_format, settings, examples, prompt, 1, current.reasonings, random.Random(0))
-    best = min(zip(proposal.gradients, proposal.candidates, strict=True))[1]
-    assert proposal.top_prompts(1)[0] == proposal.prompt_with(best)
+def test_paper_variant_takes_the_gradient_argmax_unraced(tmp_path):
+    """A step of the paper variant races nothing and moves to the best-ranked gradient edit."""
+    from helpers import SMALL_RUN
+
+    from graph import optimize, run_values
+
+    result = optimize(
+        "builtin:compare", steps=1, variant="paper", run_dir=tmp_path, trajectory=False, refine=False, **SMALL_RUN
+    )
+    values = run_values(result.run_id, run_dir=tmp_path)
+    proposal, (step,) = values["proposal"], values["history"]
+    initial = values["baseline"]["prompt"]
+
+    def with_token(token: int) -> list[int]:
+        base, at = proposal["base_prompt"], proposal["position"]
+        return [*base[:at], token, *base[at + 1 :]]
+
+    ranked = sorted(zip(proposal["gradients"], proposal["candidates"], strict=True))
+    grad, token = next((g, t) for g, t in ranked if with_token(t) != initial)  # the run never returns to a held one
+    assert len(step["candidates"]) == 1 and step["candidates"][0].get("examples") is None  # nothing raced
+    assert step["accepted"]["prompt"] == with_token(token) and step["changed"]
+    assert step["accepted"]["gradient"] == pytest.approx(grad)
+    assert "evaluate" in step["timings"] and not values.get("race_slices")
 
 
 def test_growing_the_prompt_appends_a_token(smollm2_rt):

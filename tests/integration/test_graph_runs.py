@@ -8,7 +8,7 @@ import signal
 import subprocess
 
 import pytest
-from helpers import SMALL_RUN, flags, run_cli, start_cli, wait_until
+from helpers import SMALL_RUN, flags, node_runs, run_cli, start_cli, wait_until
 
 from graph import build_graph, fork, list_runs, optimize, resume, run_values
 from store.checkpoints import open_checkpointer
@@ -43,13 +43,17 @@ def test_short_run_records_every_step(tmp_path):
 
 def test_racing_history_says_how_far_each_candidate_got_and_why(tmp_path):
     result = optimize(
-        "builtin:compare",
+        "builtin:category",
         steps=2,
         run_dir=tmp_path,
-        **{**SMALL, "train": 8, "n_evaluate": 4, "race_slices": (2, 4), "race_alpha": 0.5, "acceptance": "always"},
+        trajectory=False,  # no retrieved candidates from other tests' runs: the race is the same every time
+        # alpha near 1: a candidate behind the current prompt by a single example leaves the race
+        **{**SMALL, "train": 8, "n_evaluate": 4, "race_slices": (2, 4), "race_alpha": 0.99, "acceptance": "always"},
     )
     pool = 8
     seen = set()
+    stops = [c for h in result.history for c in h["candidates"] if not c["finished"]]
+    assert stops, "the race should stop at least one candidate for this test to check its record"
     for h in result.history:
         assert h["race_slices"] == [2, 4, pool]
         assert h["current"]["examples"] == pool
@@ -63,8 +67,9 @@ def test_racing_history_says_how_far_each_candidate_got_and_why(tmp_path):
                 if "current prompt" in c["stopped"]:  # it stopped because it was behind on these examples
                     assert c["only_current_right"] > c["only_new_right"]
             assert c["right"] == round(c["accuracy"] * c["examples"])
-        assert h["accepted"]["reason"].startswith("always")
-        assert h["changed"]  # always moves, and the current prompt is never its own candidate
+        if any(c["finished"] for c in h["candidates"]):
+            assert h["accepted"]["reason"].startswith("always")
+            assert h["changed"]  # always moves, and the current prompt is never its own candidate
     assert pool in seen
 
 
@@ -110,6 +115,10 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
     resumed = run_cli("resume", "killed", "--json", run_dir=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     got = json.loads(resumed.stdout)
+    # resuming continued from the last checkpoint: no node ran twice, and step 0 (finished before
+    # the kill) kept its record, timings included, instead of being run again
+    assert set(node_runs("killed", run_dir=tmp_path).values()) == {1}
+    assert got["history"][0] == before["history"][0]
 
     straight = optimize(
         "builtin:compare",

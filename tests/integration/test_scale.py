@@ -15,7 +15,7 @@ import uuid
 from collections import Counter
 
 import pytest
-from helpers import ENV, SMALL_RUN, flags, run_cli, start_cli, wait_until
+from helpers import ENV, SMALL_RUN, flags, free_port, node_runs, run_cli, start_cli, wait_until
 from servers import local_postgres, postgres_bin
 
 from graph import list_runs, optimize, run_values
@@ -51,8 +51,7 @@ def _one_line_error(out, needle: str) -> None:
 
 
 def test_bad_checkpointer_is_one_clear_error(tmp_path, postgres_server):
-    port = postgres_server.rsplit(":", 1)[1].split("/")[0]
-    down = f"postgresql://gradprompt@127.0.0.1:{int(port) + 1 if int(port) < 65535 else 1}/gradprompt"
+    down = f"postgresql://gradprompt@127.0.0.1:{free_port()}/gradprompt"  # nothing listens there
     _one_line_error(run_cli("runs", "list", "--checkpointer", down, run_dir=tmp_path), "cannot open the checkpoint")
     _one_line_error(
         run_cli("runs", "list", "--checkpointer", "mysql://u@h:1/db", run_dir=tmp_path), "not a PostgreSQL URL"
@@ -131,12 +130,16 @@ def test_killed_run_resumes_from_postgres_to_the_same_result(tmp_path, pg):
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    assert not run_values("killed", checkpointer=pg, run_dir=tmp_path).get("final")
+    before = run_values("killed", checkpointer=pg, run_dir=tmp_path)
+    assert not before.get("final")
     listed = run_cli("runs", "list", "--json", "--checkpointer", pg, run_dir=tmp_path / "another-folder")
     assert [r["status"] for r in json.loads(listed.stdout)] == ["stopped"]  # the index is in the database
     resumed = run_cli("resume", "killed", "--json", "--checkpointer", pg, run_dir=tmp_path / "another-folder")
     assert resumed.returncode == 0, resumed.stderr
     got = json.loads(resumed.stdout)
+    # it went on from the last checkpoint: no node ran twice, step 0 kept its record and timings
+    assert set(node_runs("killed", checkpointer=pg).values()) == {1}
+    assert got["history"][0] == before["history"][0]
 
     straight = optimize("builtin:compare", steps=2, seed=5, run_dir=tmp_path / "sqlite", run_id="straight",
                         store=str(tmp_path / "store-straight"), **TINY)  # fmt: skip

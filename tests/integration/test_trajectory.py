@@ -296,6 +296,7 @@ def test_local_model_refines_through_chat_huggingface(tmp_path, smollm2_rt):
     from nodes.refine import parse_candidates
 
     values = run_values(result.run_id, run_dir=tmp_path)
+    assert values["refine_error"] == "" and result.history[0]["refine_error"] == ""  # the chat model replied
     reply = values["refine_reply"]
     assert reply.strip()
     # whatever the small model wrote, the step counted it exactly as the parser reads it

@@ -95,3 +95,26 @@ def test_positions_per_step_decay_with_the_limit():
     assert got == sorted(got, reverse=True)
     assert {positions_for_step(lim, 50, 10, 1) for lim in limits} == {1}
     assert positions_for_step(2, 50, 1, 8) <= 2  # never more positions than words allowed
+
+
+def test_a_chat_model_that_fails_is_recorded_and_the_step_goes_on(tmp_path, tiny_rt, monkeypatch):
+    """The refine step survives a failing chat model, and says so in the step's record (so a test
+    that expects refinement can tell a failure from an empty reply)."""
+    from langchain_core.language_models import BaseChatModel
+
+    import nodes.session
+    from graph import optimize
+
+    class Failing(BaseChatModel):
+        @property
+        def _llm_type(self) -> str:
+            return "failing"
+
+        def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+            raise ConnectionError("the chat server went away")
+
+    monkeypatch.setattr(nodes.session, "_runtime", lambda *args: tiny_rt)
+    small = {"train": 3, "dev": 3, "test": 3, "batch_size": 2, "max_new_tokens": 2, "n_evaluate": 2, "top_k": 4}
+    result = optimize("builtin:compare", steps=2, run_dir=tmp_path, trajectory=False, chat_model=Failing(), **small)
+    assert [h["refine_error"] for h in result.history] == ["ConnectionError: the chat server went away"] * 2
+    assert all(c["source"] != "refinement" for h in result.history for c in h["candidates"])

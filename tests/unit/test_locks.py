@@ -67,16 +67,26 @@ def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path):
         assert f"pid {holder.pid}" not in lock_file.read_text()
 
 
-def test_locks_are_reentrant_within_a_process_and_released_after(tmp_path):
-    with run_lock(tmp_path, "r1", "optimize"), run_lock(tmp_path, "r1", "approve"):
-        pass
-    # released: another process can take it now
+def _taken_elsewhere(folder: Path) -> str:
+    """What another process gets when it tries to take run r1: 'ok', or the refusal."""
     code = (
         "import sys; from pathlib import Path; from store.locks import run_lock\n"
-        "with run_lock(Path(sys.argv[1]), 'r1', 'resume'): print('ok')"
+        "try:\n"
+        "    with run_lock(Path(sys.argv[1]), 'r1', 'resume'): print('ok')\n"
+        "except Exception as exc: print(exc)"
     )
-    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
-    assert out.stdout.strip() == "ok", out.stderr
+    out = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True, cwd=ROOT)
+    return out.stdout.strip() or out.stderr
+
+
+def test_locks_are_reentrant_within_a_process_and_released_after(tmp_path):
+    with run_lock(tmp_path, "r1", "optimize"):
+        with run_lock(tmp_path, "r1", "approve"):
+            pass
+        # the inner release did not free it: the outer hold still refuses another process
+        assert "run r1 is in use by another process" in _taken_elsewhere(tmp_path)
+    # released: another process can take it now
+    assert _taken_elsewhere(tmp_path) == "ok"
 
 
 def test_a_store_folder_in_use_elsewhere_is_refused_with_the_server_named(tmp_path):

@@ -205,10 +205,12 @@ def test_token_filter_allows_ascii_words_and_two_punctuation_tokens(text, ok):
 
 def test_tiny_vocabulary_mask_follows_the_filter(tiny_rt):
     allowed = tiny_rt.allowed_tokens.tolist()
+    special = set(tiny_rt.tokenizer.all_special_ids)
     for i in range(len(tiny_rt.tokenizer)):
         text = tiny_rt.tokenizer.decode([i])
-        if allowed[i]:
-            assert PLAIN_TOKEN.fullmatch(text) and i not in tiny_rt.tokenizer.all_special_ids
+        # both directions: every allowed token is plain, and every plain token is allowed
+        assert allowed[i] == (bool(PLAIN_TOKEN.fullmatch(text)) and i not in special), (i, text)
+    assert 0 < sum(allowed) < len(allowed)
 
 
 def test_the_vocabulary_is_scanned_once_per_tokenizer_not_per_runtime():
