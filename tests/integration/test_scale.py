@@ -115,6 +115,76 @@ def test_postgres_run_index_and_locks_across_processes(tmp_path, pg):
             time.sleep(0.5)
 
 
+def test_postgres_statuses_examples_and_rm(tmp_path, pg, tiny_rt, monkeypatch):
+    """On the tiny model with PostgreSQL: a held run reads running with its holder, a run from
+    in-memory examples keeps them in the index and resumes, and `runs rm` removes checkpoints, the
+    unshared cache rows and the index row, refusing a held run and changing nothing on a dry run."""
+    import psycopg
+
+    import nodes.session
+    from graph import fork, remove_runs
+    from graph.api import ApprovalPending, resume
+    from nodes.errors import GradpromptError
+
+    monkeypatch.setattr(nodes.session, "_runtime", lambda *args: tiny_rt)
+    small = {"train": 3, "dev": 3, "test": 3, "batch_size": 2, "max_new_tokens": 2, "n_evaluate": 2, "top_k": 4,
+             "refine": False, "trajectory": False}  # fmt: skip
+    where = {"checkpointer": pg, "run_dir": tmp_path}
+    rows = [{"question": f"Is {a} larger than {b}? Answer Yes or No.", "answer": "Yes" if a > b else "No"}
+            for a, b in [(3, 9), (8, 2), (7, 1), (4, 6), (9, 5), (1, 2), (6, 3), (2, 8), (5, 4)]]  # fmt: skip
+    with pytest.raises(ApprovalPending):
+        optimize(examples=rows, steps=1, run_id="mem", human_approval=True, **where, **small)
+    optimize("builtin:compare", steps=1, run_id="one", **where, **small)
+    fork("one", 0, new_id="two", **where)
+    held = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent("""
+            import sys, time
+            from store.checkpoints import open_runs
+            with open_runs(None, sys.argv[1]).lock("two", "resume"):
+                print("held", flush=True)
+                time.sleep(600)
+        """), pg],
+        stdout=subprocess.PIPE, text=True, env=ENV,
+    )  # fmt: skip
+    try:
+        assert held.stdout.readline().strip() == "held"
+        status = {r["run_id"]: r for r in list_runs(**where)}
+        with pytest.raises(GradpromptError, match="run two is in use"):
+            remove_runs(["two"], **where)
+    finally:
+        held.kill()
+        held.wait()
+    assert status["two"]["status"] == "running" and f"pid {held.pid} on " in status["two"]["status_text"]
+    assert status["mem"]["status"] == "waiting for approval" and status["one"]["status"] == "finished"
+
+    nodes.session._task.cache_clear()  # as a new process: the examples come back from the index
+    from nodes.tasks import inline
+
+    inline._registered.clear()
+    done = resume("mem", approver=lambda request: {"action": "reject"}, **where)
+    assert done.steps == 1 and done.final.get("baseline")
+
+    def counts() -> tuple:
+        with psycopg.connect(pg) as conn:
+            threads = dict(conn.execute("SELECT thread_id, count(*) FROM checkpoints GROUP BY thread_id").fetchall())
+            cache = dict(conn.execute("SELECT prefix, count(*) FROM store GROUP BY prefix").fetchall())
+            index = [r for (r,) in conn.execute("SELECT run_id FROM gradprompt_runs ORDER BY run_id")]
+        return threads, cache, index
+
+    before = counts()
+    assert set(before[0]) == {"mem", "one", "two"} and before[2] == ["mem", "one", "two"]
+    remove_runs(["mem", "one"], dry_run=True, **where)
+    assert counts() == before
+    out = {r["run_id"]: r for r in remove_runs(["mem", "one"], **where)}
+    threads, cache, index = counts()
+    assert set(threads) == {"two"} and index == ["two"]
+    # the cache is keyed by model, readout and (prompt, example): both removed runs share it with "two"
+    assert out["one"]["cache_kept"].startswith("shared with two") and out["mem"]["cache_kept"].startswith("shared")
+    assert cache == before[1]
+    assert remove_runs(["two"], **where)[0]["cache_rows"] == sum(before[1].values())  # the last user takes them
+    assert counts() == ({}, {}, [])
+
+
 @pytest.mark.model
 def test_killed_run_resumes_from_postgres_to_the_same_result(tmp_path, pg):
     args = ["optimize", "--task", "builtin:compare", "--steps", "2", "--seed", "5", *flags(TINY)]
