@@ -110,7 +110,7 @@ def measure_task(name: str, spec: str, args) -> dict:
         if choice.chooses and key == "step_by_step":
             wordings["unnamed"] += chosen.correct
             for order in WORDINGS[1:]:
-                named = NamedOptions(fmt, ReadoutMode.CHOICE, True, order)
+                named = NamedOptions(fmt, ReadoutMode.CHOICE, True, order=order)
                 wordings[order] += rollout(rt, named, test, ids, args.max_new_tokens, drafts=drafts)[0].correct
         for ex, r, a, g, c in list(zip(test, drafts, chosen.answers, generated.answers, chosen.correct, strict=True))[
             :2

@@ -119,3 +119,37 @@ def list_runs(*, run_dir=None, checkpointer=None) -> list[dict]:
                 }
             )
     return out
+
+
+def step_examples(run_id: str, n: int, *, run_dir=None, checkpointer=None) -> dict[int, list[dict]]:
+    """For every finished step, the first ``n`` pool examples of the step's current prompt: the
+    model's reasoning, the text read as its answer and the gold answer, read back from the run's
+    rollout cache (the tokenizer turns reasoning tokens into text; nothing is generated again)."""
+    from graph.lifecycle import with_run_inputs
+    from nodes.session import rollout_cache, selection_pool, session
+
+    runs = open_runs(run_dir, checkpointer)
+    runs.read_info(run_id)
+    with run_graph(runs) as graph:
+        values = graph.get_state(config(run_id)).values
+    if not values.get("history"):
+        return {}
+    with_run_inputs(runs, run_id, values["settings"])
+    sess = session(values["settings"])
+    pool = selection_pool(sess)[: max(n, 0)]
+    out: dict[int, list[dict]] = {}
+    with runs.persistence() as (_, store):
+        cache = rollout_cache(sess, store)
+        for h in values["history"]:
+            got = cache.get(h["prompt"], pool)
+            out[h["step"]] = [
+                {
+                    "question": ex.question,
+                    "gold": ex.answer,
+                    "reasoning": None if o is None else sess.rt.decode(o.reasoning),
+                    "answer": None if o is None else o.answer,
+                    "correct": None if o is None else o.correct,
+                }
+                for ex, o in zip(pool, got, strict=True)
+            ]
+    return out

@@ -61,10 +61,17 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
 
     values = run_values(args.run_id, **where(args))
     history = values.get("history", [])
+    shown = {}
+    if args.show:
+        from graph.run_index import step_examples
+
+        shown = step_examples(args.run_id, args.show, **where(args))
     if args.json:
         keep = {k: v for k, v in values.items() if k not in ("reasonings",)}
         if not args.history:
             keep.pop("history", None)
+        if shown:
+            keep["examples"] = shown
         print(json.dumps(keep, indent=2, default=str))
         return 0
     s = values.get("settings", {})
@@ -105,6 +112,14 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
                     "over_limit": "over the edit limit",
                 }
                 print("  not raced: " + ", ".join(f"{v} {words.get(k, k)}" for k, v in dropped.items()))
+            for k, ex in enumerate(shown.get(h["step"], []), start=1):
+                print(f"  example {k}: {ex['question']!r} (gold {ex['gold']!r})")
+                if ex["answer"] is None:
+                    print("    not in the rollout cache")
+                    continue
+                if ex["reasoning"].strip():
+                    print(f"    reasoning: {ex['reasoning'].strip()!r}")
+                print(f"    read as: {ex['answer']!r} ({'right' if ex['correct'] else 'wrong'})")
             if h.get("refine_error"):
                 print(f"  refinement failed: {h['refine_error']}")
             if h["accepted"].get("reason"):
@@ -152,6 +167,13 @@ def add_parsers(sub, common: argparse.ArgumentParser) -> None:
     show = runs_sub.add_parser("show", parents=[common], help="one run's state; --history for every step")
     show.add_argument("run_id")
     show.add_argument("--history", action="store_true", help="every step: prompt, candidates, scores, timings")
+    show.add_argument(
+        "--show",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --history: N pool examples of each step's current prompt (reasoning, text read, gold)",
+    )
     show.set_defaults(func=cmd_runs_show)
     pend = runs_sub.add_parser("pending", parents=[common], help="runs waiting for a person's decision")
     pend.set_defaults(func=cmd_runs_pending)

@@ -17,7 +17,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     spec = read_sweep_file(args.file) if args.file else {}
     settings = {**spec.get("settings", {}), **settings_from(args)}
     for key in ("model", "seed", "task"):
-        if key in settings:
+        if key in settings or getattr(args, f"single_{key}", None) is not None:
             raise GradpromptError(f"a sweep takes `{key}s` (a list), not `{key}`: e.g. --{key}s A B")
     models = args.models or spec.get("models") or ["smollm2"]
     seeds = args.seeds if args.seeds is not None else spec.get("seeds", [0])
@@ -75,5 +75,7 @@ def add_parsers(sub, common: argparse.ArgumentParser) -> None:
         help="times a run whose worker died is started again, from its last checkpoint (default 3)",
     )
     sw.add_argument("--no-ray", action="store_true", help="run one after another in this process, without Ray")
+    for key in ("model", "seed", "task"):  # not offered, but answered: a sweep takes lists of these
+        sw.add_argument(f"--{key}", dest=f"single_{key}", help=argparse.SUPPRESS)
     sw.set_defaults(func=cmd_sweep)
     add_settings_flags(sw, SWEEP_FIELDS)

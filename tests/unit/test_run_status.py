@@ -150,3 +150,27 @@ def test_rm_removes_checkpoints_cache_rows_and_folder_and_refuses_a_held_run(tmp
     assert [r["run_id"] for r in list_runs(run_dir=runs)] == ["two"]
     with pytest.raises(GradpromptError, match="unknown run id 'one'"):
         remove_runs(["one"], run_dir=runs)
+
+
+def test_runs_show_history_prints_examples_from_the_rollout_cache(tmp_path, on_tiny_model, capsys):
+    from graph.run_index import step_examples
+
+    runs = tmp_path / "runs"
+    result = optimize("builtin:compare", steps=2, run_dir=runs, run_id="seen", **SMALL)
+    shown = step_examples("seen", 2, run_dir=runs)
+    assert sorted(shown) == [0, 1]
+    from nodes.greater import rollout
+    from nodes.session import selection_pool, session
+
+    sess = session(run_values("seen", run_dir=runs)["settings"])
+    pool = selection_pool(sess)[:2]
+    for h in result.history:
+        examples = shown[h["step"]]
+        assert [ex["question"] for ex in examples] == [e.question for e in pool]
+        # what is shown is what the model gives for the step's prompt, rolled out afresh here
+        (fresh,) = rollout(sess.rt, sess.readout, pool, [tuple(h["prompt"])], SMALL["max_new_tokens"])
+        assert [ex["answer"] for ex in examples] == fresh.answers
+        assert [ex["correct"] for ex in examples] == fresh.correct
+        assert [ex["reasoning"] for ex in examples] == [sess.rt.decode(r) for r in fresh.reasonings]
+    _, text = _cli(capsys, "runs", "show", "seen", "--history", "--show", "2", "--run-dir", str(runs))
+    assert text.count("read as: ") == 4 and text.count("(gold ") == 4
