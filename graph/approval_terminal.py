@@ -21,21 +21,32 @@ def _score(item: dict) -> str:
 
 def plain_diff(diff: list[dict]) -> str:
     """The word diff as text: removed words as ``[-old-]``, added ones as ``{+new+}``."""
-    words = []
+    return _diff_text(diff).plain
+
+
+def _diff_text(diff: list[dict]) -> Text:
+    """The word diff with its markers, removed words also red and struck, added ones green."""
+    text = Text()
     for part in diff:
+        words = []
         if part["op"] == "equal":
-            words.append(part["old"])
-            continue
-        if part["old"]:
-            words.append(f"[-{part['old']}-]")
-        if part["new"]:
-            words.append(f"{{+{part['new']}+}}")
-    return " ".join(w for w in words if w)
+            words.append((part["old"], ""))
+        else:
+            if part["old"]:
+                words.append((f"[-{part['old']}-]", "red strike"))
+            if part["new"]:
+                words.append((f"{{+{part['new']}+}}", "bold green"))
+        for word, style in words:
+            if word:
+                if text.plain:
+                    text.append(" ")
+                text.append(word, style=style)
+    return text
 
 
 def render_request(request: dict) -> Text:
-    """The approval request: removed words red and struck, added words green, and the same change
-    spelled out without colour on its own line."""
+    """The approval request: both prompts in full, and the change between them marked
+    ``[-removed-]{+added+}`` (and coloured on a colour terminal), so it reads the same in a log."""
     text = Text()
     text.append(f"Step {request['step']}: proposed update", style="bold")
     if request.get("edit_limit") is not None:
@@ -43,16 +54,10 @@ def render_request(request: dict) -> Text:
     text.append("\n  current:  ")
     text.append(repr(request["current"]["text"]))
     text.append(f"  [{_score(request['current'])}]\n  proposed: ")
-    for part in request["diff"]:
-        if part["op"] == "equal":
-            text.append(part["old"] + " ")
-            continue
-        if part["old"]:
-            text.append(part["old"] + " ", style="red strike")
-        if part["new"]:
-            text.append(part["new"] + " ", style="bold green")
-    text.append(f" [{request['proposed'].get('source')}, {_score(request['proposed'])}]")
-    text.append(f"\n  change:   {plain_diff(request['diff'])}")
+    text.append(repr(request["proposed"]["text"]))
+    text.append(f"  [{request['proposed'].get('source')}, {_score(request['proposed'])}]")
+    text.append("\n  change:   ")
+    text.append(_diff_text(request["diff"]))
     for alt in request.get("alternatives", []):
         text.append(f"\n  alternative ({alt['source']}): {alt['text']!r} [{_score(alt)}]")
     return text

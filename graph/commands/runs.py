@@ -83,6 +83,10 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
         + (f"; next node: {', '.join(values['next'])}" if values.get("next") else "; finished")
     )
     print(f"current prompt: {values.get('prompt_text')!r}")
+    spent = values.get("spent") or {}
+    if spent:
+        seconds, rolled = spent.get("seconds", 0), spent.get("rollouts", 0)
+        print(f"spent: {seconds:.0f} s in the run's nodes, {rolled} rollouts generated")
     final = values.get("final") or {}
     for line in summary_lines(final):
         print(line)
