@@ -132,3 +132,36 @@ def node_runs(run_id: str, run_dir=None, checkpointer: str | None = None):
 
     with run_graph(open_runs(run_dir, checkpointer)) as graph:
         return Counter((s.values.get("step"), tuple(s.next)) for s in graph.get_state_history(config(run_id)))
+
+
+def call_cli(*args: str, run_dir, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The CLI's entry point called in this process (no interpreter start-up, no model reload):
+    for errors that come before any model work. Exit code, stdout and stderr as from a subprocess;
+    an uncaught exception reads as exit code 1 with its traceback, as it would there."""
+    import io
+    import traceback
+    from contextlib import redirect_stderr, redirect_stdout
+
+    from graph.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    command = [*args, "--run-dir", str(run_dir)]
+    code = 0
+    saved = {k: os.environ.get(k) for k in env or {}}
+    os.environ.update(env or {})
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            try:
+                main(command)
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+            except Exception:
+                traceback.print_exc()
+                code = 1
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return subprocess.CompletedProcess(command, code, out.getvalue(), err.getvalue())

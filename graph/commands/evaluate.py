@@ -62,6 +62,7 @@ def add_parsers(sub, common: argparse.ArgumentParser) -> None:
     ev = sub.add_parser(
         "evaluate",
         help="score prompts the way runs do; compare several, paired",
+        usage="%(prog)s --task TASK --prompt TEXT [--prompt TEXT ...] [--split SPLIT] [--show N] [options]",
         description="Score one or more prompts on a split exactly as runs score them. With several --prompt, "
         "each is compared with the first on the same examples (paired difference, 95%% interval, McNemar p).",
     )

@@ -64,6 +64,7 @@ def add_parsers(sub, common: argparse.ArgumentParser) -> None:
         "optimize",
         parents=[common],
         help="optimize a prompt for a task",
+        usage="%(prog)s --task TASK [options]",
         description="Optimize a prompt for a task and report baseline vs optimized accuracy.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -56,6 +56,7 @@ def add_parsers(sub, common: argparse.ArgumentParser) -> None:
         "sweep",
         parents=[common],
         help="many runs (tasks x models x seeds) as Ray tasks; started again, it resumes",
+        usage="%(prog)s [FILE] [--tasks TASK ...] [--models MODEL ...] [--seeds SEED ...] [options]",
         description="Run tasks x models x seeds optimizations as Ray tasks, WORKERS at a time. Started again "
         "with the same name it skips finished runs and resumes unfinished ones.",
     )

@@ -7,7 +7,7 @@ import json
 import sys
 
 import pytest
-from helpers import SMALL_RUN, flags, run_cli
+from helpers import SMALL_RUN, call_cli, flags, run_cli
 from langgraph.types import Command
 
 from graph import build_graph, optimize
@@ -77,19 +77,19 @@ def test_cli_pending_approve_and_resume(tmp_path):
     )
     assert started.returncode == 3, started.stderr
     assert "gradprompt approve waits" in started.stderr
-    pending = run_cli("runs", "pending", "--json", run_dir=tmp_path)
+    pending = call_cli("runs", "pending", "--json", run_dir=tmp_path)
     (entry,) = json.loads(pending.stdout)
     assert entry["run_id"] == "waits" and entry["request"]["step"] == 0 and entry["answered"] is None
-    bad = run_cli("approve", "waits", "--action", "edit", run_dir=tmp_path)
+    bad = call_cli("approve", "waits", "--action", "edit", run_dir=tmp_path)
     assert bad.returncode == 2 and "needs the new prompt" in bad.stderr
-    ok = run_cli("approve", "waits", "--action", "edit", "--prompt", EDITED, run_dir=tmp_path)
+    ok = call_cli("approve", "waits", "--action", "edit", "--prompt", EDITED, run_dir=tmp_path)
     assert ok.returncode == 0, ok.stderr
     resumed = run_cli("resume", "waits", "--json", run_dir=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     (step,) = json.loads(resumed.stdout)["history"]
     assert step["accepted"]["text"] == EDITED and step["accepted"]["by"] == "human"
-    assert json.loads(run_cli("runs", "pending", "--json", run_dir=tmp_path).stdout) == []
-    again = run_cli("approve", "waits", "--action", "approve", run_dir=tmp_path)
+    assert json.loads(call_cli("runs", "pending", "--json", run_dir=tmp_path).stdout) == []
+    again = call_cli("approve", "waits", "--action", "approve", run_dir=tmp_path)
     assert again.returncode == 2 and "not waiting" in again.stderr
 
 

@@ -7,7 +7,7 @@ import json
 import shutil
 
 import pytest
-from helpers import SMALL_RUN, flags, run_cli
+from helpers import SMALL_RUN, call_cli, flags, run_cli
 
 TINY = flags({**SMALL_RUN, "train": 2, "dev": 2, "test": 2, "max_new_tokens": 4})
 
@@ -64,9 +64,22 @@ def files(tmp_path_factory):
 )
 def test_bad_input_before_any_model_load(args, needle, files, tmp_path):
     args = [a.replace("{d}", str(files)) for a in args]
-    _one_line_error(run_cli(*args, run_dir=tmp_path, timeout=600), needle)
+    _one_line_error(call_cli(*args, run_dir=tmp_path), needle)
     assert not list(tmp_path.glob("*/run.json"))  # no half-made run is left behind
     assert not (files.parent / "outside").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["optimize", "--task", "jsonl:{d}/malformed.jsonl"], "malformed.jsonl line 15: not valid JSON"),
+        (["resume", "no-such-run"], "unknown run id"),
+    ],
+)
+def test_bad_input_through_the_installed_entry_point(args, needle, files, tmp_path):
+    """The same errors from a fresh interpreter: the exit code and the single line hold there too."""
+    args = [a.replace("{d}", str(files)) for a in args]
+    _one_line_error(run_cli(*args, run_dir=tmp_path, timeout=600), needle)
 
 
 def test_corrupted_store_folder(tmp_path):
@@ -95,7 +108,7 @@ def _copy(run_dir, tmp_path):
 @pytest.mark.model
 def test_approve_on_a_run_that_is_not_waiting(finished_run, tmp_path):
     runs = _copy(finished_run, tmp_path)
-    _one_line_error(run_cli("approve", "done", "--action", "approve", run_dir=runs), "not waiting for an approval")
+    _one_line_error(call_cli("approve", "done", "--action", "approve", run_dir=runs), "not waiting for an approval")
     assert not (runs / "done" / "decision.json").exists()
 
 
@@ -107,7 +120,7 @@ def test_damaged_checkpoint_database(finished_run, tmp_path, damage):
     data = db.read_bytes()
     db.write_bytes(data[:5000] if damage == "truncated" else bytes(range(256)) * 20)
     for args in (["runs", "list"], ["resume", "done"], ["runs", "show", "done"]):
-        _one_line_error(run_cli(*args, run_dir=runs), "move it away to start a fresh one")
+        _one_line_error(call_cli(*args, run_dir=runs), "move it away to start a fresh one")
 
 
 @pytest.mark.model
@@ -115,9 +128,9 @@ def test_malformed_run_json_names_the_file_and_keeps_the_other_runs(finished_run
     runs = _copy(finished_run, tmp_path)
     shutil.copytree(runs / "done", runs / "broken")
     (runs / "broken" / "run.json").write_text('{"run_id": "broken", "settings": ')
-    _one_line_error(run_cli("runs", "show", "broken", run_dir=runs), "run.json is damaged")
+    _one_line_error(call_cli("runs", "show", "broken", run_dir=runs), "run.json is damaged")
     _one_line_error(run_cli("resume", "broken", run_dir=runs), "move the folder")
-    listed = run_cli("runs", "list", "--json", run_dir=runs)
+    listed = call_cli("runs", "list", "--json", run_dir=runs)
     assert listed.returncode == 0, listed.stderr
     status = {r["run_id"]: r["status"] for r in json.loads(listed.stdout)}
     assert status == {"done": "finished", "broken": "damaged"}

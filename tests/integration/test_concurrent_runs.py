@@ -7,7 +7,7 @@ import signal
 import sqlite3
 
 import pytest
-from helpers import SMALL_RUN, flags, run_cli, start_cli, wait_until
+from helpers import SMALL_RUN, call_cli, flags, run_cli, start_cli, wait_until
 
 from graph import list_runs, run_values
 
@@ -31,8 +31,8 @@ def test_a_second_process_on_a_running_run_or_its_store_folder_is_refused(tmp_pa
     try:
         wait_until(lambda: run_values("busy", run_dir=tmp_path).get("step", 0) >= 1, proc, "run busy at step 1", 600)
         _refused(run_cli("resume", "busy", run_dir=tmp_path), "run busy is in use by another process")
-        _refused(run_cli("approve", "busy", "--action", "approve", run_dir=tmp_path), "run busy is in use")
-        _refused(run_cli("runs", "fork", "busy", "--step", "1", run_dir=tmp_path), "run busy is in use")
+        _refused(call_cli("approve", "busy", "--action", "approve", run_dir=tmp_path), "run busy is in use")
+        _refused(call_cli("runs", "fork", "busy", "--step", "1", run_dir=tmp_path), "run busy is in use")
         second = run_cli("optimize", "--task", "builtin:arithmetic", *SMALL_FLAGS, "--store", store, run_dir=tmp_path)
         _refused(second, "chroma run --path")
         assert proc.poll() is None  # the first process was not disturbed
@@ -42,7 +42,7 @@ def test_a_second_process_on_a_running_run_or_its_store_folder_is_refused(tmp_pa
     assert proc.returncode == 130, err
     assert [r["run_id"] for r in list_runs(run_dir=tmp_path)] == ["busy"]  # no run was made by a refusal
     # released on exit: the run answers again (it is not waiting for an approval)
-    _refused(run_cli("approve", "busy", "--action", "approve", run_dir=tmp_path), "not waiting for an approval")
+    _refused(call_cli("approve", "busy", "--action", "approve", run_dir=tmp_path), "not waiting for an approval")
 
 
 def test_two_runs_in_one_runs_folder_both_finish_intact(tmp_path):

@@ -82,7 +82,9 @@ def test_paper_variant_takes_the_gradient_argmax_unraced(tmp_path):
 
     ranked = sorted(zip(proposal["gradients"], proposal["candidates"], strict=True))
     grad, token = next((g, t) for g, t in ranked if with_token(t) != initial)  # the run never returns to a held one
+    assert result.variant == step["variant"] == "paper"  # every result says which variant made it
     assert len(step["candidates"]) == 1 and step["candidates"][0].get("examples") is None  # nothing raced
+    assert step["candidates"][0].get("score") is None
     assert step["accepted"]["prompt"] == with_token(token) and step["changed"]
     assert step["accepted"]["gradient"] == pytest.approx(grad)
     assert "evaluate" in step["timings"] and not values.get("race_slices")

@@ -74,13 +74,6 @@ def test_racing_history_says_how_far_each_candidate_got_and_why(tmp_path):
     assert pool in seen
 
 
-def test_paper_variant_is_labelled(tmp_path):
-    result = optimize("builtin:category", steps=1, variant="paper", run_dir=tmp_path, **SMALL)
-    assert result.variant == "paper"
-    (step,) = result.history
-    assert step["variant"] == "paper" and step["candidates"][0].get("score") is None
-
-
 def _wait_for_step(run_dir, run_id: str, step: int, proc: subprocess.Popen) -> None:
     """Until ``step`` has its reasoning checkpointed (the run is between two nodes of that step)."""
 

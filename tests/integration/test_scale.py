@@ -15,7 +15,7 @@ import uuid
 from collections import Counter
 
 import pytest
-from helpers import ENV, SMALL_RUN, flags, free_port, node_runs, run_cli, start_cli, wait_until
+from helpers import ENV, SMALL_RUN, call_cli, flags, free_port, node_runs, run_cli, start_cli, wait_until
 from servers import local_postgres, postgres_bin
 
 from graph import list_runs, optimize, run_values
@@ -52,14 +52,14 @@ def _one_line_error(out, needle: str) -> None:
 
 def test_bad_checkpointer_is_one_clear_error(tmp_path, postgres_server):
     down = f"postgresql://gradprompt@127.0.0.1:{free_port()}/gradprompt"  # nothing listens there
-    _one_line_error(run_cli("runs", "list", "--checkpointer", down, run_dir=tmp_path), "cannot open the checkpoint")
+    _one_line_error(call_cli("runs", "list", "--checkpointer", down, run_dir=tmp_path), "cannot open the checkpoint")
     _one_line_error(
-        run_cli("runs", "list", "--checkpointer", "mysql://u@h:1/db", run_dir=tmp_path), "not a PostgreSQL URL"
+        call_cli("runs", "list", "--checkpointer", "mysql://u@h:1/db", run_dir=tmp_path), "not a PostgreSQL URL"
     )
     missing_db = postgres_server.rsplit("/", 1)[0] + "/no_such_db"
-    out = run_cli("runs", "list", run_dir=tmp_path, env={"GRADPROMPT_CHECKPOINTER": missing_db})
+    out = call_cli("runs", "list", run_dir=tmp_path, env={"GRADPROMPT_CHECKPOINTER": missing_db})
     _one_line_error(out, "no_such_db")
-    _one_line_error(run_cli("runs", "list", "--checkpointer", "runs.db", run_dir=tmp_path), "--run-dir")
+    _one_line_error(call_cli("runs", "list", "--checkpointer", "runs.db", run_dir=tmp_path), "--run-dir")
 
 
 def test_postgres_run_index_and_locks_across_processes(tmp_path, pg):
@@ -202,7 +202,7 @@ def test_killed_run_resumes_from_postgres_to_the_same_result(tmp_path, pg):
         proc.wait()
     before = run_values("killed", checkpointer=pg, run_dir=tmp_path)
     assert not before.get("final")
-    listed = run_cli("runs", "list", "--json", "--checkpointer", pg, run_dir=tmp_path / "another-folder")
+    listed = call_cli("runs", "list", "--json", "--checkpointer", pg, run_dir=tmp_path / "another-folder")
     assert [r["status"] for r in json.loads(listed.stdout)] == ["stopped"]  # the index is in the database
     resumed = run_cli("resume", "killed", "--json", "--checkpointer", pg, run_dir=tmp_path / "another-folder")
     assert resumed.returncode == 0, resumed.stderr

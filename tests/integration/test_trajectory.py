@@ -160,7 +160,7 @@ def test_second_task_retrieves_and_warm_starts_from_the_first(tmp_path):
 def test_prune_by_age_task_model_and_run_and_stats_show_size(tmp_path, monkeypatch, capsys):
     from dataclasses import replace
 
-    from helpers import run_cli
+    from helpers import call_cli
 
     monkeypatch.setattr("store.trajectory._PAGE", 2)  # reads of many pages, as in a large store
 
@@ -188,10 +188,10 @@ def test_prune_by_age_task_model_and_run_and_stats_show_size(tmp_path, monkeypat
     assert store.prune(task="t2", run_id="nope")["deleted"] == 0
     assert store.prune(task="t2", run_id="r2")["deleted"] == 3 and store.count() == 1
 
-    out = run_cli("store", "stats", "--store", str(location), run_dir=tmp_path, timeout=600)
+    out = call_cli("store", "stats", "--store", str(location), run_dir=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "1 records" in out.stdout and "MiB on disk" in out.stdout and "1 undated" in out.stdout
-    out = run_cli("store", "prune", "--store", str(location), "--older-than", "1", "--json", run_dir=tmp_path)
+    out = call_cli("store", "prune", "--store", str(location), "--older-than", "1", "--json", run_dir=tmp_path)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["deleted"] == 1 and TrajectoryStore(location).count() == 0
     # bad flags, answered in this process (the same entry point, without a second start-up)

@@ -174,3 +174,44 @@ def test_runs_show_history_prints_examples_from_the_rollout_cache(tmp_path, on_t
         assert [ex["reasoning"] for ex in examples] == [sess.rt.decode(r) for r in fresh.reasonings]
     _, text = _cli(capsys, "runs", "show", "seen", "--history", "--show", "2", "--run-dir", str(runs))
     assert text.count("read as: ") == 4 and text.count("(gold ") == 4
+
+
+def test_evaluate_shows_examples_and_compares_prompts_paired(tmp_path, on_tiny_model, capsys):
+    from graph.evaluation import evaluate_prompts
+    from nodes.selection import paired_gain
+
+    args = ["evaluate", "--task", "builtin:compare", "--dev", "6", "--max-new-tokens", "3", "--show", "3"]
+    code, text = _cli(capsys, *args, "--prompt", "Answer.", "--prompt", "Think first, then answer.")
+    assert code == 0
+    out = evaluate_prompts("builtin:compare", ["Answer.", "Think first, then answer."], dev=6, max_new_tokens=3)
+    first, second = out["prompts"]
+    for i, p in enumerate(out["prompts"], start=1):
+        low, high = p["ci95"]
+        assert f"[{i}] accuracy {p['accuracy']:.3f} [95% CI {low:.2f}, {high:.2f}], {p['right']} right" in text
+    gain = out["comparisons"][0]
+    assert gain["gain"] == pytest.approx(second["accuracy"] - first["accuracy"])
+    assert f"[2] minus [1]: {gain['gain']:+.3f}" in text and f"paired p={gain['p_value']:.3f}" in text
+    assert "always answering the most common gold answer" in text
+    assert text.count("\nexample ") == 3 and text.count("gold: ") == 3
+    assert text.count("[1] read as: ") == 3 and text.count("[2] read as: ") == 3
+    # the p-value is the exact paired test on these examples, not on the two accuracies alone
+    shown = evaluate_prompts("builtin:compare", ["Answer.", "Think first, then answer."], dev=6, max_new_tokens=3,
+                             show=6)["shown"]  # fmt: skip
+    right = [[ex["by_prompt"][k]["correct"] for ex in shown] for k in (0, 1)]
+    assert paired_gain(right[1], right[0]).p_value == gain["p_value"]
+
+
+def test_rm_store_records_only_on_request(tmp_path, on_tiny_model):
+    from store.trajectory import open_store
+
+    runs, store = tmp_path / "runs", str(tmp_path / "store")
+    kept = {**SMALL, "trajectory": True, "retrieve_k": 0}
+    optimize("builtin:compare", steps=1, run_dir=runs, run_id="a", store=store, **kept)
+    optimize("builtin:compare", steps=1, run_dir=runs, run_id="b", store=store, **kept)
+    trajectory = open_store(store)
+    assert trajectory.records(run_id="a") and trajectory.records(run_id="b")
+    assert remove_runs(["a"], run_dir=runs)[0]["trajectory_records"] == 0
+    assert trajectory.records(run_id="a")  # kept for later runs to learn from
+    counted = len(trajectory.records(run_id="b"))
+    assert remove_runs(["b"], run_dir=runs, store_records=True)[0]["trajectory_records"] == counted
+    assert not trajectory.records(run_id="b") and trajectory.records(run_id="a")
