@@ -24,6 +24,7 @@ from nodes.errors import GradpromptError
 _held: dict[object, tuple[object, int]] = {}  # lock key -> (what holds it, depth) in this process
 _guard = threading.Lock()
 
+_ATTEMPTS = 5  # tries over ~0.2 s before a lock counts as held by another process
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
@@ -76,11 +77,15 @@ def file_lock(path: Path, doing: str, refusal: str):
     def acquire() -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(key, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise GradpromptError(f"{refusal} (held by {_holder(path)})") from None
+        for attempt in range(_ATTEMPTS):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if attempt == _ATTEMPTS - 1:
+                    os.close(fd)
+                    raise GradpromptError(f"{refusal} (held by {_holder(path)})") from None
+                time.sleep(0.05)  # a status probe (holder_of) holds it for an instant only
         os.ftruncate(fd, 0)
         since = time.strftime("%Y-%m-%d %H:%M:%S")
         os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}, {doing}, since {since}\n".encode())
