@@ -52,3 +52,12 @@ def smollm2_rt():
     from nodes.runtime.runtime import Runtime
 
     return Runtime.from_spec("smollm2", device="cpu")
+
+
+@pytest.fixture()
+def on_tiny_model(tiny_rt, monkeypatch):
+    """Runs built from settings get the tiny in-process model instead of loading one."""
+    import nodes.session
+
+    monkeypatch.setattr(nodes.session, "_runtime", lambda *args: tiny_rt)
+    return tiny_rt

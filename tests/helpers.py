@@ -24,6 +24,19 @@ SMALL_RUN = {
     "refine_max_new_tokens": 32,
 }
 
+# A run of a few seconds on the tiny in-process model (no refinement, no trajectory store).
+TINY_MODEL_RUN = {
+    "train": 3,
+    "dev": 3,
+    "test": 3,
+    "batch_size": 2,
+    "max_new_tokens": 3,
+    "n_evaluate": 2,
+    "top_k": 4,
+    "refine": False,
+    "trajectory": False,
+}
+
 
 def flags(settings: dict) -> list[str]:
     """Settings as `gradprompt optimize` flags."""

@@ -73,21 +73,10 @@ GROUPS: dict[str, tuple[str, ...]] = {
 # What `evaluate` reads: how the task is split, how the model runs and how answers are read.
 EVALUATE_FIELDS = frozenset(
     {
-        "question_field",
-        "answer_field",
-        "metric",
-        "train",
-        "dev",
-        "test",
-        "seed",
-        "placement",
-        "max_new_tokens",
-        "readout",
+        *(set(GROUPS["task and data"]) - {"initial_prompt"}),
+        *GROUPS["how the model answers"],
+        *GROUPS["model and device"],
         "score_nll_weight",
-        "model",
-        "device",
-        "dtype",
-        "max_batch",
     }
 )
 # The run settings of `optimize` (the task is its own required flag).

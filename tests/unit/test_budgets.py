@@ -6,29 +6,13 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
+from helpers import TINY_MODEL_RUN
 
-import nodes.session
 from graph import optimize, resume
 from graph.api import ApprovalPending
 from nodes.settings import RunSettings
 
-SMALL = {
-    "train": 3,
-    "dev": 3,
-    "test": 3,
-    "batch_size": 2,
-    "max_new_tokens": 3,
-    "n_evaluate": 2,
-    "top_k": 4,
-    "refine": False,
-    "trajectory": False,
-}
-
-
-@pytest.fixture()
-def on_tiny_model(tiny_rt, monkeypatch):
-    monkeypatch.setattr(nodes.session, "_runtime", lambda *args: tiny_rt)
-    return tiny_rt
+SMALL = TINY_MODEL_RUN
 
 
 @pytest.mark.parametrize(

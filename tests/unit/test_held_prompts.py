@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pytest
 
-import nodes.session
 from graph import optimize
 from store.trajectory import TrajectoryRecord, TrajectoryStore
 
@@ -25,13 +24,6 @@ SMALL = {
     "edit_min": 20,
 }
 INITIAL = "Let's think step by step."
-
-
-@pytest.fixture()
-def on_tiny_model(tiny_rt, monkeypatch):
-    """Runs built from settings get the tiny model instead of loading one."""
-    monkeypatch.setattr(nodes.session, "_runtime", lambda *args: tiny_rt)
-    return tiny_rt
 
 
 @pytest.mark.parametrize("variant", ["official", "paper"])

@@ -12,34 +12,18 @@ from pathlib import Path
 
 import helpers
 import pytest
+from helpers import TINY_MODEL_RUN
 
-import nodes.session
 from graph import optimize, run_values
 from nodes.errors import GradpromptError
 
 TESTS = Path(__file__).resolve().parents[1]
 ROOT = TESTS.parent
-SMALL = {
-    "train": 4,
-    "dev": 4,
-    "test": 4,
-    "batch_size": 2,
-    "max_new_tokens": 3,
-    "n_evaluate": 2,
-    "top_k": 4,
-    "refine": False,
-    "trajectory": False,
-}
+SMALL = {**TINY_MODEL_RUN, "train": 4, "dev": 4, "test": 4}
 ROWS = [
     {"question": f"Is {a} larger than {b}? Answer Yes or No.", "answer": "Yes" if a > b else "No"}
     for a, b in [(3, 9), (8, 2), (7, 1), (4, 6), (9, 5), (1, 2), (6, 3), (2, 8), (5, 4), (0, 7), (9, 1), (3, 4)]
 ]
-
-
-@pytest.fixture()
-def on_tiny_model(tiny_rt, monkeypatch):
-    monkeypatch.setattr(nodes.session, "_runtime", lambda *args: tiny_rt)
-    return tiny_rt
 
 
 def test_the_metric_decides_every_accuracy(tmp_path, on_tiny_model):

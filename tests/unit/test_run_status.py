@@ -13,6 +13,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from helpers import TINY_MODEL_RUN
 
 import nodes.reason
 import nodes.session
@@ -23,23 +24,7 @@ from graph.removal import remove_runs
 from nodes.errors import GradpromptError
 
 ROOT = Path(__file__).resolve().parents[2]
-SMALL = {
-    "train": 3,
-    "dev": 3,
-    "test": 3,
-    "batch_size": 2,
-    "max_new_tokens": 3,
-    "n_evaluate": 2,
-    "top_k": 4,
-    "refine": False,
-    "trajectory": False,
-}
-
-
-@pytest.fixture()
-def on_tiny_model(tiny_rt, monkeypatch):
-    monkeypatch.setattr(nodes.session, "_runtime", lambda *args: tiny_rt)
-    return tiny_rt
+SMALL = TINY_MODEL_RUN
 
 
 def _cli(capsys, *args: str) -> tuple[int, str]:
