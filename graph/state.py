@@ -16,7 +16,9 @@ class Scored(TypedDict, total=False):
 
     prompt: list[int]
     text: str
-    source: str  # current | gradient | retrieval | refinement | human
+    source: str  # current | initial | baseline | gradient | phrase | retrieval | refinement | human
+    move: str  # the edit in words, for candidates ("replace 'Classify' with 'Label'")
+    known_words: float  # readability: share of the prompt's words that are English words
     token: int | None  # the token placed at the edited position, for gradient candidates
     gradient: float | None  # the one-hot gradient that ranked it (lower is better)
     accuracy: float | None  # on the first ``examples`` examples of the selection pool
@@ -48,6 +50,7 @@ class StepRecord(TypedDict, total=False):
     edit_limit: int
     retrieved: list[dict[str, Any]]
     rejected: dict[str, int]
+    sources: dict[str, dict[str, int]]  # per source: offered, raced, finished the pool, accepted
     refine_error: str
     timings: dict[str, float]
 
@@ -58,16 +61,20 @@ class State(TypedDict, total=False):
     step: int  # steps finished
     prompt: list[int]  # current prompt, as token ids end to end
     prompt_text: str  # for people only; never re-encoded
-    position: int  # prompt position edited by the next step (== len(prompt) means append)
-    baseline: Scored  # the prompt the search started from (the initial one, or a warm start)
+    position: int  # word slot (word moves) or token position (token moves) the next step edits
+    baseline: Scored  # the user's initial prompt: what the final choice must beat
+    start: dict[str, Any]  # where the search started and why (the best baseline on the pool)
+    baselines: list[Scored]  # the simple prompts raced on the pool before step 0
     warm_start: dict[str, Any]  # prompts from similar tasks considered on dev, and which won
     # per-step working data
     edit_limit: int  # words one update may change this step
     retrieved: list[dict[str, Any]]  # similar past prompts with scores, current prompt first
     extra_tokens: list[int]  # tokens at the edited position in retrieved prompts
-    extra_candidates: list[dict[str, Any]]  # whole prompts from retrieval and refinement
+    offered: list[dict[str, Any]]  # this step's candidates from every source (nodes.proposers)
+    word_proposal: dict[str, Any]  # the slot edited and the first tokens the top-k rule allowed
     rejected: dict[str, int]  # candidates dropped this step: over_limit, malformed, held_before
     refine_reply: str  # the chat model's reply, bounded
+    refine_misses: int  # steps in a row the chat model offered no usable prompt
     refine_error: str  # why the chat model gave no reply this step ("" when it replied)
     race_slices: list[int]  # the pool slice ends this step's race compared at
     current: Scored
@@ -79,6 +86,7 @@ class State(TypedDict, total=False):
     history: list[StepRecord]
     best: list[Scored]  # the keep_best prompts scored on the whole pool, best first
     stale: int  # steps since the best pool accuracy rose
+    deleted_phrases: list[list[int]]  # phrases accepted deletions removed, which phrase edits may add back
     spent: dict[str, Any]  # seconds in the run's nodes and rollouts generated, over all its processes
     done: bool
     stop_reason: str

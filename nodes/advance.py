@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from nodes.greater import next_position
 from nodes.session import session
+from nodes.word_moves import next_slot
 
 
 def stop_reason(settings, step: int, stale: int, accuracy: float | None, spent: dict | None = None) -> str:
@@ -34,7 +35,11 @@ def advance(state: dict) -> dict:
         "step": step,
         "prompt": list(prompt),
         "prompt_text": sess.rt.decode(prompt),
-        "position": next_position(sess.rt, prompt, _last_edited(state)),
+        "position": (
+            next_slot(sess.rt.tokenizer, prompt, state["position"])
+            if sess.settings.moves == "words"
+            else next_position(sess.rt, prompt, _last_edited(state))
+        ),
         "done": bool(reason),
         "stop_reason": reason,
         "timings": {},

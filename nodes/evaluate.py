@@ -5,32 +5,9 @@ Every candidate from every source goes through here; the racing rule is in :mod:
 from __future__ import annotations
 
 from nodes.edit_limit import word_distance
-from nodes.greater import Proposal, Rollout
+from nodes.greater import Rollout
 from nodes.selection import SelectionConfig, discordant, race
 from nodes.session import rollouts, scored, selection_pool, session
-
-
-def proposal_of(state: dict) -> Proposal:
-    prop = state["proposal"]
-    return Proposal(
-        prop["position"],
-        prop["current_token"],
-        tuple(prop["base_prompt"]),
-        prop["candidates"],
-        prop["gradients"],
-        prop["ranked"],
-        [tuple(m) for m in prop.get("more", [])],
-    )
-
-
-def gradient_candidates(state: dict, n: int) -> list[dict]:
-    """The proposal's ``n`` best edits as whole prompts, most negative gradient first."""
-    proposal = proposal_of(state)
-    grad = dict(zip(proposal.candidates, proposal.gradients, strict=True))
-    return [
-        {"prompt": list(p), "source": "gradient", "token": token, "gradient": grad[token]}
-        for p, token in zip(proposal.top_prompts(n), proposal.ranked, strict=False)
-    ]
 
 
 def pool_rollout(sess, store, prompt) -> Rollout:
@@ -89,13 +66,14 @@ def evaluate(state: dict, store=None) -> dict:
     sess = session(state["settings"])
     st = sess.settings
     rejected = dict(state.get("rejected") or {})
+    offered = list(state.get("offered", []))
     if st.variant == "paper":
-        fresh, seen = not_held(state, gradient_candidates(state, len(state["proposal"]["ranked"])))
+        ranked = (c for c in offered if c["source"] == "gradient" and c.get("gradient") is not None)
+        gradient = sorted(ranked, key=lambda c: c["gradient"])
+        fresh, seen = not_held(state, gradient)
         rejected["held_before"] = rejected.get("held_before", 0) + seen
         return {"evaluated": [_scored(sess, c, None, state["step"]) for c in fresh[:1]], "rejected": rejected}
-    candidates, over = within_limit(
-        sess, state, gradient_candidates(state, st.n_evaluate) + list(state.get("extra_candidates", []))
-    )
+    candidates, over = within_limit(sess, state, offered)
     candidates = [c for c in candidates if list(c["prompt"]) != list(state["prompt"])]
     candidates, seen = not_held(state, candidates)
     current = pool_rollout(sess, store, state["prompt"])

@@ -1,8 +1,10 @@
-"""finalize: the honest end of a run. The best prompts of the search and the initial one are
-scored on the dev split; the initial prompt is kept unless the dev leader beats it significantly
-(:func:`nodes.selection.final_choice`). Then the initial prompt, the chosen one and the empty
-prompt are scored on the test split, and the gains over the initial prompt on dev and test are
-reported as paired differences with intervals and p-values, next to the majority-answer rate.
+"""finalize: the honest end of a run. The best prompts on the pool (the search's and the baselines
+that ran the whole pool) and the initial one are scored on the dev split; the initial prompt is
+kept unless a finalist passes the run's final rule (:func:`nodes.selection.final_choice`). Then
+the initial prompt, the chosen one, the empty prompt and "Let's think step by step." are scored on
+the test split, and the gains over the initial prompt on dev and test are reported as paired
+differences with intervals and p-values, next to the majority-answer rate. What the other final
+rules would have chosen is kept too, with its test gain, so rules can be compared across runs.
 
 Choosing on dev and reporting on test keeps the reported number honest: the pool scores that
 steered the search were measured on training examples, and the dev scores picked the winner.
@@ -12,9 +14,13 @@ from __future__ import annotations
 
 from collections import Counter
 
+from nodes.readability import readability
 from nodes.selection import final_choice, paired_gain
 from nodes.session import Session, rollouts, session, trajectory_of, trajectory_record
+from nodes.settings import DEFAULT_PROMPT
 from nodes.tasks.confidence import wilson_interval
+
+RULES = ("fixed_sequence", "bonferroni", "margin")
 
 
 def _accuracy(correct: list[bool]) -> dict:
@@ -47,10 +53,16 @@ def finalize(state: dict, store=None) -> dict:
     ranked = [tuple(b["prompt"]) for b in state.get("best", [])]
     candidates = [p for p in dict.fromkeys(ranked) if p != baseline][: st.final_candidates]
     dev = rollouts(sess, store, sess.splits.dev, [baseline, *candidates], label="dev evaluation")
-    choice = final_choice(dev[0].outcomes, [r.outcomes for r in dev[1:]], st.final_alpha, advice(sess))
-    chosen = baseline if choice.kept_initial else candidates[choice.chosen]
+    choices = {
+        rule: final_choice(dev[0].outcomes, [r.outcomes for r in dev[1:]], st.final_alpha, advice(sess), rule)
+        for rule in RULES
+    }
+    choice = choices[st.final_rule]
+    pick = {rule: baseline if c.kept_initial else candidates[c.chosen] for rule, c in choices.items()}
+    chosen = pick[st.final_rule]
     empty: tuple[int, ...] = ()
-    reported = list(dict.fromkeys([baseline, chosen, empty]))
+    step_by_step = tuple(sess.rt.encode_prompt(DEFAULT_PROMPT))
+    reported = list(dict.fromkeys([baseline, chosen, empty, step_by_step, *pick.values()]))
     test = (
         dict(
             zip(
@@ -66,9 +78,11 @@ def finalize(state: dict, store=None) -> dict:
 
     def summary(p: tuple[int, ...]) -> dict:
         test_correct = test[p].correct if test else []
+        text = sess.rt.decode(p)
         return {
             "prompt": list(p),
-            "text": sess.rt.decode(p),
+            "text": text,
+            "known_words": readability(text)["known_words"],
             "dev": _accuracy(dev_of[p].correct) if p in dev_of else None,
             "test": _accuracy(test_correct),
             "dev_accuracy": dev_of[p].accuracy if p in dev_of else None,
@@ -99,9 +113,26 @@ def finalize(state: dict, store=None) -> dict:
             "gain": {
                 "dev": paired_gain(dev_of[chosen].correct, dev[0].correct).to_json(),
                 "test": gain_test,
-                "dev_leader": choice.gain.to_json(),
+                "dev_leader": (
+                    paired_gain(dev[choice.leader + 1].correct, dev[0].correct) if choice.leader >= 0 else choice.gain
+                ).to_json(),
             },
             "empty_prompt": {"test": _accuracy(test[empty].correct) if test else None},
+            "step_by_step": {"test": _accuracy(test[step_by_step].correct) if test else None},
+            "start": state.get("start"),
+            "rule": st.final_rule,
+            "tests": list(choice.tests),
+            "rules": {
+                rule: {
+                    "kept_initial": c.kept_initial,
+                    "text": sess.rt.decode(pick[rule]),
+                    "reason": c.reason,
+                    "test_gain": paired_gain(test[pick[rule]].correct, test[baseline].correct).to_json()
+                    if test
+                    else None,
+                }
+                for rule, c in choices.items()
+            },
             "majority_answer": majority_rate(sess),
             "dev_candidates": on_dev,
             # where in dev_candidates the best optimized prompt on dev is, chosen or not

@@ -43,6 +43,7 @@ class Rollout:
     nll: float
     gold_logprobs: list[float] = field(default_factory=list)  # per example
     nlls: list[float] = field(default_factory=list)  # prompt NLL per example
+    margins: list[float | None] = field(default_factory=list)  # gold-answer margin per example (closed sets)
 
     @property
     def error_rate(self) -> float:
@@ -66,8 +67,10 @@ class Rollout:
         lps = self.gold_logprobs or [0.0] * len(self.correct)
         nlls = self.nlls or [self.nll] * len(self.correct)
         return [
-            Outcome(c, lp, nll, tuple(r), a)
-            for c, lp, nll, r, a in zip(self.correct, lps, nlls, self.reasonings, self.answers, strict=True)
+            Outcome(c, lp, nll, tuple(r), a, m)
+            for c, lp, nll, r, a, m in zip(
+                self.correct, lps, nlls, self.reasonings, self.answers, self.margins or [None] * len(lps), strict=True
+            )
         ]
 
     @classmethod
@@ -81,6 +84,7 @@ class Rollout:
             sum(o.nll for o in outcomes) / n,
             [o.gold_logprob for o in outcomes],
             [o.nll for o in outcomes],
+            [o.margin for o in outcomes],
         )
 
 
@@ -115,11 +119,21 @@ def rollout_pairs(
     jobs = decode_jobs(rt, readout, pairs)
     decoded = rt.reason_and_answer(jobs, max_new_tokens, readout.fmt.max_answer_tokens, label=label)
     out = []
-    for (_, ex, _), d in zip(pairs, decoded, strict=True):
+    for (_, ex, _), job, d in zip(pairs, jobs, decoded, strict=True):
         text = rt.tokenizer.decode(d.answer, skip_special_tokens=True)
         correct = readout.is_correct(text, ex.answer, ex.question)
-        out.append(Outcome(correct, d.gold_logprob, d.prompt_nll, d.reasoning, text))
+        out.append(Outcome(correct, d.gold_logprob, d.prompt_nll, d.reasoning, text, gold_margin(job, d)))
     return out
+
+
+def gold_margin(job: DecodeJob, decoded) -> float | None:
+    """log p(gold) minus the best other allowed answer's log p (RLPrompt's reward): positive when
+    the answer read is right, and by how much; None when the answer is generated."""
+    lps = decoded.option_logprobs
+    if not lps or job.gold not in job.options or len(lps) < 2:
+        return None
+    g = job.options.index(job.gold)
+    return float(lps[g] - max(lp for i, lp in enumerate(lps) if i != g))
 
 
 def rollout(

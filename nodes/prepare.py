@@ -1,4 +1,12 @@
-"""prepare: turn the run's settings into its starting state (the initial prompt as token ids).
+"""prepare: turn the run's settings into its starting state.
+
+Before step 0 the simple baselines race on the selection pool: the initial prompt, the empty
+prompt, "Let's think step by step." and (with warm start) the stored prompt the warm start chose.
+The search starts from the best of them on the pool (the initial prompt wins ties), and those that
+ran the whole pool join the best-prompt list, so the final choice weighs them with the search's own
+prompts. The final choice is always made against the user's initial prompt: an optimizer that
+cannot beat the empty prompt or "Let's think step by step." is no use, and the result says where
+the search started and why.
 
 With warm start on, the best stored prompts of the most similar earlier tasks (same model) are
 scored on this task's dev split against the initial prompt. By default they race it: a stored
@@ -13,9 +21,12 @@ from __future__ import annotations
 
 import time
 
-from nodes.selection import SelectionConfig, final_choice, race, rank_key
-from nodes.session import Session, rollouts, scored, session, trajectory_of
+from nodes.selection import SelectionConfig, final_choice, race, rank_key, update_best
+from nodes.session import Session, rollouts, scored, selection_pool, session, trajectory_of
+from nodes.settings import DEFAULT_PROMPT
 from store.checkpoints import new_run_id
+
+EMPTY: tuple[int, ...] = ()
 
 
 def _warm_start(sess: Session, initial: tuple[int, ...], cache_store=None) -> tuple[tuple[int, ...], dict]:
@@ -72,31 +83,105 @@ def _raced(sess: Session, pool: list, sources: list[dict], cache_store) -> tuple
     return pool[chosen], {"considered": sources, "chosen": chosen, "rule": "race", "reason": reason}
 
 
+def race_baselines(sess: Session, initial: tuple[int, ...], others: dict, cache_store=None) -> tuple[list[dict], int]:
+    """The initial prompt and ``others`` (prompt -> name) raced on the pool; every baseline as the
+    state records it, and the index of the best one that ran the whole pool (0, the initial
+    prompt, on ties)."""
+    pool = selection_pool(sess)
+    names = {initial: "initial", **{p: n for p, n in others.items() if p != initial}}
+    prompts = list(names)
+    (first,) = rollouts(sess, cache_store, pool, [initial], label="baselines on the pool")
+
+    def evaluate_slice(alive: list[tuple[int, ...]], start: int, stop: int):
+        drafts = first.reasonings[start:stop]
+        return [r.outcomes for r in rollouts(sess, cache_store, pool[start:stop], alive, drafts=drafts)]
+
+    result = race(prompts[1:], first.outcomes, evaluate_slice, SelectionConfig.from_settings(sess.settings))
+    entries, finished = [], [0]
+    for i, prompt in enumerate(prompts):
+        if i == 0:
+            got, stopped = first, ""
+        else:
+            contender = result.contenders[i - 1]
+            got = rollouts(sess, cache_store, pool[: contender.evaluated], [prompt])[0]
+            stopped = contender.stopped or ("" if contender.evaluated == len(pool) else "not reached")
+            if not stopped:
+                finished.append(i)
+        entries.append(
+            scored(
+                sess,
+                prompt,
+                "initial" if i == 0 else "baseline",
+                got,
+                step=0,
+                baseline=names[prompt],
+                finished=not stopped,
+                stopped=stopped,
+            )
+        )
+    outcomes = {i: rollouts(sess, cache_store, pool, [prompts[i]])[0].outcomes for i in finished}
+    best = max(finished, key=lambda i: (rank_key(outcomes[i])[:2], -i))
+    return entries, best
+
+
+def _start_reason(entries: list[dict], best: int, pool_size: int) -> str:
+    chosen, initial = entries[best], entries[0]
+    others = ", ".join(f"{e['baseline']} {e['right']}/{e['examples']}" for e in entries[1:])
+    if best == 0:
+        return f"started from the initial prompt ({initial['right']}/{pool_size} pool examples right; {others})"
+    return (
+        f"started from the {chosen['baseline']} prompt: {chosen['right']}/{pool_size} pool examples right vs "
+        f"{initial['right']}/{pool_size} for the initial prompt ({others}); the final choice still compares "
+        "with the initial prompt"
+    )
+
+
 def prepare(state: dict, store=None) -> dict:
     sess = session(state["settings"])
     st = sess.settings
     initial = tuple(sess.rt.encode_prompt(st.initial_prompt))
     began = time.perf_counter()
-    start, warm = _warm_start(sess, initial, store) if st.warm_start else (initial, {})
+    warm_prompt, warm = _warm_start(sess, initial, store) if st.warm_start else (initial, {})
     if warm:  # what the warm start cost in model time, kept with its choice
         warm["seconds"] = round(time.perf_counter() - began, 3)
-    store = trajectory_of(sess)
-    if store is not None:
-        store.register_task(
+    trajectory = trajectory_of(sess)
+    if trajectory is not None:
+        trajectory.register_task(
             sess.task.name, [e.question for e in sess.task.examples[:32]], sess.task.answer_format.kind.value
         )
-    baseline = scored(sess, start, "initial", step=0)
+    baseline = scored(sess, initial, "initial", step=0)
+    begin = {"prompt": list(warm_prompt), "text": sess.rt.decode(warm_prompt), "name": "initial"}
+    if warm_prompt != initial:
+        begin.update(name="warm start", reason="the warm start's stored prompt won on dev")
+    baselines, best = [], []
+    if st.baselines and st.steps > 0:
+        others = {EMPTY: "empty", tuple(sess.rt.encode_prompt(DEFAULT_PROMPT)): "step by step"}
+        if warm_prompt != initial:
+            others = {warm_prompt: "warm start", **others}
+        baselines, pick = race_baselines(sess, initial, others, store)
+        chosen = baselines[pick]
+        begin = {
+            "prompt": chosen["prompt"],
+            "text": chosen["text"],
+            "name": chosen["baseline"],
+            "reason": _start_reason(baselines, pick, len(selection_pool(sess))),
+        }
+        best, _ = update_best([], [{**b, "correct": b["right"]} for b in baselines if b["finished"]], st.keep_best)
+    start = tuple(begin["prompt"])
     return {
         "run_id": state.get("run_id") or new_run_id(sess.task.name),
         "step": 0,
         "prompt": list(start),
-        "prompt_text": baseline["text"],
+        "prompt_text": sess.rt.decode(start),
         "position": 0,
         "baseline": baseline,
+        "start": begin,
+        "baselines": baselines,
         "warm_start": warm,
         "history": [],
-        "best": [],
+        "best": best,
         "stale": 0,
+        "deleted_phrases": [],
         "done": st.steps == 0,
         "stop_reason": "no steps asked for" if st.steps == 0 else "",
         "timings": {},

@@ -7,6 +7,7 @@ takes only prompts scored on the whole selection pool (see :func:`nodes.selectio
 
 from __future__ import annotations
 
+from nodes.proposers import source_counts
 from nodes.selection import update_best
 from nodes.session import Session, session, trajectory_of, trajectory_record
 
@@ -14,6 +15,8 @@ _SLIM = (
     "prompt",
     "text",
     "source",
+    "move",
+    "known_words",
     "token",
     "gradient",
     "accuracy",
@@ -44,6 +47,11 @@ def record(state: dict) -> dict:
     sess = session(state["settings"])
     st = sess.settings
     decision = state["decision"]
+    changed = decision["prompt"] != state["prompt"]
+    evaluated = state["evaluated"]
+    humans = [c for c in evaluated if c.get("source") == "human"]
+    raced = evaluated if st.variant == "official" else humans
+    sources = source_counts([*state.get("offered", []), *humans], raced, evaluated, decision, changed)
     entry = {
         "step": state["step"],
         "position": state["position"],
@@ -52,7 +60,7 @@ def record(state: dict) -> dict:
         "current": _slim(state["current"]),
         "candidates": [_slim(c) for c in state["evaluated"]],
         "accepted": _slim(decision),
-        "changed": decision["prompt"] != state["prompt"],
+        "changed": changed,
         "variant": st.variant,
         "edit_limit": state.get("edit_limit"),
         "race_slices": state.get("race_slices", []),
@@ -61,6 +69,7 @@ def record(state: dict) -> dict:
             for r in state.get("retrieved", [])
         ],
         "rejected": dict(state.get("rejected") or {}),
+        "sources": sources,
         "refine_error": state.get("refine_error", ""),
         "timings": dict(state.get("timings", {})),
     }
@@ -72,10 +81,14 @@ def record(state: dict) -> dict:
         [{**c, "correct": c["right"]} for c in full],
         st.keep_best,
     )
+    deleted = list(state.get("deleted_phrases", []))
+    if changed and decision.get("removed") and decision["removed"] not in deleted:
+        deleted.append(list(decision["removed"]))  # a phrase edit may add it back later
     return {
         "history": [*state.get("history", []), entry],
         "best": best,
         "stale": 0 if improved else state.get("stale", 0) + 1,
+        "deleted_phrases": deleted,
     }
 
 

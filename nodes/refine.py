@@ -1,7 +1,11 @@
 """refine: GPO's generation-based update. A chat model sees the retrieved trajectory with scores,
 the current prompt, a few training examples showing where the prompt goes, and the edit limit, and
 writes whole-prompt candidates. Replies are parsed from ``<prompt>`` blocks; malformed ones and
-candidates over the limit (by measured word distance) are dropped and counted."""
+candidates over the limit (by measured word distance) are dropped and counted.
+
+Refinement is off unless a chat model is passed in (or ``refine`` is set): the bundled 135M model
+writes no usable prompt, and asking it cost a third of every step. When it is on and the chat model
+offers nothing usable for ``refine_patience`` steps in a row, the run stops asking and says so."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import re
 
 from nodes.chat_model import local_chat_model
 from nodes.edit_limit import word_distance
+from nodes.proposers import Refinement, StepView
 from nodes.session import gradient_examples, session
 
 PROMPT_BLOCK = re.compile(r"<prompt>(.*?)</prompt>", re.DOTALL | re.IGNORECASE)
@@ -62,12 +67,16 @@ def parse_candidates(reply: str, current: str, limit: int) -> tuple[list[str], i
     return kept, malformed, over
 
 
-def refine(state: dict, chat_model=None) -> dict:
-    sess = session(state["settings"])
+def refining(settings, chat_model) -> bool:
+    """Whether the run refines: as set, or (unset) when a chat model was passed in."""
+    return settings.variant != "paper" and (settings.refine if settings.refine is not None else chat_model is not None)
+
+
+def ask_chat_model(view: StepView, chat) -> list[str]:
+    """The chat model's usable prompts for this step; what it cost in dropped replies, its reply
+    and any error go to ``view.notes``."""
+    sess, state = view.sess, view.state
     st = sess.settings
-    if not st.refine or st.variant == "paper":
-        return {}
-    chat = chat_model or local_chat_model(sess.rt, st.refine_max_new_tokens)
     limit = state.get("edit_limit", st.edit_max)
     current = state["prompt_text"]
     examples = gradient_examples(sess, state["step"])[:2]
@@ -82,14 +91,26 @@ def refine(state: dict, chat_model=None) -> dict:
     else:
         error = ""
     prompts, malformed, over = parse_candidates(text, current, limit)
-    prompts = prompts[: st.refine_candidates]
     rejected = dict(state.get("rejected") or {})
     rejected["malformed"] = rejected.get("malformed", 0) + malformed
     rejected["over_limit"] = rejected.get("over_limit", 0) + over
-    new = [{"prompt": list(sess.rt.encode_prompt(p)), "source": "refinement"} for p in prompts]
+    view.notes.update(rejected=rejected, refine_reply=text[:2000], refine_error=error)
+    return prompts[: st.refine_candidates]
+
+
+def refine(state: dict, chat_model=None) -> dict:
+    sess = session(state["settings"])
+    st = sess.settings
+    if not refining(st, chat_model):
+        return {}
+    misses = state.get("refine_misses", 0)
+    if misses >= st.refine_patience:
+        return {"refine_error": f"stopped asking: no usable prompt in {misses} steps in a row"}
+    chat = chat_model or local_chat_model(sess.rt, st.refine_max_new_tokens)
+    view = StepView(sess, state)
+    new = [c.to_state() for c in Refinement(chat).propose(view)]
     return {
-        "extra_candidates": [*state.get("extra_candidates", []), *new],
-        "rejected": rejected,
-        "refine_reply": text[:2000],
-        "refine_error": error,
+        "offered": [*state.get("offered", []), *new],
+        "refine_misses": 0 if new else misses + 1,
+        **view.notes,
     }

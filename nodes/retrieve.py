@@ -1,14 +1,24 @@
 """retrieve: GPO's update direction: past prompts similar to the current one, with their scores.
 
 Same task first, then (with cross-task reuse on) other tasks of the same model. The retrieved
-prompts feed the step twice: their tokens at the edited position join the gradient candidates,
-and the best-scoring one within the step's edit limit is evaluated as a whole prompt.
+prompts feed the step twice: their tokens at the edited position (token moves) or the first token
+of their word at the edited slot (word moves) join the gradient candidates, and the best-scoring
+one within the step's edit limit is offered as a whole prompt (:class:`nodes.proposers.Retrieval`).
 """
 
 from __future__ import annotations
 
-from nodes.edit_limit import word_distance
+from nodes.proposers import Retrieval, StepView
+from nodes.runtime import word_units
 from nodes.session import session, splits_fingerprint, step_edit_limit, trajectory_of
+
+
+def _token_at(sess, ids: list[int], position: int) -> int | None:
+    """The retrieved prompt's token at the edited position, or its word's first token at the slot."""
+    if sess.settings.moves == "tokens":
+        return ids[position] if position < len(ids) else None
+    spans = word_units.units(sess.rt.tokenizer, ids)
+    return ids[spans[position].start] if position < len(spans) and spans[position].is_word else None
 
 
 def retrieve(state: dict) -> dict:
@@ -21,7 +31,7 @@ def retrieve(state: dict) -> dict:
         "edit_limit": limit,
         "retrieved": [],
         "extra_tokens": [],
-        "extra_candidates": [],
+        "offered": [],
         "rejected": {},
         "refine_reply": "",
         "refine_error": "",
@@ -49,14 +59,12 @@ def retrieve(state: dict) -> dict:
         for h in hits
     ]
     scored = sorted((r for r in retrieved if r["score"] is not None), key=lambda r: r["score"])
-    position, allowed = state["position"], sess.rt.allowed_tokens
+    allowed = sess.rt.allowed_tokens
     tokens = []
     for r in scored:
-        ids = r["prompt"]
-        if position < len(ids) and bool(allowed[ids[position]]) and ids[position] not in tokens:
-            tokens.append(ids[position])
-    within = [r for r in scored if word_distance(r["text"], text) <= limit and r["prompt"]]
-    extra = [{"prompt": within[0]["prompt"], "source": "retrieval"}] if within else []
+        token = _token_at(sess, r["prompt"], state["position"])
+        if token is not None and bool(allowed[token]) and token not in tokens:
+            tokens.append(token)
     current = {
         "text": text,
         "prompt": state["prompt"],
@@ -64,4 +72,6 @@ def retrieve(state: dict) -> dict:
         "score": None,
         "current": True,
     }
-    return {**out, "retrieved": [current, *retrieved], "extra_tokens": tokens[:3], "extra_candidates": extra}
+    view = StepView(sess, {**state, "retrieved": retrieved, "edit_limit": limit})
+    offered = [c.to_state() for c in Retrieval().propose(view)]
+    return {**out, "retrieved": [current, *retrieved], "extra_tokens": tokens[:3], "offered": offered}

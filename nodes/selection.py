@@ -17,11 +17,14 @@ Read this module to see the rules; the graph nodes only call it.
    gets more examples right).
 3. **The best-prompt list** (:func:`update_best`) holds only prompts scored on the whole pool, so
    its ranking compares like with like; patience counts steps since its top accuracy last rose.
-4. **The final choice** (:func:`final_choice`). The top prompts of that list are scored on the dev
-   split next to the initial prompt. The dev leader replaces the initial prompt only if it gets
-   significantly more dev examples right: exact one-sided McNemar p-value at most ``final_alpha``
-   divided by the number of prompts that competed (Bonferroni, since the leader was picked among
-   them on the same dev examples). Otherwise the initial prompt is kept, and the result says why.
+4. **The final choice** (:func:`final_choice`). The top prompts of that list (the search's and the
+   baselines that ran the whole pool) are scored on the dev split next to the initial prompt, in
+   their pool rank: an order fixed without looking at dev. By default they are tested in that order,
+   each with an exact one-sided McNemar test at ``final_alpha``, stopping at the first that fails
+   (fixed-sequence testing: the family-wise error stays at ``final_alpha`` with no split), and the
+   dev-best of those that passed replaces the initial prompt. Otherwise the initial prompt is kept,
+   and the result says why. Bonferroni on the dev leader and a test on the per-example gold margin
+   are the other rules (``final_rule``).
 
 Prompts are compared by :func:`rank_key`, on the same examples only.
 """
@@ -50,6 +53,7 @@ class Outcome:
     nll: float  # mean NLL of the prompt's tokens in this example's context
     reasoning: tuple[int, ...] = ()
     answer: str = ""
+    margin: float | None = None  # log p(gold) - best other allowed answer's log p (closed answer sets)
 
     def to_json(self) -> dict:
         return {
@@ -58,6 +62,7 @@ class Outcome:
             "nll": self.nll,
             "reasoning": list(self.reasoning),
             "answer": self.answer,
+            "margin": self.margin,
         }
 
     @classmethod
@@ -68,6 +73,7 @@ class Outcome:
             float(data["nll"]),
             tuple(data.get("reasoning", ())),
             str(data.get("answer", "")),
+            None if data.get("margin") is None else float(data["margin"]),
         )
 
 
@@ -263,6 +269,13 @@ def accept(current: PromptIds, current_outcomes: Sequence[Outcome], result: Race
     n = result.pool_size
     summary = f"best candidate {theirs[0]}/{n} right vs current {ours[0]}/{n}"
     if rule == "always":
+        if theirs[:2] < ours[:2]:
+            return Decision(
+                best.prompt,
+                True,
+                f"always: {summary}; moved though it is behind the current prompt, to explore from it "
+                "(the best prompts seen are kept for the final choice; --acceptance not_worse stays instead)",
+            )
         return Decision(best.prompt, True, f"always: {summary}")
     if rule == "better":
         moved = theirs[0] > ours[0]
@@ -287,36 +300,121 @@ def update_best(best: list[dict], scored: Sequence[dict], keep: int) -> tuple[li
 
 
 # ----- 4. the final choice --------------------------------------------------------------------------
+FinalRule = Literal["fixed_sequence", "bonferroni", "margin"]
+NON_INFERIORITY = 0.05  # the margin rule: the accuracy may not be lower by more than this (95% bound)
+
+
 @dataclass(frozen=True)
 class FinalChoice:
     chosen: int  # index into the candidates; -1: the initial prompt was kept
     leader: int  # the best candidate on dev, chosen or not (-1: there was none)
-    p_value: float  # one-sided exact McNemar, leader vs initial on dev
-    threshold: float  # final_alpha / number of candidates
+    p_value: float  # one-sided, the chosen candidate's (or the first failing one's) test against the initial
+    threshold: float  # the level each test was held to
     gain: PairedGain  # chosen (or leader, when kept) minus initial on dev
     reason: str
+    rule: str = "fixed_sequence"
+    tests: tuple[dict, ...] = ()  # per candidate tested, in order: p_value and passed
 
     @property
     def kept_initial(self) -> bool:
         return self.chosen < 0
 
 
+def p_margin_better(a: Sequence[Outcome], b: Sequence[Outcome]) -> float:
+    """One-sided Wilcoxon signed-rank p-value for "``a``'s per-example gold margin exceeds ``b``'s"
+    (the margin is the gold answer's log-probability minus the best other answer's)."""
+    from scipy.stats import wilcoxon
+
+    diffs = [x.margin - y.margin for x, y in zip(a, b, strict=True) if x.margin is not None and y.margin is not None]
+    if not any(abs(d) > 1e-12 for d in diffs):
+        return 1.0
+    return float(wilcoxon(diffs, alternative="greater", zero_method="wilcox").pvalue)
+
+
 def final_choice(
-    initial: Sequence[Outcome], candidates: Sequence[Sequence[Outcome]], alpha: float, advice: str = ""
+    initial: Sequence[Outcome],
+    candidates: Sequence[Sequence[Outcome]],
+    alpha: float,
+    advice: str = "",
+    rule: FinalRule = "fixed_sequence",
 ) -> FinalChoice:
-    """Keep the initial prompt unless the dev leader beats it significantly (see module doc)."""
+    """Whether a candidate replaces the initial prompt, from their dev outcomes.
+
+    ``candidates`` come in their pool rank, an order fixed before dev was looked at.
+
+    - ``fixed_sequence``: test the candidates in that order, each one-sided at ``alpha`` (exact
+      McNemar), stopping at the first that fails; hand back the dev-best of those that passed. The
+      family-wise error stays at ``alpha`` without splitting it, because a later hypothesis is only
+      tested once every earlier one was rejected.
+    - ``bonferroni``: test only the dev leader, at ``alpha`` divided by the number of candidates.
+    - ``margin``: the fixed sequence on the per-example gold margin (one-sided Wilcoxon), passing
+      only a candidate whose accuracy is not worse (the paired gain's 95% lower bound above
+      ``-NON_INFERIORITY``).
+    """
     n = len(initial)
     base = [o.correct for o in initial]
     if not candidates:
         gain = paired_gain(base, base)
-        return FinalChoice(-1, -1, 1.0, alpha, gain, "no optimized prompt to compare: the initial prompt was kept")
+        return FinalChoice(
+            -1, -1, 1.0, alpha, gain, "no optimized prompt to compare: the initial prompt was kept", rule
+        )
     leader = max(range(len(candidates)), key=lambda i: (rank_key(candidates[i]), -i))
+    k = len(candidates)
+    scope = f"{k} finalist{'s' if k > 1 else ''} on {n} dev examples"
+    if rule == "bonferroni":
+        return _bonferroni(initial, candidates, leader, alpha, scope, advice)
+    tests, passed = [], []
+    for i, outcomes in enumerate(candidates):
+        right = [o.correct for o in outcomes]
+        gain = paired_gain(right, base)
+        if rule == "margin":
+            p = p_margin_better(outcomes, initial)
+            ok = p <= alpha and gain.low > -NON_INFERIORITY
+        else:
+            p = p_better(right, base)
+            ok = p <= alpha
+        tests.append({"candidate": i, "p_value": p, "passed": ok, "right": sum(right)})
+        if not ok:
+            break
+        passed.append(i)
+    what = "gold margin" if rule == "margin" else "dev examples right"
+    if not passed:
+        first = tests[0]
+        lead = [o.correct for o in candidates[leader]]
+        reason = (
+            f"kept the initial prompt: the first finalist in pool order did not beat it on {what} "
+            f"({first['right']} vs {sum(base)} of {n} right, one-sided p={first['p_value']:.3f} > {alpha:g}; {scope}, "
+            f"tested in pool order)"
+        )
+        return FinalChoice(
+            -1,
+            leader,
+            first["p_value"],
+            alpha,
+            paired_gain(lead, base),
+            reason + (f"; {advice}" if advice else ""),
+            rule,
+            tuple(tests),
+        )
+    chosen = max(passed, key=lambda i: (rank_key(candidates[i]), -i))
+    right = [o.correct for o in candidates[chosen]]
+    p = tests[chosen]["p_value"]
+    reason = (
+        f"chose finalist {chosen + 1} of {k}: {sum(right)} vs {sum(base)} of {n} dev examples right "
+        f"({len(passed)} passed the fixed-sequence test on {what} at {alpha:g}, in pool order; "
+        f"its one-sided p={p:.3g}; the dev-best of those that passed)"
+    )
+    return FinalChoice(chosen, leader, p, alpha, paired_gain(right, base), reason, rule, tuple(tests))
+
+
+def _bonferroni(initial, candidates, leader: int, alpha: float, scope: str, advice: str) -> FinalChoice:
+    n = len(initial)
+    base = [o.correct for o in initial]
     right = [o.correct for o in candidates[leader]]
     gain = paired_gain(right, base)
     p = p_better(right, base)
     threshold = alpha / len(candidates)
-    k = len(candidates)
-    scope = f"{k} optimized prompt{'s' if k > 1 else ''} on {n} dev examples"
+    tests = ({"candidate": leader, "p_value": p, "passed": p <= threshold, "right": sum(right)},)
     if sum(right) <= sum(base):
         reason = (
             f"kept the initial prompt: no candidate answered more dev examples right ({sum(right)} vs {sum(base)} "
@@ -332,5 +430,5 @@ def final_choice(
             f"chose the optimized prompt: {sum(right)} vs {sum(base)} of {n} dev examples right "
             f"(one-sided p={p:.3g} <= {threshold:.3g})"
         )
-        return FinalChoice(leader, leader, p, threshold, gain, reason)
-    return FinalChoice(-1, leader, p, threshold, gain, reason + (f"; {advice}" if advice else ""))
+        return FinalChoice(leader, leader, p, threshold, gain, reason, "bonferroni", tests)
+    return FinalChoice(-1, leader, p, threshold, gain, reason + (f"; {advice}" if advice else ""), "bonferroni", tests)

@@ -114,7 +114,11 @@ def rollouts(sess: Session, store, examples, prompts, drafts=None, label: str | 
 
 def scored(sess: Session, prompt, source: str, rollout=None, step: int | None = None, **extra) -> dict:
     """A prompt as the state records it, with its results on the examples it was rolled out on."""
-    out = {"prompt": list(prompt), "text": sess.rt.decode(prompt), "source": source, **extra}
+    from nodes.readability import readability
+
+    text = sess.rt.decode(prompt)
+    out = {"prompt": list(prompt), "text": text, "source": source, "known_words": readability(text)["known_words"]}
+    out.update(extra)
     if rollout is not None:
         out.update(
             accuracy=rollout.accuracy,

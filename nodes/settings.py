@@ -34,6 +34,14 @@ class StepSettings(BaseModel):
     score_nll_weight: float = Field(
         0.02, ge=0, description="weight of prompt NLL in the recorded score (error rate + weight x NLL)"
     )
+    moves: Literal["words", "tokens"] = Field(
+        "words",
+        description="unit of a gradient edit: words (replace, insert or delete a whole word, so every prompt "
+        "stays made of words) or tokens (GReaTer's one token per position)",
+    )
+    phrase_edits: int = Field(
+        2, ge=0, description="model-free phrase edits raced per step (delete, swap, add back; 0: none)"
+    )
     variant: Literal["official", "paper"] = Field(
         "official", description="official: evaluate top candidates by regeneration; paper: take the gradient argmax"
     )
@@ -52,8 +60,12 @@ class StepSettings(BaseModel):
         "current prompt on the pool) or better (only with more pool examples right)",
     )
     final_candidates: int = Field(3, ge=1, description="best prompts compared with the initial one on dev")
-    final_alpha: float = Field(
-        0.05, gt=0, lt=1, description="significance level for replacing the initial prompt (split over the candidates)"
+    final_alpha: float = Field(0.05, gt=0, lt=1, description="significance level for replacing the initial prompt")
+    final_rule: Literal["fixed_sequence", "bonferroni", "margin"] = Field(
+        "fixed_sequence",
+        description="how dev decides: fixed_sequence (finalists in pool order, each tested at final_alpha, "
+        "stopping at the first failure), bonferroni (the dev leader at final_alpha / finalists) or margin "
+        "(fixed sequence on the per-example gold-answer margin, with accuracy not worse)",
     )
 
     @field_validator("race_slices", mode="before")
@@ -90,12 +102,19 @@ class RunSettings(StepSettings):
         "of the built-in correctness; the module must be importable wherever the run resumes",
     )
     answer_field: str | None = Field(None, description="answer field of a jsonl/csv task")
-    initial_prompt: str = Field(DEFAULT_PROMPT, description="the prompt the search starts from")
+    initial_prompt: str = Field(
+        DEFAULT_PROMPT, description="your prompt: the search starts from it (or a better baseline) and must beat it"
+    )
+    baselines: bool = Field(
+        True,
+        description='before step 0, race the initial prompt, the empty prompt and "Let\'s think step by step." '
+        "(and a warm start's prompt) on the pool and start from the best",
+    )
     seed: int = Field(0, description="seeds the splits, the pool order, the gradient batches and the candidate groups")
     train: int = Field(50, ge=1, description="training examples: the selection pool every candidate is raced on")
     dev: int = Field(100, ge=1, description="dev examples: the final prompt must beat the initial one on these")
     test: int = Field(100, ge=0, description="test examples: reported, never used for choosing")
-    steps: int = Field(20, ge=0, description="optimization steps (one token position each)")
+    steps: int = Field(20, ge=0, description="optimization steps (one edit position each)")
     time_budget: float | None = Field(
         None,
         gt=0,
@@ -147,10 +166,17 @@ class RunSettings(StepSettings):
     edit_positions: int = Field(
         1,
         ge=1,
-        description="token positions one gradient proposal may change at the first step; decays with "
-        "the edit limit to 1 (1 is GReaTer's one token per step)",
+        description="token positions one gradient proposal may change at the first step (token moves); "
+        "decays with the edit limit to 1 (1 is GReaTer's one token per step)",
     )
-    refine: bool = Field(True, description="GPO generation-based update: a chat model rewrites the prompt")
+    refine: bool | None = Field(
+        None,
+        description="GPO generation-based update: a chat model rewrites the prompt (default: on when a chat "
+        "model is passed in, off otherwise; on without one uses the run's own model)",
+    )
+    refine_patience: int = Field(
+        3, ge=1, description="stop refining after this many steps in a row without a usable candidate"
+    )
     refine_candidates: int = Field(2, ge=1, description="whole-prompt candidates asked of the chat model per step")
     refine_max_new_tokens: int = Field(160, ge=16, description="bound on the chat model's reply")
 

@@ -35,6 +35,9 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "human_approval",
     ),
     "search (one GReaTer step)": (
+        "baselines",
+        "moves",
+        "phrase_edits",
         "variant",
         "batch_size",
         "top_k",
@@ -56,6 +59,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "keep_best",
         "final_candidates",
         "final_alpha",
+        "final_rule",
     ),
     "trajectory (GPO retrieval and warm start)": (
         "trajectory",
@@ -66,7 +70,12 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "warm_start",
         "warm_start_rule",
     ),
-    "refinement (a chat model rewrites the prompt)": ("refine", "refine_candidates", "refine_max_new_tokens"),
+    "refinement (a chat model rewrites the prompt)": (
+        "refine",
+        "refine_candidates",
+        "refine_max_new_tokens",
+        "refine_patience",
+    ),
     "model and device": ("model", "device", "dtype", "max_batch"),
 }
 
@@ -120,7 +129,7 @@ def _add_field(group, name: str) -> None:
             dest=name,
             action=argparse.BooleanOptionalAction,
             default=None,
-            help=f"{text} (default {'on' if default else 'off'})",
+            help=text if default is None else f"{text} (default {'on' if default else 'off'})",
         )
         return
     if default is not None and not isinstance(default, type(...)):

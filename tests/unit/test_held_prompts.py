@@ -22,12 +22,13 @@ SMALL = {
     "acceptance": "always",
     "edit_max": 20,
     "edit_min": 20,
+    "baselines": False,  # start from the initial prompt, which retrieval then offers again
 }
 INITIAL = "Let's think step by step."
 
 
-@pytest.mark.parametrize("variant", ["official", "paper"])
-def test_a_step_never_returns_to_a_prompt_the_run_held(tmp_path, on_tiny_model, variant):
+@pytest.mark.parametrize(("variant", "moves"), [("official", "words"), ("official", "tokens"), ("paper", "tokens")])
+def test_a_step_never_returns_to_a_prompt_the_run_held(tmp_path, on_tiny_model, variant, moves):
     rt = on_tiny_model
     store = TrajectoryStore(tmp_path / "store")
     initial = rt.encode_prompt(INITIAL)
@@ -48,7 +49,13 @@ def test_a_step_never_returns_to_a_prompt_the_run_held(tmp_path, on_tiny_model, 
     )
     del store
     result = optimize(
-        "builtin:compare", steps=4, run_dir=tmp_path / "runs", store=str(tmp_path / "store"), variant=variant, **SMALL
+        "builtin:compare",
+        steps=4,
+        run_dir=tmp_path / "runs",
+        store=str(tmp_path / "store"),
+        variant=variant,
+        moves=moves,
+        **SMALL,
     )
     held = [tuple(initial)]
     offered_again = 0

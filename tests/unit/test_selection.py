@@ -128,27 +128,30 @@ def test_best_list_ranks_on_the_pool_and_reports_a_rise_in_accuracy():
 def test_final_choice_keeps_the_initial_prompt_on_a_tie():
     base = outcomes([True] * 20 + [False] * 20)
     tie = outcomes([False] * 20 + [True] * 20, logprob=0.0)  # as many right, better log-prob
-    choice = final_choice(base, [tie], alpha=0.05)
+    choice = final_choice(base, [tie], alpha=0.05, rule="bonferroni")
     assert choice.kept_initial and choice.leader == 0 and "no candidate answered more" in choice.reason
+    assert final_choice(base, [tie], alpha=0.05).kept_initial  # the fixed sequence too
 
 
 def test_final_choice_keeps_the_initial_prompt_on_an_insignificant_lead():
     base = outcomes([True] * 20 + [False] * 20)
     lead = outcomes([True] * 22 + [False] * 18)  # 2 more right: p = 0.25
-    choice = final_choice(base, [lead], alpha=0.05, advice="try --steps 20")
+    choice = final_choice(base, [lead], alpha=0.05, advice="try --steps 20", rule="bonferroni")
     assert choice.kept_initial and choice.p_value == pytest.approx(0.25)
     assert "not significant" in choice.reason and choice.reason.endswith("try --steps 20")
+    fixed = final_choice(base, [lead], alpha=0.05, advice="try --steps 20")
+    assert fixed.kept_initial and fixed.p_value == pytest.approx(0.25) and fixed.reason.endswith("try --steps 20")
 
 
 def test_final_choice_switches_on_a_significant_lead_and_splits_alpha_over_candidates():
     base = outcomes([True] * 20 + [False] * 20)
     strong = outcomes([True] * 27 + [False] * 13)  # 7 discordant pairs, all for it: p = 1/128
-    choice = final_choice(base, [strong], alpha=0.05)
+    choice = final_choice(base, [strong], alpha=0.05, rule="bonferroni")
     assert not choice.kept_initial and choice.chosen == 0
     assert choice.p_value == pytest.approx(1 / 128) and choice.gain.gain == pytest.approx(7 / 40)
     five = outcomes([True] * 25 + [False] * 15)  # p = 1/32 = 0.031: significant alone, not among 3
-    assert not final_choice(base, [five], alpha=0.05).kept_initial
-    many = final_choice(base, [outcomes([False] * 40), five, outcomes([False] * 40)], alpha=0.05)
+    assert not final_choice(base, [five], alpha=0.05, rule="bonferroni").kept_initial
+    many = final_choice(base, [outcomes([False] * 40), five, outcomes([False] * 40)], alpha=0.05, rule="bonferroni")
     assert many.kept_initial and many.leader == 1 and many.threshold == pytest.approx(0.05 / 3)
 
 

@@ -1,0 +1,226 @@
+"""Where a step's candidate prompts come from: every source behind one small interface.
+
+A :class:`Proposer` looks at the step (:class:`StepView`: the run's shared objects, the state,
+the rollout cache) and returns :class:`Candidate` prompts. Racing, acceptance, the history and the
+per-source counts treat every candidate alike, whoever offered it, so a new source is one class
+here and one line in the node that runs it:
+
+- ``gradient``: GReaTer's proposals ranked by the one-hot gradient, as whole-word moves
+  (:mod:`nodes.word_moves`) or, as in the paper, single tokens (:mod:`nodes.greater`);
+- ``phrase``: model-free phrase edits after GrIPS (:mod:`nodes.phrase_edits`);
+- ``retrieval``: the best-scoring similar past prompt within the edit limit (GPO);
+- ``refinement``: whole prompts written by a chat model (GPO's generation-based update);
+- ``human``: a person's edit at approval (:mod:`nodes.approve`).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from nodes.edit_limit import positions_for_step, word_distance
+
+PromptIds = tuple[int, ...]
+SOURCES = ("gradient", "phrase", "retrieval", "refinement", "human")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A whole prompt offered to the race, and what made it."""
+
+    prompt: PromptIds
+    source: str
+    move: str = ""  # the edit in words ("replace 'Classify' with 'Determine'")
+    gradient: float | None = None  # the one-hot gradient that ranked it (gradient source)
+    token: int | None = None  # the token placed (token moves)
+    removed: tuple[int, ...] = ()  # a phrase deletion's tokens, for adding back later
+
+    def to_state(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"prompt": list(self.prompt), "source": self.source}
+        if self.move:
+            out["move"] = self.move
+        if self.gradient is not None:
+            out["gradient"] = self.gradient
+        if self.token is not None:
+            out["token"] = self.token
+        if self.removed:
+            out["removed"] = list(self.removed)
+        return out
+
+
+@dataclass
+class StepView:
+    """What a proposer may read: the run's shared objects, the state and the rollout cache."""
+
+    sess: Any  # nodes.session.Session
+    state: dict
+    store: Any = None
+    notes: dict[str, Any] = field(default_factory=dict)  # what a proposer reports back (kept in state)
+
+    @property
+    def prompt(self) -> PromptIds:
+        return tuple(self.state["prompt"])
+
+    @property
+    def step(self) -> int:
+        return int(self.state["step"])
+
+
+class Proposer(Protocol):
+    source: str
+
+    def propose(self, view: StepView) -> list[Candidate]: ...
+
+
+class GradientWords:
+    """Whole-word replace / insert / delete at the step's slot, ranked by the one-hot gradient."""
+
+    source = "gradient"
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def propose(self, view: StepView) -> list[Candidate]:
+        from nodes.greater import forced_rows
+        from nodes.session import gradient_examples, rollouts
+        from nodes.word_moves import propose_word_moves
+
+        sess, st = view.sess, view.sess.settings
+        examples = gradient_examples(sess, view.step)
+        current = rollouts(sess, view.store, examples, [view.prompt])[0]  # cached: reason rolled out the pool
+        result = propose_word_moves(
+            sess.rt,
+            lambda prompt: forced_rows(sess.rt, sess.readout, examples, prompt, current.reasonings),
+            st,
+            examples,
+            view.prompt,
+            view.state["position"],
+            current.reasonings,
+            random.Random(f"{st.seed}:{view.step}:groups"),
+            self.n,
+            extra_tokens=view.state.get("extra_tokens", ()),
+        )
+        view.notes["word_proposal"] = {"slot": result.slot, "candidates": result.candidates}
+        return [Candidate(m.prompt, self.source, m.describe(), m.gradient) for m in result.moves]
+
+
+class GradientTokens:
+    """GReaTer's own move: the token at the step's position (or a window of positions) replaced."""
+
+    source = "gradient"
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def propose(self, view: StepView) -> list[Candidate]:
+        from nodes.greater import propose as greater_propose
+        from nodes.session import gradient_examples, rollouts, step_edit_limit
+
+        sess, st = view.sess, view.sess.settings
+        limit = view.state.get("edit_limit", step_edit_limit(sess, view.step))
+        examples = gradient_examples(sess, view.step)
+        current = rollouts(sess, view.store, examples, [view.prompt])[0]
+        proposal = greater_propose(
+            sess.rt,
+            sess.readout,
+            st,
+            examples,
+            view.prompt,
+            view.state["position"],
+            current.reasonings,
+            random.Random(f"{st.seed}:{view.step}:groups"),
+            extra_tokens=view.state.get("extra_tokens", ()),
+            n_positions=positions_for_step(limit, st.edit_max, st.edit_min, st.edit_positions),
+        )
+        view.notes["proposal"] = {
+            "position": proposal.position,
+            "current_token": proposal.current_token,
+            "base_prompt": list(proposal.base_prompt),
+            "candidates": proposal.candidates,
+            "gradients": proposal.gradients,
+            "ranked": proposal.ranked,
+            "more": [list(m) for m in proposal.more],
+        }
+        grad = dict(zip(proposal.candidates, proposal.gradients, strict=True))
+        decode = sess.rt.decode
+        return [
+            Candidate(p, self.source, f"token {decode([token])!r} at {proposal.position}", grad[token], token)
+            for p, token in zip(proposal.top_prompts(self.n), proposal.ranked, strict=False)
+        ]
+
+
+class PhraseEdits:
+    """GrIPS-style delete / swap / add-back of phrases, drawn at random with the run's seed."""
+
+    source = "phrase"
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def propose(self, view: StepView) -> list[Candidate]:
+        from nodes.phrase_edits import sample_edits
+
+        sess, st = view.sess, view.sess.settings
+        if self.n <= 0:
+            return []
+        rng = random.Random(f"{st.seed}:{view.step}:phrases")
+        deleted = [tuple(d) for d in view.state.get("deleted_phrases", [])]
+        edits = sample_edits(sess.rt.tokenizer, sess.rt.layout.text_ids, view.prompt, deleted, self.n, rng)
+        return [Candidate(e.prompt, self.source, e.describe(), removed=e.removed) for e in edits]
+
+
+class Retrieval:
+    """GPO's update direction as a whole prompt: the best-scoring retrieved prompt within the
+    step's word edit limit (its words at the edited slot also join the gradient's candidates)."""
+
+    source = "retrieval"
+
+    def propose(self, view: StepView) -> list[Candidate]:
+        text, limit = view.state["prompt_text"], view.state.get("edit_limit")
+        scored = sorted(
+            (r for r in view.state.get("retrieved", []) if r.get("score") is not None and r.get("prompt")),
+            key=lambda r: r["score"],
+        )
+        within = [r for r in scored if limit is None or word_distance(r["text"], text) <= limit]
+        return [Candidate(tuple(within[0]["prompt"]), self.source, "retrieved")] if within else []
+
+
+class Refinement:
+    """Whole prompts a chat model writes from the retrieved trajectory (see :mod:`nodes.refine`)."""
+
+    source = "refinement"
+
+    def __init__(self, chat_model):
+        self.chat_model = chat_model
+
+    def propose(self, view: StepView) -> list[Candidate]:
+        from nodes.refine import ask_chat_model
+
+        texts = ask_chat_model(view, self.chat_model)
+        return [Candidate(tuple(view.sess.rt.encode_prompt(t)), self.source, "rewritten") for t in texts]
+
+
+def gradient_proposer(settings, n: int) -> Proposer:
+    return GradientWords(n) if settings.moves == "words" else GradientTokens(n)
+
+
+def source_counts(offered: list[dict], raced: list[dict], evaluated: list[dict], decision: dict, moved: bool) -> dict:
+    """Per source: candidates offered, raced (not dropped as held before or over the limit), that
+    finished the whole pool, and accepted (the step moved to it)."""
+    counts: dict[str, dict[str, int]] = {}
+
+    def bump(source: str, key: str) -> None:
+        row = counts.setdefault(source, {"offered": 0, "raced": 0, "finished": 0, "accepted": 0})
+        row[key] += 1
+
+    for c in offered:
+        bump(c["source"], "offered")
+    for c in raced:
+        bump(c["source"], "raced")
+    for c in evaluated:
+        if c.get("finished"):
+            bump(c["source"], "finished")
+    if moved:
+        bump(decision.get("source", "gradient"), "accepted")
+    return counts

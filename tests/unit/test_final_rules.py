@@ -1,0 +1,105 @@
+"""The final choice's rules on constructed dev outcomes: the fixed sequence passes a real lead at
+the full alpha, its test order never depends on dev, and under the null it changes the prompt at
+most alpha of the time."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from scipy.stats import binomtest
+
+from nodes.selection import Outcome, final_choice, p_better
+
+
+def outcomes(correct: list[bool], margins: list[float] | None = None) -> list[Outcome]:
+    margins = margins or [1.0 if c else -1.0 for c in correct]
+    return [Outcome(c, -1.0, 1.0, margin=m) for c, m in zip(correct, margins, strict=True)]
+
+
+BASE = [True] * 100 + [False] * 100
+
+
+def lead(extra: int) -> list[bool]:
+    """BASE with ``extra`` more examples right (all discordant pairs for the candidate)."""
+    return [True] * (100 + extra) + [False] * (100 - extra)
+
+
+def test_a_leader_at_p_003_ranked_first_on_the_pool_passes_at_alpha_005():
+    leader = lead(5)  # 5 discordant, all for it: one-sided p = 1/32 = 0.031
+    p = p_better(leader, BASE)
+    assert 0.025 < p < 0.035
+    finalists = [outcomes(leader), outcomes(lead(1)), outcomes(BASE)]
+    fixed = final_choice(outcomes(BASE), finalists, alpha=0.05)
+    assert not fixed.kept_initial and fixed.chosen == 0 and fixed.threshold == 0.05
+    # Bonferroni over the three finalists refuses the same lead (0.031 > 0.05 / 3)
+    assert final_choice(outcomes(BASE), finalists, alpha=0.05, rule="bonferroni").kept_initial
+
+
+def test_the_fixed_sequence_stops_at_the_first_failure_and_hands_back_the_dev_best_that_passed():
+    strong, stronger, weak = lead(8), lead(10), lead(1)
+    passed_two = final_choice(outcomes(BASE), [outcomes(strong), outcomes(stronger), outcomes(weak)], 0.05)
+    assert passed_two.chosen == 1 and [t["passed"] for t in passed_two.tests] == [True, True, False]
+    # a failing first finalist ends the sequence: a later, stronger one is never tested
+    blocked = final_choice(outcomes(BASE), [outcomes(weak), outcomes(stronger)], 0.05)
+    assert blocked.kept_initial and len(blocked.tests) == 1 and blocked.leader == 1
+
+
+def test_permuting_the_dev_results_never_changes_the_test_order():
+    rng = random.Random(3)
+    finalists = [[rng.random() < 0.5 for _ in range(200)] for _ in range(4)]
+    for _ in range(20):
+        order = list(range(200))
+        rng.shuffle(order)
+        shuffled = [outcomes([f[i] for i in order]) for f in finalists]
+        choice = final_choice(outcomes([BASE[i] for i in order]), shuffled, 0.05)
+        assert [t["candidate"] for t in choice.tests] == list(range(len(choice.tests)))
+        # the same examples in another order give the same tests and the same choice
+        again = final_choice(outcomes(BASE), [outcomes(f) for f in finalists], 0.05)
+        assert [t["p_value"] for t in choice.tests] == pytest.approx([t["p_value"] for t in again.tests])
+        assert choice.chosen == again.chosen
+
+
+@pytest.mark.parametrize("rule", ["fixed_sequence", "bonferroni", "margin"])
+def test_under_the_null_the_prompt_changes_at_most_alpha_of_the_time(rule):
+    """2,000 runs where every finalist is exactly as good as the initial prompt: each example's
+    right/wrong and margin are drawn alike for all of them (correlated through the example's
+    difficulty, as prompts of one model are)."""
+    rng = random.Random(0)
+    alpha, runs, n, changed = 0.05, 2000, 100, 0
+    for _ in range(runs):
+        difficulty = [rng.random() for _ in range(n)]
+
+        def prompt(difficulty=difficulty):
+            right = [rng.random() < 0.3 + 0.4 * d for d in difficulty]
+            return outcomes(right, [rng.gauss(2 * d - 1, 1) for d in difficulty])
+
+        initial = prompt()
+        choice = final_choice(initial, [prompt() for _ in range(3)], alpha, rule=rule)
+        changed += not choice.kept_initial
+    # the rate of change is at most alpha: a one-sided test that it exceeds alpha does not reject
+    assert binomtest(changed, runs, alpha, alternative="greater").pvalue > 0.01, f"{changed}/{runs} changed"
+    assert changed / runs <= alpha + 0.01
+
+
+def test_the_dev_argmax_without_a_correction_would_fail_that_bound():
+    """The null simulation can fail: choosing the dev leader at the uncorrected alpha among three
+    finalists changes the prompt too often."""
+    rng = random.Random(1)
+    runs, changed = 2000, 0
+    for _ in range(runs):
+        initial = [rng.random() < 0.5 for _ in range(100)]
+        finalists = [[rng.random() < 0.5 for _ in range(100)] for _ in range(3)]
+        best = max(finalists, key=sum)
+        changed += p_better(best, initial) <= 0.05
+    assert binomtest(changed, runs, 0.05, alternative="greater").pvalue < 0.01
+
+
+def test_the_margin_rule_needs_a_margin_gain_and_no_accuracy_loss():
+    margins = [0.5] * 200
+    better_margin = outcomes(BASE, [m + 1.0 for m in margins])
+    assert not final_choice(outcomes(BASE, margins), [better_margin], 0.05, rule="margin").kept_initial
+    # a larger margin on average but clearly fewer examples right is refused
+    worse = lead(-20)
+    loses = outcomes(worse, [5.0] * 200)
+    assert final_choice(outcomes(BASE, margins), [loses], 0.05, rule="margin").kept_initial

@@ -1,0 +1,150 @@
+"""Whole-word moves on the tiny model: every candidate is made of whole words, insert and delete
+change the prompt by exactly one word, the words come only from the top-k rule; phrase edits give
+the expected strings."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from nodes.edit_limit import word_distance
+from nodes.greater import forced_rows, rollout
+from nodes.phrase_edits import all_edits, phrases, sample_edits
+from nodes.readability import is_known, readability
+from nodes.runtime import word_units
+from nodes.runtime.candidates import example_groups, propose_candidates
+from nodes.settings import StepSettings
+from nodes.tasks import builtin_task
+from nodes.tasks.readout import readout_of
+from nodes.word_moves import next_slot, propose_word_moves
+
+PROMPT = "Solve the problem, explain your reasoning."
+
+
+def _words(rt, ids) -> list[str]:
+    return [u.text.strip() for u in word_units.units(rt.tokenizer, ids)]
+
+
+def test_units_hold_whole_words_of_multi_token_prompts(tiny_rt):
+    ids = tiny_rt.encode_prompt(PROMPT)
+    assert len(ids) > len(PROMPT.split()) + 2  # the tiny vocabulary splits words into pieces
+    assert _words(tiny_rt, ids) == ["Solve", "the", "problem", ",", "explain", "your", "reasoning", "."]
+    spans = word_units.units(tiny_rt.tokenizer, ids)
+    assert [t for u in spans for t in ids[u.start : u.end]] == list(ids)
+    assert _words(tiny_rt, tiny_rt.encode_prompt("Let's think.")) == ["Let's", "think", "."]
+
+
+@pytest.fixture(scope="module")
+def step(tiny_rt):
+    task = builtin_task("compare")
+    examples = task.examples[:6]
+    readout = readout_of(task.answer_format, "choice", 3)
+    prompt = tuple(tiny_rt.encode_prompt(PROMPT))
+    current = rollout(tiny_rt, readout, examples, [prompt], 3)[0]
+    settings = StepSettings(max_new_tokens=3, top_k=8, group_size=2, n_groups=4, n_evaluate=6)
+
+    def propose(slot: int, prompt_ids=prompt, seed: int = 0):
+        rows = lambda p: forced_rows(tiny_rt, readout, examples, p, current.reasonings)  # noqa: E731
+        return propose_word_moves(
+            tiny_rt, rows, settings, examples, prompt_ids, slot, current.reasonings, random.Random(seed), 6
+        )
+
+    return propose, prompt, examples, settings
+
+
+@pytest.mark.parametrize("slot", [0, 1, 2, 4, 7, 8])
+def test_every_move_is_made_of_whole_words_and_changes_one_word(tiny_rt, step, slot):
+    propose, prompt, _, _ = step
+    before = _words(tiny_rt, prompt)
+    proposal = propose(slot)
+    assert proposal.moves, "a slot always offers moves"
+    for move in proposal.moves:
+        after = _words(tiny_rt, move.prompt)
+        text = tiny_rt.decode(move.prompt)
+        # no fragment left or created: the units are the old ones with exactly one changed
+        assert readability(text)["non_words"] == [] or move.op == "delete", text
+        if move.op == "insert":
+            assert len(after) == len(before) + 1 and after[:slot] + after[slot + 1 :] == before
+            if slot < len(before) and before[slot] != ".":
+                assert word_distance(text, tiny_rt.decode(prompt)) == 1
+        elif move.op == "delete":
+            assert after == before[:slot] + before[slot + 1 :]
+        else:
+            assert len(after) == len(before) and after[slot] != before[slot]
+            assert after[:slot] + after[slot + 1 :] == before[:slot] + before[slot + 1 :]
+        if move.op != "delete":
+            assert is_known(move.new.strip()) and after[slot] == move.new.strip()
+    if slot >= len(before):
+        assert {m.op for m in proposal.moves} == {"insert"}
+
+
+def test_word_candidates_come_only_from_the_top_k_rule(tiny_rt, step):
+    """The first token of every proposed word is one the top-k intersection rule admits at the
+    slot, recomputed here from the model's own next-token distribution."""
+    propose, prompt, examples, settings = step
+    from nodes.word_moves import next_token_logprobs
+
+    for slot in (1, 4):
+        proposal = propose(slot)
+        at = word_units.units(tiny_rt.tokenizer, prompt)[slot].start
+        logp = next_token_logprobs(tiny_rt, [(e.question, tuple(prompt[:at])) for e in examples])
+        _, later = word_units.word_start_masks(tiny_rt.tokenizer, tiny_rt.embedding_matrix.shape[0])
+        groups = example_groups(len(examples), settings.group_size, settings.n_groups, random.Random(0))
+        rule = propose_candidates(
+            logp, later & tiny_rt.allowed_tokens, [prompt[at]], top_k=settings.top_k, groups=groups, min_count=12
+        )
+        assert proposal.candidates == rule
+        for move in proposal.moves:
+            if move.op != "delete":
+                first = tiny_rt.layout.text_ids(move.new)[0]
+                assert first in rule
+
+
+def test_moves_start_at_the_prompt_start_without_a_space(tiny_rt, step):
+    propose = step[0]
+    for move in propose(0).moves:
+        text = tiny_rt.decode(move.prompt)
+        assert text and not text.startswith(" ")
+    empty = propose(0, prompt_ids=()).moves
+    assert empty and all(m.op == "insert" and len(_words(tiny_rt, m.prompt)) == 1 for m in empty)
+
+
+def test_the_sweep_visits_every_gap_and_wraps(tiny_rt):
+    prompt = tuple(tiny_rt.encode_prompt(PROMPT))
+    n = len(word_units.units(tiny_rt.tokenizer, prompt))
+    assert [next_slot(tiny_rt.tokenizer, prompt, s) for s in range(n + 1)] == [*range(1, n + 1), 0]
+
+
+def test_phrase_edits_on_a_fixed_prompt(tiny_rt):
+    ids = tiny_rt.encode_prompt(PROMPT)
+    text = lambda p: tiny_rt.decode(p)  # noqa: E731
+    assert [[tiny_rt.decode(u) for u in p] for p in phrases(tiny_rt.tokenizer, ids)] == [
+        ["Solve"],
+        [" the", " problem"],
+        [" explain"],
+        [" your", " reasoning"],
+    ]
+    later = tiny_rt.encode_prompt(" step by step")
+    edits = {(e.op, text(e.prompt)) for e in all_edits(tiny_rt.tokenizer, tiny_rt.layout.text_ids, ids, [later])}
+    assert ("delete", "the problem, explain your reasoning.") in edits  # the next phrase loses its space
+    assert ("delete", "Solve the problem, explain.") in edits
+    assert ("delete", "Solve, explain your reasoning.") in edits
+    assert ("swap", "Solve your reasoning, explain the problem.") in edits  # the comma stays in place
+    assert ("swap", "the problem Solve, explain your reasoning.") in edits
+    assert ("add", "Solve the problem, explain your reasoning step by step.") in edits  # before the full stop
+    assert ("add", "step by step Solve the problem, explain your reasoning.") in edits
+    assert len([e for e in edits if e[0] == "delete"]) == 4 and len([e for e in edits if e[0] == "swap"]) == 6
+    # a one-phrase prompt offers no deletion of its only phrase and nothing to swap
+    assert all_edits(tiny_rt.tokenizer, tiny_rt.layout.text_ids, tiny_rt.encode_prompt("Solve."), []) == []
+    drawn = sample_edits(tiny_rt.tokenizer, tiny_rt.layout.text_ids, ids, [later], 3, random.Random(0))
+    assert {e.op for e in drawn} == {"delete", "swap", "add"}  # one of each kind first
+
+
+def test_readability_counts_words_a_person_knows():
+    assert readability("Classify the sentiment of the review.") == {"known_words": 1.0, "non_words": []}
+    assert readability("Inify the sentiment of the review.")["non_words"] == ["Inify"]
+    assert readability("BEG iADEREDLadr")["known_words"] == 0.5
+    assert readability("")["known_words"] == 1.0 and readability("Let's think step by step.")["non_words"] == []
+    assert not is_known("S") and is_known("a") and is_known("I")
+    assert is_known("Review") and is_known("REVIEW") and not is_known("reVIEW") and not is_known("doK")
