@@ -43,12 +43,19 @@ from graph.api import make_settings, resume, start_run  # noqa: E402
 from graph.sweep import PlannedRun, SweepOutcome, sweep  # noqa: E402
 from nodes.errors import GradpromptError  # noqa: E402
 from nodes.greater import rollout  # noqa: E402
+from nodes.proposers import source_totals  # noqa: E402
 from nodes.session import rollouts, session  # noqa: E402
 from nodes.tasks.confidence import wilson_interval  # noqa: E402
 from store.checkpoints import list_run_ids  # noqa: E402
 
 STEP_BY_STEP = "Let's think step by step."
 DEFAULT_INITIAL = "Answer the question."
+# What a person would first write for each classification task: the second starting point.
+TASK_INSTRUCTIONS = {
+    "fsc/sst-2": "Classify the sentiment of the review.",
+    "fsc/agnews": "What is the topic of this news article?",
+    "fsc/trec": "What kind of answer does this question ask for?",
+}
 PROMPTS = ("empty", "step_by_step", "initial", "optimized")
 LABELS = {
     "empty": "no prompt",
@@ -69,6 +76,10 @@ FIXED = (
     "readout",
     "initial_prompt",
     "refine",
+    "moves",
+    "phrase_edits",
+    "baselines",
+    "final_rule",
     "n_evaluate",
     "acceptance",
     "race_alpha",
@@ -156,7 +167,7 @@ def run_task(name: str, spec: str, fixed: dict, common: dict, out: Path, store: 
     """Optimize one task (or resume its run) and score the four prompts on its test split."""
     runs = out / "runs"
     run_id = bench_run_id(name, fixed)
-    settings = task_settings(spec, fixed, common, out, store)
+    settings = task_settings(name, spec, fixed, common, out, store)
     start = time.perf_counter()
     sess = session(settings)
     usage_before = sess.rt.usage.snapshot()
@@ -196,6 +207,10 @@ def run_task(name: str, spec: str, fixed: dict, common: dict, out: Path, store: 
         "kept_initial": final["kept_initial"],
         "reason": final["reason"],
         "majority_answer": final["majority_answer"],
+        "start": final.get("start"),
+        "known_words": final["best"].get("known_words"),
+        "rules": final.get("rules"),
+        "sources": source_totals(result.history),
         "steps": result.steps,
         "seconds": round(time.perf_counter() - start, 1),
         "usage": usage.to_json(),
@@ -204,8 +219,11 @@ def run_task(name: str, spec: str, fixed: dict, common: dict, out: Path, store: 
     return row
 
 
-def task_settings(spec: str, fixed: dict, common: dict, out: Path, store: str | None = None):
-    return make_settings(spec, **fixed, **common, store=store or str(out / "trajectory"))
+def task_settings(name: str, spec: str, fixed: dict, common: dict, out: Path, store: str | None = None):
+    """The run's settings; a task named in ``task_prompts`` starts from its own initial prompt."""
+    own = {k: v for k, v in fixed.items() if k != "task_prompts"}
+    own["initial_prompt"] = (fixed.get("task_prompts") or {}).get(name, fixed["initial_prompt"])
+    return make_settings(spec, **own, **common, store=store or str(out / "trajectory"))
 
 
 def finish_row(row: dict, spec: str, fixed: dict, common: dict, out: Path, trace: bool, store: str | None) -> bool:
@@ -213,7 +231,7 @@ def finish_row(row: dict, spec: str, fixed: dict, common: dict, out: Path, trace
     missing = {"dev_leader": audit_dev_leader, **({"trace": trace_steps} if trace else {})}
     missing = {k: f for k, f in missing.items() if k not in row}
     for key, check in missing.items():
-        row[key] = check(row, task_settings(spec, fixed, common, out, store), out / "runs")
+        row[key] = check(row, task_settings(row["task"], spec, fixed, common, out, store), out / "runs")
     return bool(missing)
 
 
@@ -376,7 +394,9 @@ def write_summary(out: Path, rows: list[dict], fixed: dict, planned: int | None 
         f"{fixed['acceptance']}, "
         + (f"reasoning up to {fixed['max_new_tokens']} tokens" if fixed["max_new_tokens"] else "direct answers")
         + f", {fixed.get('readout', 'generate')} readout, initial prompt "
-        f"{fixed['initial_prompt']!r}, refinement {'on' if fixed['refine'] else 'off'}."
+        + ("per task (below)" if fixed.get("task_prompts") else repr(fixed["initial_prompt"]))
+        + f", refinement {'on' if fixed['refine'] else 'off'}, {fixed.get('moves', 'tokens')} moves, final rule "
+        f"{fixed.get('final_rule', 'bonferroni')}."
     )
     if leader_gain is not None:
         lc = leader_gain["ci95"]
@@ -388,9 +408,50 @@ def write_summary(out: Path, rows: list[dict], fixed: dict, planned: int | None 
             + (f" [{lc[0]:+.3f}, {lc[1]:+.3f}]" if lc else "")
             + f" over {len(leaders)} tasks (per task in results.json, `dev_leader`).",
         ]
+    lines += found_table(rows)
     lines += trace_table(rows)
     (out / "results.md").write_text("\n".join(lines) + "\n")
     plot(out / "accuracy.png", rows)
+
+
+def found_table(rows: list[dict]) -> list[str]:
+    """What each run handed back and why: the prompt it started the search from (the best of the
+    baselines raced before step 0), the prompt it returned with its share of dictionary words, the
+    test gain each final rule's pick would have had, and which proposers the accepted moves came from."""
+    rows = [r for r in rows if r.get("rules")]
+    if not rows:
+        return []
+    rules = list(rows[0]["rules"])
+    lines = [
+        "",
+        "What each run returned. Known words: the share of the returned prompt's words that are common "
+        "English words (wordfreq Zipf frequency at least 2), so 1.00 means no fragment and no non-word. "
+        "A rule's pick: the test gain over the initial prompt of the prompt that final rule would hand back "
+        "(paired, 95% interval, exact McNemar p).",
+        "",
+        "| task | initial prompt | search started from | dev leader | returned prompt | known words | "
+        + " | ".join(f"{r} pick" for r in rules)
+        + " | moves accepted by source |",
+        "|---|---|---|---|---|---:|" + "---|" * len(rules) + "---|",
+    ]
+    for r in rows:
+        start = (r.get("start") or {}).get("name", "initial")
+        moved = ", ".join(f"{k} {v['accepted']}" for k, v in sorted(r["sources"].items()) if v.get("accepted"))
+        picks = [
+            ("kept initial " if c["kept_initial"] else "") + (gain_cell(c["test_gain"]) if c["test_gain"] else "")
+            for c in r["rules"].values()
+        ]
+        known = r.get("known_words")
+        leader = (r.get("dev_leader") or {}).get("text")
+        lines.append(
+            f"| {r['task']} | {r['prompts']['initial']!r} | {start} | {'-' if leader is None else repr(leader)} | "
+            f"{r['prompts']['optimized']!r} | "
+            + ("" if known is None else f"{known:.2f}")
+            + " | "
+            + " | ".join(picks)
+            + f" | {moved or 'none'} |"
+        )
+    return lines
 
 
 def trace_table(rows: list[dict]) -> list[str]:
@@ -493,7 +554,7 @@ def run_all(args, specs: dict[str, str], fixed: dict, common: dict) -> None:
             _say(row)
             write_summary(out, [done[n] for n in specs if n in done], fixed, len(specs))  # every finished task
 
-    settings = {k: v for k, v in fixed.items() if k not in ("model", "seed")}
+    settings = {k: v for k, v in fixed.items() if k not in ("model", "seed", "task_prompts")}
     outcomes = sweep(
         runs=runs,
         job=functools.partial(bench_job, context),
@@ -535,9 +596,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--n-evaluate", type=int, default=4)
     parser.add_argument("--acceptance", choices=["always", "not_worse", "better"], default="not_worse")
+    parser.add_argument("--moves", choices=["words", "tokens"], default="words", help="unit of a gradient edit")
+    parser.add_argument("--phrase-edits", type=int, default=2, help="model-free phrase edits raced per step")
+    parser.add_argument(
+        "--baselines",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="race the empty prompt and 'Let's think step by step.' against the initial one before step 0",
+    )
+    parser.add_argument("--final-rule", choices=["fixed_sequence", "bonferroni", "margin"], default="fixed_sequence")
     parser.add_argument("--race-alpha", type=float, default=0.2)
     parser.add_argument("--final-alpha", type=float, default=0.05)
     parser.add_argument("--initial-prompt", default=DEFAULT_INITIAL)
+    parser.add_argument(
+        "--task-instructions",
+        action="store_true",
+        help="start each classification task from its plain task instruction instead of --initial-prompt",
+    )
     parser.add_argument(
         "--refine",
         action=argparse.BooleanOptionalAction,
@@ -556,6 +631,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         fixed = {k: getattr(args, k) for k in FIXED}
+        if args.task_instructions:
+            fixed["task_prompts"] = TASK_INSTRUCTIONS
         common = {"keep_best": 4, "cross_task": False}
         specs = task_specs(args.data or default_data_dir(), args.tasks)
         check_out_folder(args.out, fixed)

@@ -99,10 +99,11 @@ def scored(spec: str, fixed: dict, settings: dict, runs: Path, split: str, promp
 
 def held_after_steps(values: dict) -> list[tuple[tuple[int, ...], float]]:
     """The prompt the run had to offer after each step with the seconds its nodes had taken up to
-    then: step 0 is its start (which a warm start may have replaced), later steps the prompt it held,
+    then: step 0 is where the search started (the best of the baselines and any warm-start prompt on
+    the pool), later steps the prompt it held,
     and after the last step the prompt it returned (the final choice on dev)."""
     history = values.get("history", [])
-    start = tuple(values["baseline"]["prompt"])
+    start = tuple((values.get("start") or values["baseline"])["prompt"])
     total = (values.get("warm_start") or {}).get("seconds", 0.0)  # scoring stored prompts on dev
     held = [(start, total)]
     for h in history:

@@ -71,10 +71,10 @@ def _fig_edit_limit(plt, rep: RunReport):
 def _fig_sources(plt, rep: RunReport):
     fig, ax = plt.subplots(figsize=(6, 3.2))
     names = list(rep.sources)
-    ev = [rep.sources[n]["evaluated"] for n in names]
+    ev = [rep.sources[n]["raced"] for n in names]
     ac = [rep.sources[n]["accepted"] for n in names]
     xs = range(len(names))
-    ax.bar([x - 0.2 for x in xs], ev, 0.4, label="evaluated")
+    ax.bar([x - 0.2 for x in xs], ev, 0.4, label="raced")
     ax.bar([x + 0.2 for x in xs], ac, 0.4, label="accepted")
     ax.set_xticks(list(xs))
     ax.set_xticklabels(names)
@@ -136,7 +136,7 @@ def _num(v, digits: int = 3) -> str:
 
 
 def _rate(s: dict) -> str:
-    return "-" if not s["evaluated"] else f"{s['accepted'] / s['evaluated']:.0%}"
+    return "-" if not s["raced"] else f"{s['accepted'] / s['raced']:.0%}"
 
 
 def _summary_rows(rep: RunReport) -> list[tuple[str, str]]:
@@ -188,8 +188,11 @@ def _step_table(rep: RunReport) -> tuple[list[str], list[list[str]]]:
 
 
 def _source_table(rep: RunReport) -> tuple[list[str], list[list[str]]]:
-    head = ["source", "evaluated", "accepted", "acceptance rate"]
-    rows = [[n, str(s["evaluated"]), str(s["accepted"]), _rate(s)] for n, s in rep.sources.items()]
+    head = ["source", "offered", "raced", "finished the pool", "accepted", "accepted of raced"]
+    rows = [
+        [n, str(s["offered"]), str(s["raced"]), str(s["finished"]), str(s["accepted"]), _rate(s)]
+        for n, s in rep.sources.items()
+    ]
     return head, rows
 
 

@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 
 from nodes.approve import word_diff
 from nodes.edit_limit import word_distance
+from nodes.proposers import source_totals
 
-SOURCES = ("gradient", "retrieval", "refinement", "human")
+SOURCES = ("gradient", "phrase", "retrieval", "refinement", "human")
+COUNTS = ("offered", "raced", "finished", "accepted")
 
 
 @dataclass
@@ -45,7 +47,7 @@ class RunReport:
     steps: list[StepRow]
     final: dict
     baseline: str
-    sources: dict[str, dict[str, int]]  # source -> {"evaluated": n, "accepted": n}
+    sources: dict[str, dict[str, int]]  # source -> offered, raced, finished (the pool), accepted
     evolution: list[dict]  # accepted changes: step, source, by, before, after, diff
     node_seconds: dict[str, float]
     rejected: dict[str, int] = field(default_factory=dict)
@@ -67,18 +69,23 @@ def build_report(values: dict, dev_scores: dict[str, float] | None = None) -> Ru
     beyond those the run's final choice measured."""
     history = values.get("history", [])
     dev = _dev_by_text(values, dev_scores)
-    steps, sources, evolution = [], {s: Counter() for s in SOURCES}, []
+    steps, evolution = [], []
+    sources = {s: dict.fromkeys(COUNTS, 0) for s in SOURCES}
+    for s, counts in source_totals(history).items():
+        sources.setdefault(s, dict.fromkeys(COUNTS, 0)).update(counts)
     node_seconds: Counter = Counter()
     rejected: Counter = Counter()
     for h in history:
         acc, cur = h["accepted"], h["current"]
         by = acc.get("by", "optimizer")
         source = acc.get("source", "current") if h["changed"] else "current"
-        for c in h["candidates"]:
-            s = c.get("source", "gradient")
-            sources.setdefault(s, Counter())["evaluated"] += 1
-            if h["changed"] and c["prompt"] == acc["prompt"] and s == acc.get("source"):
-                sources[s]["accepted"] += 1
+        if "sources" not in h:  # a run recorded before per-source counts: its candidates were all raced
+            for c in h["candidates"]:
+                row = sources.setdefault(c.get("source", "gradient"), dict.fromkeys(COUNTS, 0))
+                row["offered"] += 1
+                row["raced"] += 1
+                row["finished"] += c.get("examples") == cur.get("examples")
+                row["accepted"] += h["changed"] and c["prompt"] == acc["prompt"] and c.get("source") == source
         node_seconds.update(h.get("timings", {}))
         rejected.update(h.get("rejected") or {})
         words = word_distance(h["prompt_text"], acc.get("text", h["prompt_text"]))
@@ -126,7 +133,7 @@ def build_report(values: dict, dev_scores: dict[str, float] | None = None) -> Ru
         steps=steps,
         final=final,
         baseline=values.get("baseline", {}).get("text", ""),
-        sources={s: {"evaluated": c["evaluated"], "accepted": c["accepted"]} for s, c in sources.items()},
+        sources=sources,
         evolution=evolution,
         node_seconds=dict(node_seconds),
         rejected=dict(rejected),

@@ -37,12 +37,18 @@ def summary_lines(final: dict) -> list[str]:
     else:
         lines.append(f"gain over the initial prompt: dev {_gain(gain.get('dev'))}; test {_gain(gain.get('test'))}")
     empty = (final.get("empty_prompt") or {}).get("test")
+    step_by_step = (final.get("step_by_step") or {}).get("test")
     majority = final.get("majority_answer") or {}
     if empty or majority.get("accuracy") is not None:
         lines.append(
-            f"on test: no prompt {_acc(empty)}; always answering the most common answer "
-            f"({majority.get('answer')!r}) {majority.get('accuracy') or 0:.3f}"
+            f'on test: no prompt {_acc(empty)}; "Let\'s think step by step." {_acc(step_by_step)}; always '
+            f"answering the most common answer ({majority.get('answer')!r}) {majority.get('accuracy') or 0:.3f}"
         )
+    start = final.get("start")
+    if start and start.get("name") != "initial":
+        lines.append(f"the search started from {start.get('text')!r}: {start.get('reason')}")
+    if best.get("known_words") is not None:
+        lines.append(f"final prompt: {best['known_words']:.0%} of its words are dictionary words")
     if final.get("reason"):
         lines.append(final["reason"])
     return lines

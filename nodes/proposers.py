@@ -73,31 +73,43 @@ class Proposer(Protocol):
     def propose(self, view: StepView) -> list[Candidate]: ...
 
 
-class GradientWords:
-    """Whole-word replace / insert / delete at the step's slot, ranked by the one-hot gradient."""
+class _Gradient:
+    """What both gradient moves start from: the step's gradient batch, the current prompt's
+    reasoning on it (cached: reason rolled out the pool) and the step's group draw."""
 
     source = "gradient"
 
     def __init__(self, n: int):
         self.n = n
 
+    @staticmethod
+    def inputs(view: StepView):
+        from nodes.session import gradient_examples, rollouts
+
+        sess = view.sess
+        examples = gradient_examples(sess, view.step)
+        current = rollouts(sess, view.store, examples, [view.prompt])[0]
+        rng = random.Random(f"{sess.settings.seed}:{view.step}:groups")
+        return sess, examples, current.reasonings, rng
+
+
+class GradientWords(_Gradient):
+    """Whole-word replace / insert / delete at the step's slot, ranked by the one-hot gradient."""
+
     def propose(self, view: StepView) -> list[Candidate]:
         from nodes.greater import forced_rows
-        from nodes.session import gradient_examples, rollouts
         from nodes.word_moves import propose_word_moves
 
-        sess, st = view.sess, view.sess.settings
-        examples = gradient_examples(sess, view.step)
-        current = rollouts(sess, view.store, examples, [view.prompt])[0]  # cached: reason rolled out the pool
+        sess, examples, reasonings, rng = self.inputs(view)
         result = propose_word_moves(
             sess.rt,
-            lambda prompt: forced_rows(sess.rt, sess.readout, examples, prompt, current.reasonings),
-            st,
+            lambda prompt: forced_rows(sess.rt, sess.readout, examples, prompt, reasonings),
+            sess.settings,
             examples,
             view.prompt,
             view.state["position"],
-            current.reasonings,
-            random.Random(f"{st.seed}:{view.step}:groups"),
+            reasonings,
+            rng,
             self.n,
             extra_tokens=view.state.get("extra_tokens", ()),
         )
@@ -105,22 +117,16 @@ class GradientWords:
         return [Candidate(m.prompt, self.source, m.describe(), m.gradient) for m in result.moves]
 
 
-class GradientTokens:
+class GradientTokens(_Gradient):
     """GReaTer's own move: the token at the step's position (or a window of positions) replaced."""
-
-    source = "gradient"
-
-    def __init__(self, n: int):
-        self.n = n
 
     def propose(self, view: StepView) -> list[Candidate]:
         from nodes.greater import propose as greater_propose
-        from nodes.session import gradient_examples, rollouts, step_edit_limit
+        from nodes.session import step_edit_limit
 
-        sess, st = view.sess, view.sess.settings
+        sess, examples, reasonings, rng = self.inputs(view)
+        st = sess.settings
         limit = view.state.get("edit_limit", step_edit_limit(sess, view.step))
-        examples = gradient_examples(sess, view.step)
-        current = rollouts(sess, view.store, examples, [view.prompt])[0]
         proposal = greater_propose(
             sess.rt,
             sess.readout,
@@ -128,8 +134,8 @@ class GradientTokens:
             examples,
             view.prompt,
             view.state["position"],
-            current.reasonings,
-            random.Random(f"{st.seed}:{view.step}:groups"),
+            reasonings,
+            rng,
             extra_tokens=view.state.get("extra_tokens", ()),
             n_positions=positions_for_step(limit, st.edit_max, st.edit_min, st.edit_positions),
         )
@@ -224,3 +230,15 @@ def source_counts(offered: list[dict], raced: list[dict], evaluated: list[dict],
     if moved:
         bump(decision.get("source", "gradient"), "accepted")
     return counts
+
+
+def source_totals(history: list[dict]) -> dict[str, dict[str, int]]:
+    """Per source, summed over a run's steps: offered, raced, finished the pool, accepted; what
+    each proposer cost and what it earned."""
+    total: dict[str, dict[str, int]] = {}
+    for h in history:
+        for source, counts in (h.get("sources") or {}).items():
+            row = total.setdefault(source, {"offered": 0, "raced": 0, "finished": 0, "accepted": 0})
+            for key, n in counts.items():
+                row[key] = row.get(key, 0) + n
+    return total

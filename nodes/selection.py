@@ -228,7 +228,7 @@ def race(
         base = [o.correct for o in current[:cut]]
         for c in alive:
             p = p_better(base, c.correct)
-            if p <= config.race_alpha:
+            if p <= config.race_alpha and sum(c.correct) < sum(base):  # behind: a tie never stops it
                 c.stopped = _behind("the current prompt", cut, sum(c.correct), sum(base), p)
         alive = [c for c in alive if not c.stopped]
         if len(alive) > 1:
@@ -237,7 +237,7 @@ def race(
                 if c is leader:
                     continue
                 p = p_better(leader.correct, c.correct)
-                if p <= config.race_alpha:
+                if p <= config.race_alpha and sum(c.correct) < sum(leader.correct):
                     c.stopped = _behind("the leading candidate", cut, sum(c.correct), sum(leader.correct), p)
     return RaceResult(contenders, pool_size, cuts)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class StepSettings(BaseModel):
@@ -37,7 +37,7 @@ class StepSettings(BaseModel):
     moves: Literal["words", "tokens"] = Field(
         "words",
         description="unit of a gradient edit: words (replace, insert or delete a whole word, so every prompt "
-        "stays made of words) or tokens (GReaTer's one token per position)",
+        "stays made of words) or tokens (GReaTer's one token per position; the paper variant's default)",
     )
     phrase_edits: int = Field(
         2, ge=0, description="model-free phrase edits raced per step (delete, swap, add back; 0: none)"
@@ -67,6 +67,14 @@ class StepSettings(BaseModel):
         "stopping at the first failure), bonferroni (the dev leader at final_alpha / finalists) or margin "
         "(fixed sequence on the per-example gold-answer margin, with accuracy not worse)",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _paper_moves_tokens(cls, data):
+        """The paper variant reproduces GReaTer, whose edits are single tokens, unless told otherwise."""
+        if isinstance(data, dict) and data.get("variant") == "paper" and "moves" not in data:
+            return {**data, "moves": "tokens"}
+        return data
 
     @field_validator("race_slices", mode="before")
     @classmethod

@@ -22,6 +22,10 @@ SMALL_RUN = {
     "top_k": 5,
     "keep_best": 3,
     "refine_max_new_tokens": 32,
+    # the mechanics tests race only the gradient's candidates from the given prompt; the baseline
+    # race and phrase edits have their own tests (test_search_defaults_smollm2.py)
+    "baselines": False,
+    "phrase_edits": 0,
 }
 
 # A run of a few seconds on the tiny in-process model (no refinement, no trajectory store).

@@ -9,6 +9,7 @@ import sys
 from graph.commands.common import fmt, where
 from graph.commands.optimize import resume_and_report
 from graph.summary import summary_lines
+from nodes.proposers import source_totals
 
 
 def cmd_runs_pending(args: argparse.Namespace) -> int:
@@ -90,6 +91,11 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
     final = values.get("final") or {}
     for line in summary_lines(final):
         print(line)
+    totals = source_totals(history)
+    if totals:
+        print("candidates by source (offered / raced / finished the pool / accepted):")
+        for source, n in totals.items():
+            print(f"  {source:10s} {n['offered']:5d} {n['raced']:5d} {n['finished']:5d} {n['accepted']:5d}")
     if args.history:
         for h in history:
             print()
@@ -104,9 +110,10 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
             for c in h["candidates"]:
                 mark = "*" if c["prompt"] == h["accepted"]["prompt"] else " "
                 how_far = c.get("stopped") or "ran the whole pool"
+                words = "" if c.get("known_words") is None else f" words {c['known_words']:.0%}"
                 print(
-                    f" {mark}{c['source']:9s} acc {fmt(c.get('accuracy'))} on {c.get('examples', '-')} "
-                    f"gold lp {fmt(c.get('gold_logprob'))} grad {fmt(c.get('gradient'))}  {c['text']!r}  "
+                    f" {mark}{c['source']:10s} acc {fmt(c.get('accuracy'))} on {c.get('examples', '-')} "
+                    f"gold lp {fmt(c.get('gold_logprob'))} grad {fmt(c.get('gradient'))}{words}  {c['text']!r}  "
                     f"[{how_far}]"
                 )
             dropped = {k: v for k, v in (h.get("rejected") or {}).items() if v}

@@ -9,6 +9,7 @@ import sys
 import textwrap
 
 import pytest
+from helpers import SMALL_RUN
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
@@ -18,7 +19,8 @@ from nodes.errors import GradpromptError
 from store.embeddings import get_embedder
 from store.trajectory import TrajectoryRecord, TrajectoryStore
 
-SMALL = {"train": 4, "dev": 4, "test": 4, "batch_size": 2, "max_new_tokens": 8, "n_evaluate": 2, "top_k": 5}
+# the shared small run, with the default best list and refinement reply bound
+SMALL = {k: v for k, v in SMALL_RUN.items() if k not in ("keep_best", "refine_max_new_tokens")}
 TEXTS = [
     "Let's think step by step.",
     "Think step by step and check each step.",
@@ -290,7 +292,13 @@ def test_local_model_refines_through_chat_huggingface(tmp_path, smollm2_rt):
     answer = chat.invoke("Write one short instruction for solving math problems inside <prompt></prompt>.")
     assert isinstance(answer.content, str) and answer.content.strip()
     result = optimize(
-        "builtin:compare", steps=1, run_dir=tmp_path, store=str(tmp_path / "s"), refine_max_new_tokens=24, **SMALL
+        "builtin:compare",
+        steps=1,
+        run_dir=tmp_path,
+        store=str(tmp_path / "s"),
+        refine=True,
+        refine_max_new_tokens=24,
+        **SMALL,
     )
     from graph import run_values
     from nodes.refine import parse_candidates
@@ -316,6 +324,7 @@ def test_edit_limit_bounds_every_candidate_and_positions_decay(tmp_path):
         run_dir=tmp_path,
         store=str(tmp_path / "s"),
         refine=False,
+        moves="tokens",
         edit_positions=3,
         edit_max=6,
         edit_min=1,

@@ -66,6 +66,17 @@ def test_race_keeps_a_candidate_that_ties_the_current_prompt():
     assert result.finished[0].prompt == (5,) and result.finished[0].evaluated == 24
 
 
+def test_a_tie_with_disagreements_never_stops_even_at_a_loose_alpha():
+    """At alpha 0.99 a tied one-sided test passes, but a candidate with as many right is not behind."""
+    current = [True, False] * 8
+    swapped = [False, True] * 8  # disagrees everywhere, as many right
+    config = SelectionConfig(race_slices=(4, 8), race_alpha=0.99)
+    result = race(
+        [(6,), (7,)], outcomes(current), table_evaluator({(6,): outcomes(swapped), (7,): outcomes(swapped)}, []), config
+    )
+    assert [c.evaluated for c in result.contenders] == [16, 16] and not any(c.stopped for c in result.contenders)
+
+
 def test_stop_reason_carries_an_exact_p_value_within_alpha():
     current = [True] * 8 + [False] * 8
     worse = [False] * 16

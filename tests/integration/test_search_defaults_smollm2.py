@@ -1,0 +1,51 @@
+"""The default search on the bundled model: the baselines race before step 0, gradient word moves
+and phrase edits are raced side by side, every prompt the run holds is made of dictionary words,
+and the per-source counts reach `runs show` and the report. (The other integration tests turn the
+baseline race and phrase edits off to test one mechanism at a time.)"""
+
+from __future__ import annotations
+
+from helpers import SMALL_RUN, run_cli
+
+from graph import optimize, run_values
+from graph.run_report import build_report
+from nodes.proposers import source_totals
+from nodes.readability import readability
+
+INITIAL = "Compare the two numbers and answer yes or no."
+
+
+def test_default_search_holds_words_and_counts_every_source(tmp_path):
+    settings = {**SMALL_RUN, "train": 6, "baselines": True, "phrase_edits": 2, "refine": None}
+    result = optimize(
+        "builtin:compare", initial_prompt=INITIAL, steps=2, run_dir=tmp_path, trajectory=False, **settings
+    )
+    values = run_values(result.run_id, run_dir=tmp_path)
+    names = {b["baseline"] for b in values["baselines"]}
+    assert names == {"initial", "empty", "step by step"}
+    start = values["start"]
+    assert start["name"] in names and start["reason"]
+    assert values["history"][0]["prompt_text"] == start["text"]  # step 0 edits where the search started
+    assert values["final"]["baseline"]["text"] == INITIAL  # judged against the user's own prompt
+    assert set(values["final"]["rules"]) == {"fixed_sequence", "bonferroni", "margin"}
+
+    for h in values["history"]:
+        held = [h["accepted"]["text"], *(c["text"] for c in h["candidates"])]
+        for text in held:
+            assert readability(text)["non_words"] == [], text  # no fragment, no non-word
+        counts = h["sources"]
+        assert "refinement" not in counts  # no chat model named: no refinement
+        assert counts["gradient"]["offered"] >= 1 and counts["phrase"]["offered"] >= 1
+        for source, row in counts.items():
+            assert row["raced"] == sum(c["source"] == source for c in h["candidates"])
+    best = values["final"]["best"]
+    assert best["known_words"] == 1.0
+
+    totals = source_totals(values["history"])
+    report = build_report(values)
+    for source, row in totals.items():
+        assert report.sources[source] == row
+    shown = run_cli("runs", "show", result.run_id, run_dir=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "candidates by source" in shown.stdout
+    assert f"gradient   {totals['gradient']['offered']:5d}" in shown.stdout
