@@ -52,8 +52,10 @@ def test_html_report_has_every_section(short_run, tmp_path):
     assert len(images) == 4 and all(base64.b64decode(i).startswith(PNG) for i in images)
     # the human edit at step 0 is shown as a word diff, and the sources table counts it as accepted
     assert "<ins>" in text and "carefully," in text
-    rows = dict(re.findall(r"<tr><td>(\w+)</td><td>\d+</td><td>(\d+)</td>", text))
-    assert rows["human"] == "1"
+    # source, offered, raced, finished the pool, accepted
+    cells = r"<tr><td>(\w+)</td>" + r"<td>(\d+)</td>" * 4
+    rows = {r[0]: r[1:] for r in re.findall(cells, text)}
+    assert rows["human"] == ("1", "1", "1", "1")
     assert html.escape(result.best_prompt) in text and "<th>test accuracy</th><td>- → -</td>" in text
 
 
@@ -68,7 +70,7 @@ def test_markdown_report_with_dev_scores_for_every_step(short_run, tmp_path):
     assert len(steps) == 2
     dev_column = [line.split(" | ")[6] for line in steps]
     assert all(re.fullmatch(r"\d\.\d{3}", v) for v in dev_column)  # every step has a dev accuracy
-    assert "| human | 1 | 1 | 100% |" in text
+    assert "| human | 1 | 1 | 1 | 1 | 100% |" in text
     assert "by human" in text
 
 
