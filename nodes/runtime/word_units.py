@@ -73,18 +73,23 @@ def split(tokenizer, prompt: Sequence[int]) -> list[PromptIds]:
     return [tuple(prompt[u.start : u.end]) for u in units(tokenizer, prompt)]
 
 
-def respaced(tokenizer, encode, unit: Sequence[int], first: bool) -> PromptIds:
-    """``unit`` as it must read at the start of the prompt (no leading space) or after another
-    unit (a word with one); ``encode`` turns a text into ids the way prompts are encoded."""
+OPENERS = "([{\"'/-"  # a word right after one of these is glued to it: "(A)", not "( A)"
+
+
+def respaced(tokenizer, encode, unit: Sequence[int], previous: str) -> PromptIds:
+    """``unit`` as it must read after ``previous``, the prompt's text before it: no leading space
+    at the prompt's start or right after an opening mark, one space after another word;
+    ``encode`` turns a text into ids the way prompts are encoded."""
     unit = tuple(unit)
     if not unit:
         return unit
     text = "".join(pieces(tokenizer)[t] for t in unit)
     if not any(ch.isalpha() for ch in text):
         return unit
-    if first and text[0].isspace():
+    glued = not previous or previous[-1] in OPENERS
+    if glued and text[0].isspace():
         return tuple(encode(text.lstrip()))
-    if not first and not text[0].isspace():
+    if not glued and not text[0].isspace() and not previous[-1].isspace():
         return tuple(encode(" " + text))
     return unit
 
@@ -92,9 +97,10 @@ def respaced(tokenizer, encode, unit: Sequence[int], first: bool) -> PromptIds:
 def join(tokenizer, encode, head: Sequence[PromptIds], tail: Sequence[PromptIds]) -> PromptIds:
     """Units back into one prompt: ``head`` exactly as it is (the part before an edit), then every
     unit of ``tail`` spaced for where it now stands."""
+    text = pieces(tokenizer)
     out = [t for u in head for t in u]
     for u in tail:
-        out.extend(respaced(tokenizer, encode, u, first=not out))
+        out.extend(respaced(tokenizer, encode, u, text[out[-1]] if out else ""))
     return tuple(out)
 
 

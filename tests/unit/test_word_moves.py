@@ -35,6 +35,21 @@ def test_units_hold_whole_words_of_multi_token_prompts(tiny_rt):
     assert _words(tiny_rt, tiny_rt.encode_prompt("Let's think.")) == ["Let's", "think", "."]
 
 
+def test_a_word_after_an_opening_mark_stays_glued_to_it(tiny_rt):
+    rt = tiny_rt
+    ids = rt.encode_prompt("The answer is (A).")
+    units = word_units.split(rt.tokenizer, ids)
+    at = [rt.decode(u).strip() for u in units].index("(")
+    rejoined = word_units.join(rt.tokenizer, rt.layout.text_ids, units[:1], units[1:])
+    assert rt.decode(rejoined) == "The answer is (A)."
+    without_is = word_units.join(rt.tokenizer, rt.layout.text_ids, units[:2], units[3:])
+    assert rt.decode(without_is) == "The answer (A)."
+    inserted = word_units.join(
+        rt.tokenizer, rt.layout.text_ids, units[:1], [*units[1:at], rt.encode_prompt(" B"), *units[at:]]
+    )
+    assert rt.decode(inserted) == "The answer is B (A)."
+
+
 @pytest.fixture(scope="module")
 def step(tiny_rt):
     task = builtin_task("compare")
