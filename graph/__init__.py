@@ -2,12 +2,15 @@
 
 from graph.api import (
     OptimizationResult,
+    Predictor,
     RunStopped,
     evaluate_prompt,
     evaluate_prompts,
     fork,
     list_runs,
+    load,
     optimize,
+    prompt_template,
     remove_runs,
     report,
     resume,
@@ -17,13 +20,16 @@ from graph.builder import build_graph
 
 __all__ = [
     "OptimizationResult",
+    "Predictor",
     "RunStopped",
     "build_graph",
     "evaluate_prompt",
     "evaluate_prompts",
     "fork",
     "list_runs",
+    "load",
     "optimize",
+    "prompt_template",
     "remove_runs",
     "report",
     "resume",

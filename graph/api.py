@@ -1,9 +1,10 @@
 """The Python API in one place: start, resume, fork and inspect runs, answer approvals, and score
 a prompt the way runs do. Each function lives in the module named after its concept (lifecycle,
-approval protocol, run index, fork, evaluation); this module gathers them."""
+approval protocol, run index, fork, evaluation, predict, export); this module gathers them."""
 
 from graph.approval_protocol import ApprovalPending, Approver, approve, pending_request, pending_runs
 from graph.evaluation import evaluate_prompt, evaluate_prompts, report
+from graph.export import prompt_template
 from graph.fork import fork
 from graph.lifecycle import (
     NoCheckpointYet,
@@ -15,6 +16,7 @@ from graph.lifecycle import (
     resume,
     start_run,
 )
+from graph.predict import Prediction, Predictor, load
 from graph.removal import remove_runs
 from graph.run_index import list_runs, run_status, run_values
 from graph.threads import config
@@ -24,6 +26,8 @@ __all__ = [
     "Approver",
     "NoCheckpointYet",
     "OptimizationResult",
+    "Prediction",
+    "Predictor",
     "RunStopped",
     "Update",
     "approve",
@@ -32,10 +36,12 @@ __all__ = [
     "evaluate_prompts",
     "fork",
     "list_runs",
+    "load",
     "make_settings",
     "optimize",
     "pending_request",
     "pending_runs",
+    "prompt_template",
     "remove_runs",
     "report",
     "resume",

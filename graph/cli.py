@@ -10,11 +10,11 @@ import argparse
 import os
 import sys
 
-from graph.commands import approve, evaluate, optimize, report, runs, store, sweep
+from graph.commands import approve, evaluate, optimize, predict, report, runs, store, sweep
 from graph.commands.common import common_flags
 from nodes.errors import GradpromptError
 
-COMMANDS = (optimize, runs, approve, evaluate, report, sweep, store)
+COMMANDS = (optimize, runs, approve, evaluate, predict, report, sweep, store)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -80,6 +80,13 @@ class OptimizationResult:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    def predictor(self, prompt: str = "final", *, run_dir=None, checkpointer: str | None = None):
+        """A predictor that answers new questions with this run's prompt under its reading (see
+        :func:`graph.predict.load`; pass the run's ``run_dir`` or ``checkpointer`` if not the default)."""
+        from graph.predict import load
+
+        return load(self.run_id, prompt, run_dir=run_dir, checkpointer=checkpointer)
+
 
 def make_settings(task: str, **overrides: Any) -> RunSettings:
     """Validated settings; a wrong value is one clear error naming the setting."""

@@ -93,14 +93,19 @@ def decode_jobs(
 ) -> list[DecodeJob]:
     """The decode of each (prompt, example, draft): its chat context, the readout's extractor, the
     gold answer's tokens and, for a closed answer set, every allowed answer's tokens."""
-    jobs = []
-    for prompt, ex, draft in pairs:
-        ctx = rt.layout.encode(ex.question, prompt)
-        extractor = rt.extractor_ids(readout.extractor(ex.question))
-        gold = rt.extractor_ids(readout.target(ex.answer))
-        options = tuple(rt.extractor_ids(text) for _, text in readout.options(ex.question))
-        jobs.append(DecodeJob(ctx.ids, ctx.prompt, extractor, tuple(draft), tuple(gold), options))
-    return jobs
+    return [decode_job(rt, readout, prompt, ex.question, ex.answer, draft) for prompt, ex, draft in pairs]
+
+
+def decode_job(
+    rt: Runtime, readout: Readout, prompt: PromptIds, question: str, gold: str | None, draft: Sequence[int] = ()
+) -> DecodeJob:
+    """One question's decode with ``prompt``, read the run's way; without a gold answer (a new
+    question) only its log-probability is missing, never anything the answer depends on."""
+    ctx = rt.layout.encode(question, prompt)
+    extractor = rt.extractor_ids(readout.extractor(question))
+    target = rt.extractor_ids(readout.target(gold)) if gold is not None else ()
+    options = tuple(rt.extractor_ids(text) for _, text in readout.options(question))
+    return DecodeJob(ctx.ids, ctx.prompt, extractor, tuple(draft), tuple(target), options)
 
 
 def rollout_pairs(

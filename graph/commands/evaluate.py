@@ -64,7 +64,7 @@ def add_parsers(sub, common: argparse.ArgumentParser) -> None:
         help="score prompts the way runs do; compare several, paired",
         usage="%(prog)s --task TASK --prompt TEXT [--prompt TEXT ...] [--split SPLIT] [--show N] [options]",
         description="Score one or more prompts on a split exactly as runs score them. With several --prompt, "
-        "each is compared with the first on the same examples (paired difference, 95%% interval, McNemar p).",
+        "each is compared with the first on the same examples (paired difference, 95% interval, McNemar p).",
     )
     what = ev.add_argument_group("what to evaluate")
     what.add_argument("--task", required=True, help="task spec, as for optimize")

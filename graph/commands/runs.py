@@ -8,6 +8,7 @@ import sys
 
 from graph.commands.common import fmt, where
 from graph.commands.optimize import resume_and_report
+from graph.commands.predict import add_export_parser
 from graph.summary import summary_lines
 from nodes.proposers import source_totals
 
@@ -207,3 +208,4 @@ def add_parsers(sub, common: argparse.ArgumentParser) -> None:
     rm.add_argument("--dry-run", action="store_true", help="only say what would be removed")
     rm.add_argument("--store-records", action="store_true", help="also delete the runs' trajectory records")
     rm.set_defaults(func=cmd_runs_rm)
+    add_export_parser(runs_sub, common)
