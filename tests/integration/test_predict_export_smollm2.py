@@ -70,6 +70,13 @@ def test_predict_on_the_test_split_gives_the_runs_own_test_answers(finished, cap
         assert set(r["probabilities"]) == {"A", "B", "C"} and r["answer"] == max(
             r["probabilities"], key=r["probabilities"].get
         )
+    # the initial prompt and any prompt text, under the same reading, give the run's test scores for them
+    questions, golds = [e.question for e in sess.splits.test], [e.answer for e in sess.splits.test]
+    initial = load("used", "initial", run_dir=run_dir)
+    assert initial.which == "initial" and initial.prompt_text == result.baseline_prompt
+    assert sum(p.correct for p in initial.predict(questions, golds)) == result.final["baseline"]["test"]["right"]
+    typed = load("used", "Let's think step by step.", run_dir=run_dir)
+    assert sum(p.correct for p in typed.predict(questions, golds)) == result.final["step_by_step"]["test"]["right"]
     # `evaluate` on the final prompt reads the same
     from graph.evaluation import evaluate_prompt
 
