@@ -210,8 +210,42 @@ class Meter:
             "calls": self.usage.calls,
             "tokens_generated": self.usage.tokens_generated,
             "tokens_per_s": self.usage.tokens_generated / s,
+            "tokens_in": self.usage.tokens_in,
+            "tokens_in_per_s": self.usage.tokens_in / s,
             "model_share": min(1.0, self.usage.model_seconds / s),
         }
+
+
+@torch.no_grad()
+def ceiling_rate(rt: Runtime, tokens: int, length: int = 128, repeats: int = 3) -> dict:
+    """Tokens per second of one large batched forward of the same model over ``tokens`` positions
+    (rows of ``length``), logits at each row's last position only: the most a prefill-bound phase
+    can get from this model on this machine. Median of ``repeats`` after a warm-up."""
+    rows = max(1, round(tokens / length))
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(100, min(len(rt.tokenizer), rt.embedding_matrix.shape[0]), (rows, length), generator=gen)
+    ids = ids.to(rt.device)
+    decoder, head = rt.model.get_decoder(), rt.model.get_output_embeddings()
+
+    def once() -> float:
+        if rt.device.type == "cuda":
+            torch.cuda.synchronize(rt.device)
+        start = time.perf_counter()
+        hidden = decoder(input_ids=ids).last_hidden_state
+        head(hidden[:, -1])
+        if rt.device.type == "cuda":
+            torch.cuda.synchronize(rt.device)
+        return time.perf_counter() - start
+
+    once()
+    seconds = statistics.median(once() for _ in range(repeats))
+    return {
+        "tokens": rows * length,
+        "rows": rows,
+        "length": length,
+        "seconds": seconds,
+        "rate": rows * length / seconds,
+    }
 
 
 def phase_step(rt: Runtime, task, settings: StepSettings, examples, prompt) -> tuple[dict[str, dict], list]:
@@ -238,6 +272,7 @@ def phase_step(rt: Runtime, task, settings: StepSettings, examples, prompt) -> t
         "seconds": sum(r["seconds"] for r in rows.values()),
         "calls": sum(r["calls"] for r in rows.values()),
         "tokens_generated": sum(r["tokens_generated"] for r in rows.values()),
+        "tokens_in": sum(r["tokens_in"] for r in rows.values()),
     }
     s = rows["step"]
     s["tokens_per_s"] = s["tokens_generated"] / s["seconds"]
@@ -304,6 +339,27 @@ def graph_step(rt: Runtime, kind: str, args, store: Path, run_dir: Path) -> dict
 
 def _ratio(n: float, b: float) -> str:
     return f"{n / b:.1f}x" if b > 0 else "-"
+
+
+def ceiling_table(med: dict[str, dict], ceiling: dict) -> list[str]:
+    """Each batched phase's rate of fed tokens (padding included) against the ceiling."""
+    lines = [
+        "| phase (batched) | tokens fed | seconds | tokens fed/s | share of ceiling | time inside the model |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for p in (*PHASES, "step"):
+        b = med[p]
+        rate = b["tokens_in"] / max(b["seconds"], 1e-9)
+        lines.append(
+            f"| {p} | {b['tokens_in']:.0f} | {b['seconds']:.2f} | {rate:.0f} | {rate / ceiling['rate']:.0%} | "
+            f"{b['model_share']:.0%} |"
+        )
+    lines += [
+        "",
+        f"Ceiling: one batched forward of {ceiling['rows']} rows x {ceiling['length']} tokens (logits at each "
+        f"row's last position) runs at {ceiling['rate']:.0f} tokens/s.",
+    ]
+    return lines
 
 
 def phase_table(med: dict[str, dict[str, dict]]) -> list[str]:
@@ -484,7 +540,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             for kind in ENGINES
         }
         share = dmed["batched"]["step"]["seconds"] / med["batched"]["step"]["seconds"]
+        ceiling = ceiling_rate(rt, int(dmed["batched"]["evaluate"]["tokens_in"]))
+        ev = dmed["batched"]["evaluate"]
+        ceiling_share = ev["tokens_in"] / max(ev["seconds"], 1e-9) / ceiling["rate"]
         report["direct"] = {"phases": dmed, "step_share_of_reasoning_step": share}
+        report["ceiling"] = {**ceiling, "direct_evaluate_share": ceiling_share}
         lines += [
             "",
             f"### Direct answers (no reasoning): {args.examples} examples, {args.candidates} candidates, "
@@ -495,6 +555,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"A direct-answer step (batched) takes {dmed['batched']['step']['seconds']:.2f} s, "
             f"{share:.1%} of a step with {args.max_new_tokens} reasoning tokens "
             f"({med['batched']['step']['seconds']:.1f} s): {1 / share:.0f}x cheaper.",
+            "",
+            "Tokens the model was fed per phase (padding included), against the machine's ceiling "
+            "measured in the same run:",
+            "",
+            *ceiling_table(dmed["batched"], ceiling),
         ]
 
     # 3. one whole graph step, retrieval and refinement on
@@ -560,7 +625,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     (args.out / "step_speed.md").write_text("\n".join(lines) + "\n")
     (args.out / "step_speed.json").write_text(json.dumps(report, indent=2))
     print("\n".join(lines))
-    print(f"speedup: {speedup:.1f}")
+    if "ceiling" in report:
+        c = report["ceiling"]
+        print(
+            f"ceiling: direct evaluate {c['direct_evaluate_share']:.0%} of one batched forward's rate "
+            f"({c['rate']:.0f} tokens/s on {c['tokens']} tokens)"
+        )
+    print(f"speedup: {speedup:.1f}x naive / batched, phases together")
 
 
 if __name__ == "__main__":
