@@ -276,23 +276,25 @@ def _through_head(model, hidden: torch.Tensor, reduce: Callable[[torch.Tensor, s
 
 def shared_prefix_lengths(jobs: Sequence[DecodeJob]) -> list[int]:
     """For each row, how many leading context tokens it shares with the other rows of its group
-    (rows equal outside the prompt, prompts of one length): everything before the first prompt
-    position where the group differs. 0 for a row alone in its group."""
+    (rows with the same context before the prompt: one example's candidates, whatever their
+    lengths): everything before the first prompt position where the group differs, and at least
+    one token short of the group's shortest context. 0 for a row alone in its group."""
     groups: dict[tuple, list[int]] = {}
     for b, j in enumerate(jobs):
-        p0, p1 = j.prompt
-        groups.setdefault((j.context[:p0], j.context[p1:], p1 - p0), []).append(b)
+        groups.setdefault(j.context[: j.prompt[0]], []).append(b)
     out = [0] * len(jobs)
     for members in groups.values():
         if len(members) < 2:
             continue
         first = jobs[members[0]]
-        p0, p1 = first.prompt
-        same = p1 - p0
+        p0 = first.prompt[0]
+        head = first.context[p0 : first.prompt[1]]
+        same = len(head)
         for b in members[1:]:
-            other = jobs[b].context
-            same = next((i for i in range(same) if other[p0 + i] != first.context[p0 + i]), same)
-        shared = min(p0 + same, len(first.context) - 1)
+            other = jobs[b].context[p0 : jobs[b].prompt[1]]
+            same = min(same, len(other))
+            same = next((i for i in range(same) if other[i] != head[i]), same)
+        shared = min(p0 + same, min(len(jobs[b].context) for b in members) - 1)
         for b in members:
             out[b] = shared
     return out

@@ -49,8 +49,10 @@ def plain_token_mask(tokenizer, rows: int) -> torch.Tensor:
     return _MASKS[key]
 
 
-def _by_length_then_question(job: DecodeJob) -> tuple:
-    return (len(job.context), job.context[: job.prompt[0]])
+def _by_question(job: DecodeJob) -> tuple:
+    """Chunk order: questions of similar length together, and one question's rows (its
+    candidates) side by side, so they land in one chunk and share its prefix."""
+    return (job.prompt[0], job.context[: job.prompt[0]], len(job.context))
 
 
 class Runtime:
@@ -201,7 +203,7 @@ class Runtime:
                 )
 
             # rows of one example with different candidates land in one chunk and share its prefix
-            out = run_chunked(list(jobs), chunk, self.max_batch, key=_by_length_then_question)
+            out = run_chunked(list(jobs), chunk, self.max_batch, key=_by_question)
         self.usage.generated(sum(len(d.reasoning) + len(d.answer) for d in out))
         return out
 

@@ -171,6 +171,41 @@ def test_candidates_sharing_a_prefix_decode_as_plain_greedy(placement, edit):
         assert o.gold_logprob == pytest.approx(sum(float(logp[start - 1 + k, t]) for k, t in enumerate(gold)), abs=1e-3)
 
 
+@pytest.mark.parametrize("placement", ["after", "before", "system"])
+@pytest.mark.parametrize("max_new", [0, 10])
+def test_candidates_of_other_lengths_share_the_prefix_and_decode_as_plain_greedy(placement, max_new):
+    """Whole-word moves insert and delete tokens, so one example's candidates differ in length:
+    they still share everything before the first position where their prompts differ, and every
+    output equals decoding each row on its own."""
+    from tiny_model import tiny_loaded
+
+    from nodes.runtime.decoding import shared_prefix_lengths
+    from nodes.runtime.runtime import Runtime
+
+    rt = Runtime(tiny_loaded(), placement)
+    base = rt.encode_prompt("Let's think step by step.")
+    prompts = [base, [*base[:3], 41, *base[3:]], [*base[:3], *base[4:]], [*base[:4], 55, 66, *base[4:]], []]
+    extractor = rt.layout.text_ids(EXTRACTOR)
+    gold = rt.layout.text_ids(" Yes")
+    options = (tuple(rt.layout.text_ids(" Yes")), tuple(rt.layout.text_ids(" No")))
+    contexts = [c for p in prompts for c in rt.contexts(QUESTIONS[:3], p)]
+    jobs = [DecodeJob(c.ids, c.prompt, extractor, (), tuple(gold), options) for c in contexts]
+    shared = shared_prefix_lengths(jobs)
+    # the empty prompt shares nothing of the prompt; the others would share its first 3 tokens
+    assert shared == [c.prompt[0] for c in contexts]
+    without_empty = jobs[: 4 * 3]
+    assert shared_prefix_lengths(without_empty) == [c.prompt[0] + 3 for c in contexts[: 4 * 3]]
+    for rows in (jobs, without_empty):
+        together = rt.reason_and_answer(rows, max_new, 4)
+        alone = [rt.reason_and_answer([j], max_new, 4)[0] for j in rows]
+        assert [o.reasoning for o in together] == [o.reasoning for o in alone]
+        assert [o.answer for o in together] == [o.answer for o in alone]
+        for a, b in zip(together, alone, strict=True):
+            assert a.option_logprobs == pytest.approx(b.option_logprobs, abs=1e-4)
+            assert a.prompt_nll == pytest.approx(b.prompt_nll, rel=1e-4, abs=1e-5)
+            assert a.gold_logprob == pytest.approx(b.gold_logprob, abs=1e-4)
+
+
 @pytest.mark.parametrize("draft", ["exact", "shifted", "corrupted", "random"])
 @pytest.mark.parametrize("widths", [_FreeWidths, _DearWidths])
 def test_ngram_drafting_gives_plain_greedy(tiny_rt, draft, widths):
