@@ -27,7 +27,7 @@ from nodes.errors import GradpromptError
 from nodes.session import Session, load_inputs, session
 from nodes.settings import RunSettings
 from nodes.tasks.confidence import wilson_interval
-from nodes.tasks.loaders import ANSWER_FIELDS, QUESTION_FIELDS
+from nodes.tasks.loaders import ANSWER_FIELDS, QUESTION_FIELDS, jsonl_rows
 from nodes.tasks.readout import CLOSED_KINDS, Readout, ReadoutMode, readout_of
 from store.checkpoints import open_runs
 
@@ -200,22 +200,6 @@ def load(
     )
 
 
-def _jsonl(path: Path) -> list[tuple[int, dict]]:
-    rows = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise GradpromptError(f"{path} line {lineno}: not valid JSON ({exc.msg}); fix or remove it") from None
-            if not isinstance(row, dict):
-                raise GradpromptError(f"{path} line {lineno}: expected a JSON object per line")
-            rows.append((lineno, row))
-    return rows
-
-
 def _csv(path: Path) -> list[tuple[int, dict]]:
     with path.open(encoding="utf-8", newline="") as fh:
         return list(enumerate(csv.DictReader(fh), start=2))
@@ -242,7 +226,7 @@ def read_inputs(
         raise GradpromptError(f"input file not found: {path} (check --input)")
     if path.suffix.lower() not in (".jsonl", ".json", ".csv"):
         raise GradpromptError(f"input file {path} is neither .jsonl nor .csv: give questions one JSON object a line")
-    rows = _csv(path) if path.suffix.lower() == ".csv" else _jsonl(path)
+    rows = _csv(path) if path.suffix.lower() == ".csv" else list(jsonl_rows(path))
     if not rows:
         raise GradpromptError(f"input file {path} holds no rows: it needs at least one question")
     first = rows[0][1]

@@ -27,7 +27,7 @@ def _require_file(path: Path, kind: str) -> Path:
     return path
 
 
-def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict]]:
+def jsonl_rows(path: Path) -> Iterator[tuple[int, dict]]:
     with path.open(encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
@@ -80,7 +80,7 @@ def load_bbh(path: Path) -> list[Example]:
 def load_gsm8k(path: Path) -> list[Example]:
     _require_file(path, "gsm8k")
     out = []
-    for lineno, row in _jsonl_rows(path):
+    for lineno, row in jsonl_rows(path):
         question = _field(row, "question", path, lineno, "GSM8K rows have 'question' and 'answer'")
         answer = _field(row, "answer", path, lineno, "GSM8K rows have 'question' and 'answer'")
         if "####" not in answer:
@@ -92,7 +92,7 @@ def load_gsm8k(path: Path) -> list[Example]:
 def load_folio(path: Path) -> list[Example]:
     _require_file(path, "folio")
     out = []
-    for lineno, row in _jsonl_rows(path):
+    for lineno, row in jsonl_rows(path):
         hint = "FOLIO rows have 'premises', 'conclusion' and 'label'"
         premises = row.get("premises")
         if premises is None:
@@ -131,7 +131,7 @@ def load_jsonl(path: Path, question_field: str | None = None, answer_field: str 
     out, qf, af = [], question_field, answer_field
     kinds: dict[str, tuple[int, object]] = {}  # answer type -> its first line and value
     typed = False  # all-string answers may mix numbers and words freely (free text)
-    for lineno, row in _jsonl_rows(path):
+    for lineno, row in jsonl_rows(path):
         qf = _pick_field(row, qf, QUESTION_FIELDS, "question", path)
         af = _pick_field(row, af, ANSWER_FIELDS, "answer", path)
         hint = "pass --question-field/--answer-field if the fields are named differently"
