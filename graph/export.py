@@ -46,7 +46,7 @@ def prompt_template(predictor: Predictor, separator: str = "\n") -> ChatPromptTe
 def _reading_rules(predictor: Predictor) -> dict[str, Any]:
     """How the answer is read after the chat: the part of the reading that lives outside it."""
     readout, s = predictor.readout, predictor.settings
-    letters = readout.chooses and readout.fmt.kind.value == "letter"
+    letters = readout.fmt.kind.value == "letter"
     return {
         "run_id": predictor.run_id,
         "model": s.model,
@@ -55,6 +55,7 @@ def _reading_rules(predictor: Predictor) -> dict[str, Any]:
         "decoding": "greedy",
         "readout": readout.to_json(),
         "extractor": readout.extractor(""),
+        "extractor_depends_on_question": readout.extractor("(A) x (B) y") != readout.extractor(""),
         "extractor_rule": "after the reasoning (or at once for direct answers), the extractor is appended and "
         + (
             "the answer is the allowed option with the highest summed log-probability"
@@ -62,7 +63,9 @@ def _reading_rules(predictor: Predictor) -> dict[str, Any]:
             else "the answer is generated greedily and parsed"
         ),
         "options": (
-            "the letters the question offers, e.g. (A) (B) (C)"
+            "the letters the question offers, e.g. (A) (B) (C); A to Z when it lists none"
+            if letters and readout.chooses
+            else "generated and parsed as a letter"
             if letters
             else [{"answer": name, "text": text} for name, text in readout.options("")]
         ),
@@ -95,11 +98,13 @@ def reading(predictor: Predictor, example_question: str | None = None) -> dict[s
             + rt.decode(rt.extractor_ids(predictor.readout.extractor(question))),
         },
         "scores": {
+            # the run's own scores: of this prompt only when it is the run's final or initial one
+            "this_prompt_is": predictor.which if predictor.which in ("final", "initial") else None,
             "dev_examples": final.get("dev_examples"),
             "test_examples": final.get("test_examples"),
             "initial": {k: (final.get("baseline") or {}).get(k) for k in ("text", "dev", "test")},
             "final": {k: (final.get("best") or {}).get(k) for k in ("text", "dev", "test")},
-            "gain_over_initial": (final.get("gain") or {}).get("test"),
+            "final_gain_over_initial": (final.get("gain") or {}).get("test"),
             "empty_prompt": (final.get("empty_prompt") or {}).get("test"),
             "step_by_step": (final.get("step_by_step") or {}).get("test"),
         },

@@ -27,7 +27,7 @@ from nodes.errors import GradpromptError
 from nodes.session import Session, load_inputs, session
 from nodes.settings import RunSettings
 from nodes.tasks.confidence import wilson_interval
-from nodes.tasks.loaders import ANSWER_FIELDS, QUESTION_FIELDS, jsonl_rows
+from nodes.tasks.loaders import ANSWER_FIELDS, QUESTION_FIELDS, as_text, jsonl_rows
 from nodes.tasks.readout import CLOSED_KINDS, Readout, ReadoutMode, readout_of
 from store.checkpoints import open_runs
 
@@ -169,14 +169,22 @@ def load(
     device: str | None = None,
 ) -> Predictor:
     """A predictor for a run: ``prompt`` is ``final`` (the run's choice), ``initial`` (the prompt
-    it started from) or any other text, read the run's way. ``device`` moves the model (the
-    answers can then differ in the last digits of a probability)."""
+    it started from) or any other text, read the run's way. ``device`` moves the model, kept at
+    the precision the run read answers at (other hardware can still flip a near tie)."""
     values = run_values(run_id, run_dir=run_dir, checkpointer=checkpointer)
     if not values.get("settings"):
         raise GradpromptError(f"run {run_id} has no checkpoint yet: resume it first (`gradprompt resume {run_id}`)")
     settings = dict(values["settings"])
     if device:
-        settings["device"] = device
+        from nodes.runtime.model_loading import pick_device, pick_dtype
+
+        try:
+            moved = pick_device(device)
+        except RuntimeError:
+            raise GradpromptError(f"unknown device {device!r}: use cpu, cuda, cuda:N or mps") from None
+        if settings.get("dtype", "auto") == "auto":  # keep the precision the run was read at
+            settings["dtype"] = str(pick_dtype(pick_device(settings.get("device")))).removeprefix("torch.")
+        settings["device"] = str(moved)
     with_run_inputs(open_runs(run_dir, checkpointer), run_id, settings)
     final = values.get("final") or {}
     if prompt == "final":
@@ -186,7 +194,9 @@ def load(
                 f"(`gradprompt resume {run_id}`), or pass --prompt initial or --prompt TEXT"
             )
         chosen, which = final["best"], "final"
-    elif prompt == "initial" and values.get("baseline"):
+    elif prompt == "initial":
+        if not values.get("baseline"):
+            raise GradpromptError(f"run {run_id} has no initial prompt recorded yet: resume it first")
         chosen, which = values["baseline"], "initial"
     else:
         return Predictor(RunSettings.model_validate(settings), prompt, which="text", run_id=run_id, final=final)
@@ -226,7 +236,12 @@ def read_inputs(
         raise GradpromptError(f"input file not found: {path} (check --input)")
     if path.suffix.lower() not in (".jsonl", ".json", ".csv"):
         raise GradpromptError(f"input file {path} is neither .jsonl nor .csv: give questions one JSON object a line")
-    rows = _csv(path) if path.suffix.lower() == ".csv" else list(jsonl_rows(path))
+    try:
+        rows = _csv(path) if path.suffix.lower() == ".csv" else list(jsonl_rows(path))
+    except UnicodeDecodeError:
+        raise GradpromptError(f"input file {path} is not UTF-8 text: save it as UTF-8") from None
+    except csv.Error as exc:
+        raise GradpromptError(f"input file {path} is not a readable CSV ({exc}); fix it or give JSONL") from None
     if not rows:
         raise GradpromptError(f"input file {path} holds no rows: it needs at least one question")
     first = rows[0][1]
@@ -235,7 +250,7 @@ def read_inputs(
     qf = _field_name(first, question_field, run_q, QUESTION_FIELDS)
     if qf is None:
         raise GradpromptError(
-            f"{path}: cannot tell which field holds the question (fields: {', '.join(sorted(first))}); "
+            f"{path}: cannot tell which field holds the question (fields: {', '.join(sorted(map(str, first)))}); "
             "pass --question-field NAME"
         )
     af = _field_name(first, answer_field, run_a, ANSWER_FIELDS)
@@ -247,15 +262,21 @@ def read_inputs(
             )
         if answer_field and row.get(af) is None:
             raise GradpromptError(f"{path} line {lineno}: no field {af!r}, which --answer-field names")
-        gold = str(row.get(af) or "").strip() if af else ""  # a blank answer cell is no answer
-        out.append(InputRow(lineno, str(row[qf]).strip(), gold or None))
+        value = row.get(af) if af else None
+        gold = "" if value is None else as_text(value).strip()  # a blank answer cell is no answer
+        out.append(InputRow(lineno, as_text(row[qf]).strip(), gold or None))
     return out
 
 
 def write_atomically(path: Path, lines: Sequence[str]) -> None:
     """All rows or none: written beside the target, then renamed over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if path.is_dir():
+        raise GradpromptError(f"--out {path} is a folder: name a file")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise GradpromptError(f"cannot write {path} ({exc.strerror}); choose another --out") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.writelines(lines)
@@ -284,6 +305,8 @@ def predict_file(
     """Answer every row of a file; with ``out``, write one JSONL row per input there (all or
     nothing). Returns the predictions and a summary (accuracy with its interval when the file
     has gold answers, how often each answer was given)."""
+    if out is not None and Path(out).is_dir():  # before any model work, not after it
+        raise GradpromptError(f"--out {out} is a folder: name a file")
     rows = read_inputs(input_path, question_field, answer_field, predictor.settings)
     predictor.check(rows, str(input_path))
     predictions = predictor.predict(

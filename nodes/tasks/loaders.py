@@ -46,7 +46,11 @@ def jsonl_rows(path: Path) -> Iterator[tuple[int, dict]]:
 def _field(row: dict, name: str, path: Path, lineno: int, hint: str) -> str:
     if name not in row or row[name] is None:
         raise GradpromptError(f"{path} line {lineno}: no field {name!r} ({hint})")
-    value = row[name]
+    return as_text(row[name])
+
+
+def as_text(value) -> str:
+    """A JSON value as the text a question or answer holds (lists and objects as JSON)."""
     return value if isinstance(value, str) else json.dumps(value) if isinstance(value, list | dict) else str(value)
 
 

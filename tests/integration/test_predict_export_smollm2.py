@@ -165,5 +165,11 @@ def test_each_bad_input_is_one_line_and_leaves_no_output_file(finished, capsys, 
         assert code != 0, what
         assert len(err.strip().splitlines()) == 1 and says in err, (what, err)
         assert not out.exists() and not list(tmp_path.glob(f".{out.name}*")), what
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    code, _, err = _cli(
+        capsys, "predict", "used", "--input", str(inputs), "--out", str(folder), "--run-dir", str(run_dir)
+    )
+    assert code != 0 and len(err.strip().splitlines()) == 1 and "is a folder" in err
     with pytest.raises(GradpromptError, match="2 questions but 1 gold answers"):
         load("used", run_dir=run_dir).predict(["a?", "b?"], ["(A)"])

@@ -83,3 +83,11 @@ def test_input_files_are_read_with_optional_gold_and_bad_ones_refused(tmp_path):
             read_inputs(path)
     with pytest.raises(GradpromptError, match="line 3: no field 'label', which --answer-field names"):
         read_inputs(good, answer_field="label")
+    # falsy answers are answers; lists are read as JSON text, as the task loaders read them
+    typed = tmp_path / "typed.jsonl"
+    typed.write_text('{"question": ["a", "b"], "answer": 0}\n{"question": "c?", "answer": false}\n')
+    assert [(r.question, r.gold) for r in read_inputs(typed)] == [('["a", "b"]', "0"), ("c?", "False")]
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes('{"question": "caf\u00e9?"}\n'.encode("latin-1"))
+    with pytest.raises(GradpromptError, match="not UTF-8"):
+        read_inputs(latin)
