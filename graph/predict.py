@@ -138,6 +138,12 @@ class Predictor:
         if len(golds) != len(questions):
             raise GradpromptError(f"{len(questions)} questions but {len(golds)} gold answers: give one per question")
         self.check([InputRow(i, q, g) for i, (q, g) in enumerate(zip(questions, golds, strict=True), 1)], "question")
+        return self.answer_checked(questions, golds, label)
+
+    def answer_checked(
+        self, questions: list[str], golds: list[str | None], label: str | None = None
+    ) -> list[Prediction]:
+        """:meth:`predict` for questions already passed through :meth:`check`."""
         answered = answer_questions(
             self.session.rt,
             self.readout,
@@ -309,7 +315,7 @@ def predict_file(
         raise GradpromptError(f"--out {out} is a folder: name a file")
     rows = read_inputs(input_path, question_field, answer_field, predictor.settings)
     predictor.check(rows, str(input_path))
-    predictions = predictor.predict(
+    predictions = predictor.answer_checked(
         [r.question for r in rows], [r.gold for r in rows], label="predict" if len(rows) > 1 else None
     )
     if out is not None:
