@@ -77,6 +77,9 @@ FIXED = (
     "initial_prompt",
     "refine",
     "moves",
+    "fluency_weight",
+    "fluency_max_cost",
+    "reading_top_k",
     "phrase_edits",
     "baselines",
     "final_rule",
@@ -597,6 +600,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-evaluate", type=int, default=4)
     parser.add_argument("--acceptance", choices=["always", "not_worse", "better"], default="not_worse")
     parser.add_argument("--moves", choices=["words", "tokens"], default="words", help="unit of a gradient edit")
+    parser.add_argument(
+        "--fluency-weight", type=float, default=0.0, help="fluency against the gradient in word moves (0: none)"
+    )
+    parser.add_argument(
+        "--fluency-max-cost",
+        type=lambda v: None if v.lower() == "none" else float(v),
+        default=None,
+        help="NLL a word move or phrase edit may add to the prompt read alone (nats; none: no limit)",
+    )
+    parser.add_argument(
+        "--reading-top-k", type=int, default=0, help="words the model expects at the slot of the prompt read alone"
+    )
     parser.add_argument("--phrase-edits", type=int, default=2, help="model-free phrase edits raced per step")
     parser.add_argument(
         "--baselines",

@@ -20,4 +20,8 @@ def propose(state: dict, store=None) -> dict:
     if official:
         proposers.append(PhraseEdits(st.phrase_edits))
     new = [c.to_state() for p in proposers for c in p.propose(view)]
-    return {"offered": [*state.get("offered", []), *new], **view.notes}
+    rejected = dict(state.get("rejected") or {})
+    disfluent = view.notes.pop("disfluent", 0)
+    if disfluent:
+        rejected["disfluent"] = rejected.get("disfluent", 0) + disfluent
+    return {"offered": [*state.get("offered", []), *new], "rejected": rejected, **view.notes}

@@ -35,6 +35,7 @@ class Candidate:
     gradient: float | None = None  # the one-hot gradient that ranked it (gradient source)
     token: int | None = None  # the token placed (token moves)
     removed: tuple[int, ...] = ()  # a phrase deletion's tokens, for adding back later
+    fluency_cost: float | None = None  # NLL the move added to the prompt read on its own (word moves)
 
     def to_state(self) -> dict[str, Any]:
         out: dict[str, Any] = {"prompt": list(self.prompt), "source": self.source}
@@ -46,6 +47,8 @@ class Candidate:
             out["token"] = self.token
         if self.removed:
             out["removed"] = list(self.removed)
+        if self.fluency_cost is not None:
+            out["fluency_cost"] = self.fluency_cost
         return out
 
 
@@ -114,7 +117,11 @@ class GradientWords(_Gradient):
             extra_tokens=view.state.get("extra_tokens", ()),
         )
         view.notes["word_proposal"] = {"slot": result.slot, "candidates": result.candidates}
-        return [Candidate(m.prompt, self.source, m.describe(), m.gradient) for m in result.moves]
+        view.notes["disfluent"] = view.notes.get("disfluent", 0) + result.disfluent
+        return [
+            Candidate(m.prompt, self.source, m.describe(), m.gradient, fluency_cost=m.fluency_cost)
+            for m in result.moves
+        ]
 
 
 class GradientTokens(_Gradient):
@@ -166,14 +173,26 @@ class PhraseEdits:
 
     def propose(self, view: StepView) -> list[Candidate]:
         from nodes.phrase_edits import sample_edits
+        from nodes.runtime.scoring import reading_nll
 
         sess, st = view.sess, view.sess.settings
         if self.n <= 0:
             return []
         rng = random.Random(f"{st.seed}:{view.step}:phrases")
         deleted = [tuple(d) for d in view.state.get("deleted_phrases", [])]
-        edits = sample_edits(sess.rt.tokenizer, sess.rt.layout.text_ids, view.prompt, deleted, self.n, rng)
-        return [Candidate(e.prompt, self.source, e.describe(), removed=e.removed) for e in edits]
+        # drawn three times over, so edits the fluency limit drops leave others to race
+        draws = 1 if st.fluency_max_cost is None else 3
+        edits = sample_edits(sess.rt.tokenizer, sess.rt.layout.text_ids, view.prompt, deleted, draws * self.n, rng)
+        if st.fluency_max_cost is None:
+            return [Candidate(e.prompt, self.source, e.describe(), removed=e.removed) for e in edits[: self.n]]
+        nll = reading_nll(sess.rt, [view.prompt, *(e.prompt for e in edits)])
+        costs = [round(c - nll[0], 3) for c in nll[1:]]
+        fluent = [(e, c) for e, c in zip(edits, costs, strict=True) if c <= st.fluency_max_cost]
+        view.notes["disfluent"] = view.notes.get("disfluent", 0) + min(len(edits), self.n) - min(len(fluent), self.n)
+        return [
+            Candidate(e.prompt, self.source, e.describe(), removed=e.removed, fluency_cost=c)
+            for e, c in fluent[: self.n]
+        ]
 
 
 class Retrieval:
@@ -183,13 +202,24 @@ class Retrieval:
     source = "retrieval"
 
     def propose(self, view: StepView) -> list[Candidate]:
+        from nodes.runtime.scoring import reading_nll
+
         text, limit = view.state["prompt_text"], view.state.get("edit_limit")
         scored = sorted(
             (r for r in view.state.get("retrieved", []) if r.get("score") is not None and r.get("prompt")),
             key=lambda r: r["score"],
         )
         within = [r for r in scored if limit is None or word_distance(r["text"], text) <= limit]
-        return [Candidate(tuple(within[0]["prompt"]), self.source, "retrieved")] if within else []
+        max_cost = view.sess.settings.fluency_max_cost
+        if max_cost is None or not within:
+            return [Candidate(tuple(within[0]["prompt"]), self.source, "retrieved")] if within else []
+        # a stored prompt from another run may read worse than this run allows its own moves to
+        nll = reading_nll(view.sess.rt, [view.prompt, *(tuple(r["prompt"]) for r in within)])
+        for r, c in zip(within, nll[1:], strict=True):
+            if c - nll[0] <= max_cost:
+                return [Candidate(tuple(r["prompt"]), self.source, "retrieved", fluency_cost=round(c - nll[0], 3))]
+        view.notes["disfluent"] = view.notes.get("disfluent", 0) + 1
+        return []
 
 
 class Refinement:

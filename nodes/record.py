@@ -19,6 +19,7 @@ _SLIM = (
     "known_words",
     "token",
     "gradient",
+    "fluency_cost",
     "accuracy",
     "right",
     "examples",

@@ -74,4 +74,11 @@ def retrieve(state: dict) -> dict:
     }
     view = StepView(sess, {**state, "retrieved": retrieved, "edit_limit": limit})
     offered = [c.to_state() for c in Retrieval().propose(view)]
-    return {**out, "retrieved": [current, *retrieved], "extra_tokens": tokens[:3], "offered": offered}
+    rejected = {"disfluent": view.notes["disfluent"]} if view.notes.get("disfluent") else {}
+    return {
+        **out,
+        "retrieved": [current, *retrieved],
+        "extra_tokens": tokens[:3],
+        "offered": offered,
+        "rejected": rejected,
+    }

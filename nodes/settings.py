@@ -34,6 +34,25 @@ class StepSettings(BaseModel):
     score_nll_weight: float = Field(
         0.02, ge=0, description="weight of prompt NLL in the recorded score (error rate + weight x NLL)"
     )
+    fluency_weight: float = Field(
+        0.0,
+        ge=0,
+        description="weight of fluency against the gradient when word moves are chosen: each move is ranked "
+        "by its gradient and by how much it raises the prompt's NLL read on its own, words before and after "
+        "the edit included (0: gradient only)",
+    )
+    fluency_max_cost: float | None = Field(
+        None,
+        description="a word move or phrase edit that adds more than this NLL (nats) to the prompt read on its "
+        "own, as a whole message, is not raced, nor a retrieved prompt (bundled model: natural one-word edits add "
+        "-1 to +10, token soup +24 to +29; default none: no limit)",
+    )
+    reading_top_k: int = Field(
+        0,
+        ge=0,
+        description="also offer the top-k words the model expects at the slot of the prompt read on its own, "
+        "as an instruction, beside GReaTer's question-conditioned top-k (0: GReaTer's only)",
+    )
     moves: Literal["words", "tokens"] = Field(
         "words",
         description="unit of a gradient edit: words (replace, insert or delete a whole word, so every prompt "

@@ -18,13 +18,19 @@ best-ranked words are offered both in place of the slot's word and before it; th
 helps. First tokens are completed to whole words by the model (greedy, while its likeliest next
 token glues letters on), and a completion that is not an English word (:mod:`nodes.readability`)
 is dropped, so no move leaves or makes a fragment.
+
+Beside GReaTer's question-conditioned candidates, the model's likeliest word starts at the slot
+with the prompt read on its own (an instruction, not a continuation of the question) join the
+ranking (``reading_top_k``). Every move is costed by how much it raises the prompt's NLL read on its
+own, so the words after the slot have a say too: moves over ``fluency_max_cost`` are not raced, and
+the rest are raced in order of gradient rank plus ``fluency_weight`` times fluency rank.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -33,7 +39,7 @@ from nodes.runtime import word_units
 from nodes.runtime.batching import pad, run_chunked
 from nodes.runtime.candidates import example_groups, propose_candidates
 from nodes.runtime.runtime import Runtime
-from nodes.runtime.scoring import window_gradients
+from nodes.runtime.scoring import reading_nll, window_gradients
 from nodes.settings import StepSettings
 from nodes.tasks.task import Example
 
@@ -51,6 +57,7 @@ class WordMove:
     old: str  # the word replaced or deleted ("" for an insertion)
     new: str  # the word put in ("" for a deletion)
     gradient: float | None = None  # the one-hot gradient that ranked its first token
+    fluency_cost: float | None = None  # how much the move raises the prompt's NLL read on its own
 
     def describe(self) -> str:
         if self.op == "replace":
@@ -68,6 +75,7 @@ class WordProposal:
     slot: int
     moves: list[WordMove]
     candidates: list[int]
+    disfluent: int = 0  # moves not raced: they read worse than the fluency limit allows
 
 
 def _encode(rt: Runtime):
@@ -161,11 +169,13 @@ def propose_word_moves(
     groups = example_groups(len(examples), settings.group_size, settings.n_groups, rng)
     banned = [here[0]] if replacing else []
     cands = propose_candidates(logp, starts, banned, top_k=settings.top_k, groups=groups, min_count=2 * n)
+    cands += reading_candidates(rt, tuple(prompt[:at]), starts, [*cands, *banned], settings.reading_top_k)
     for t in extra_tokens:  # words at this slot in retrieved prompts (GPO's direction)
         if 0 <= t < len(usable) and bool(usable[t]) and t not in cands and t not in banned:
             cands.append(int(t))
     if not cands:
-        return WordProposal(slot, moves, [])
+        chosen, disfluent = choose_moves(rt, prompt, moves, n, settings.fluency_weight, settings.fluency_max_cost)
+        return WordProposal(slot, chosen, [], disfluent)
     values = grad.candidate_gradients(rt.embedding_matrix, torch.as_tensor(cands, device=rt.device)).tolist()
     ranked = sorted(zip(values, cands, strict=True))[: 2 * n]
     completed = complete_words(rt, tuple(prompt[:at]), [c for _, c in ranked])
@@ -184,8 +194,62 @@ def propose_word_moves(
             rest = [*([] if op == "replace" else [here] if here else []), *tail]
             new_prompt = word_units.join(tok, encode, head, [word, *rest])
             moves.append(WordMove(new_prompt, op, slot, old_word if op == "replace" else "", text, value))
-    gradient_first = sorted((m for m in moves if m.gradient is not None), key=lambda m: m.gradient)[:n]
-    return WordProposal(slot, [*gradient_first, *(m for m in moves if m.gradient is None)], cands)
+    chosen, disfluent = choose_moves(rt, prompt, moves, n, settings.fluency_weight, settings.fluency_max_cost)
+    return WordProposal(slot, chosen, cands, disfluent)
+
+
+def reading_candidates(
+    rt: Runtime, prefix: PromptIds, starts: torch.Tensor, exclude: Sequence[int], k: int
+) -> list[int]:
+    """The ``k`` likeliest word starts after ``prefix`` with the prompt read on its own, as a
+    user's message: the words the model expects in an instruction there ("Please", "What", "Read"),
+    where the question-conditioned top-k offers words that continue the question."""
+    if k <= 0:
+        return []
+    enc = rt.reading_layout.encode("", prefix)
+    ids = torch.as_tensor([enc.ids[: enc.prompt[1]]], device=rt.device)
+    with torch.no_grad():
+        logits = rt.model(input_ids=ids, logits_to_keep=1, use_cache=False).logits[0, -1].float()
+    usable = starts[: logits.shape[0]].clone()
+    usable[list(exclude)] = False
+    logits = logits[: usable.shape[0]].masked_fill(~usable, float("-inf"))
+    top = logits.topk(min(k, int(usable.sum()))).indices.tolist()
+    return [int(t) for t in top]
+
+
+def choose_moves(
+    rt: Runtime,
+    prompt: PromptIds,
+    moves: list[WordMove],
+    n: int,
+    fluency_weight: float,
+    max_cost: float | None = None,
+) -> tuple[list[WordMove], int]:
+    """The moves to race and how many were dropped as disfluent: the ``n`` best gradient moves,
+    by the one-hot gradient alone or (``fluency_weight`` > 0) by gradient rank plus
+    ``fluency_weight`` times the rank of the move's fluency cost, then the moves without a
+    gradient (the deletion).
+
+    The fluency cost is what the move adds to the NLL of the prompt read on its own. The top-k rule
+    asks the model for words that fit the prompt *before* the slot; the cost also counts the words
+    after it, which a left-to-right proposal never sees ("reports think step by step" reads well
+    word by word and not as a whole). A move costing more than ``max_cost`` is not raced. Ranks
+    rather than values, because a gradient and an NLL share no scale."""
+    graded = sorted((m for m in moves if m.gradient is not None), key=lambda m: m.gradient)
+    others = [m for m in moves if m.gradient is None]
+    if (fluency_weight <= 0 and max_cost is None) or not moves:
+        return [*graded[:n], *others], 0
+    everything = [*graded, *others]
+    nll = reading_nll(rt, [prompt, *(m.prompt for m in everything)])
+    costed = [replace(m, fluency_cost=round(c - nll[0], 3)) for m, c in zip(everything, nll[1:], strict=True)]
+    kept = [m for m in costed if max_cost is None or m.fluency_cost <= max_cost]
+    graded = [m for m in kept if m.gradient is not None]
+    others = [m for m in kept if m.gradient is None]
+    if fluency_weight > 0:
+        fluency_rank = {id(m): r for r, m in enumerate(sorted(graded, key=lambda m: m.fluency_cost))}
+        order = sorted(range(len(graded)), key=lambda i: (i + fluency_weight * fluency_rank[id(graded[i])], i))
+        graded = [graded[i] for i in order]
+    return [*graded[:n], *others], len(costed) - len(kept)
 
 
 def next_slot(tokenizer, prompt: PromptIds, slot: int) -> int:

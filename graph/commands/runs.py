@@ -112,6 +112,8 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
                 mark = "*" if c["prompt"] == h["accepted"]["prompt"] else " "
                 how_far = c.get("stopped") or "ran the whole pool"
                 words = "" if c.get("known_words") is None else f" words {c['known_words']:.0%}"
+                if c.get("fluency_cost") is not None:
+                    words += f" fluency {c['fluency_cost']:+.1f}"
                 print(
                     f" {mark}{c['source']:10s} acc {fmt(c.get('accuracy'))} on {c.get('examples', '-')} "
                     f"gold lp {fmt(c.get('gold_logprob'))} grad {fmt(c.get('gradient'))}{words}  {c['text']!r}  "
@@ -122,6 +124,7 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
                 words = {
                     "held_before": "held before by this run (not raced: no cycles)",
                     "over_limit": "over the edit limit",
+                    "disfluent": "reading worse than --fluency-max-cost allows",
                 }
                 print("  not raced: " + ", ".join(f"{v} {words.get(k, k)}" for k, v in dropped.items()))
             for k, ex in enumerate(shown.get(h["step"], []), start=1):

@@ -10,7 +10,8 @@ finished rows leave the batch, and the NLL comes from the prefill.
 Work that rows have in common is done once. Rows whose contexts differ only inside the prompt (the
 candidates of one step on one example) share the keys and values of everything before the first
 differing prompt token: with the prompt after the question, the whole question. That prefix is
-run once per group and its cache copied to the rows.
+run once per group and its cache copied to the rows. Below it, what every row of the batch has in
+common (the chat template's system header, before any question) is run once for the batch.
 
 A row may bring a closed set of *options* (the allowed answers' tokens after the extractor). Then
 its answer is not generated but chosen: the distribution after the extractor gives every option's
@@ -315,45 +316,84 @@ def _decoder_pass(model, ids, mask, position_ids, cache):
     return out.last_hidden_state, out.cache
 
 
+def common_prefix_length(jobs: Sequence[DecodeJob], shared: Sequence[int]) -> int:
+    """Leading context tokens every row of the batch has in common (the chat's system header and
+    whatever follows it before the first question differs): run once for the whole batch. At most
+    every grouped row's shared prefix, and one token short of the shortest context."""
+    if len(jobs) < 2:
+        return 0
+    first = jobs[0].context
+    n = min(len(j.context) for j in jobs) - 1
+    for j in jobs[1:]:
+        other = j.context
+        n = next((i for i in range(n) if other[i] != first[i]), n)
+        if n <= 0:
+            return 0
+    grouped = [s for s in shared if s]
+    return min(n, *grouped) if grouped else n
+
+
 def _prefill(model, rows: list[_Row], pad_id: int, device, max_new: int) -> tuple:
-    """Shared prefixes once, then every row's own context + draft on top of its prefix.
+    """Three levels of shared work: the batch's common prefix once, then each group's prefix (one
+    example's candidates) once on top of it, then every row's own context + draft.
 
     Returns the cache, the attention mask, each row's prompt NLL and each row's greedy tokens from
     the position predicting its draft's first token on."""
     jobs = [r.job for r in rows]
+    n_rows = len(rows)
     shared = shared_prefix_lengths(jobs)
+    common = common_prefix_length(jobs, shared)
+    start = [s or common for s in shared]  # where each row's own part begins
+    cache = DynamicCache(config=model.config)
+    long_ = {"dtype": torch.long, "device": device}
+    com_mask = torch.ones((1, common), **long_)
+    com_hidden = None
+    if common:
+        com_ids = torch.as_tensor([jobs[0].context[:common]], **long_)
+        positions = torch.arange(common, device=device)[None, :]
+        com_hidden, cache = _decoder_pass(model, com_ids, com_mask, positions, cache)
     groups: dict[tuple[int, ...], int] = {}
     for b, j in enumerate(jobs):
-        if shared[b]:
+        if shared[b] > common:
             groups.setdefault(j.context[: shared[b]], len(groups))
-    gid = [groups[j.context[: shared[b]]] if shared[b] else 0 for b, j in enumerate(jobs)]
-    cache = DynamicCache(config=model.config)
+    gid = [groups.get(j.context[: shared[b]], 0) for b, j in enumerate(jobs)]
+    grp_hidden = None
     if groups:
-        pre_ids, pre_mask = pad(list(groups), pad_id, "left", device)
-        pre_hidden, cache = _decoder_pass(model, pre_ids, pre_mask, (pre_mask.cumsum(1) - 1).clamp(min=0), cache)
-        idx = torch.as_tensor(gid, device=device)
-        cache.reorder_cache(idx)
-        row_pre_mask = pre_mask[idx] * torch.as_tensor([s > 0 for s in shared], device=device)[:, None]
+        grp_ids, grp_mask = pad([key[common:] for key in groups], pad_id, "left", device)
+        if common:
+            cache.reorder_cache(torch.zeros(len(groups), **long_))
+        full = torch.cat([com_mask.expand(len(groups), -1), grp_mask], dim=1)
+        positions = (full.cumsum(1) - 1).clamp(min=0)[:, common:]
+        grp_hidden, cache = _decoder_pass(model, grp_ids, full, positions, cache)
+        cache.reorder_cache(torch.as_tensor(gid, device=device))
+        in_group = torch.as_tensor([s > common for s in shared], device=device)
+        row_grp_mask = grp_mask[torch.as_tensor(gid, device=device)] * in_group[:, None]
     else:
-        pre_hidden, row_pre_mask = None, torch.zeros((len(rows), 0), dtype=torch.long, device=device)
-    suffixes = [j.context[s:] + j.draft[:max_new] for j, s in zip(jobs, shared, strict=True)]
+        row_grp_mask = torch.zeros((n_rows, 0), **long_)
+        if common:
+            cache.reorder_cache(torch.zeros(n_rows, **long_))
+    row_pre_mask = torch.cat([com_mask.expand(n_rows, -1), row_grp_mask], dim=1)
+    suffixes = [j.context[s:] + j.draft[:max_new] for j, s in zip(jobs, start, strict=True)]
     suf_ids, suf_mask = pad(suffixes, pad_id, "left", device)
     mask = torch.cat([row_pre_mask, suf_mask], dim=1)
     positions = (mask.cumsum(1) - 1).clamp(min=0)[:, row_pre_mask.shape[1] :]
     hidden, cache = _decoder_pass(model, suf_ids, mask, positions, cache)
 
-    width_pre, width_suf = row_pre_mask.shape[1], suf_ids.shape[1]
+    width_grp, width_suf = row_grp_mask.shape[1], suf_ids.shape[1]
 
     def hidden_at(b: int, full_positions: range) -> torch.Tensor:
         """Final hidden states of row ``b`` at positions counted from the start of its context."""
-        s, parts = shared[b], []
-        in_prefix = [p for p in full_positions if p < s]
+        s, parts = start[b], []
+        in_common = [p for p in full_positions if p < common]
+        in_group = [p for p in full_positions if common <= p < s]
         in_suffix = [p for p in full_positions if p >= s]
-        if in_prefix:
-            parts.append(pre_hidden[gid[b], [width_pre - s + p for p in in_prefix]])
+        if in_common:
+            parts.append(com_hidden[0, in_common])
+        if in_group:
+            parts.append(grp_hidden[gid[b], [width_grp - s + p for p in in_group]])
         if in_suffix:
-            start = width_suf - len(suffixes[b]) - s
-            parts.append(hidden[b, [start + p for p in in_suffix]])
+            first = width_suf - len(suffixes[b]) - s
+            parts.append(hidden[b, [first + p for p in in_suffix]])
         return torch.cat(parts) if parts else hidden.new_zeros((0, hidden.shape[-1]))
 
     # the prompt's NLL positions and the draft's greedy positions of every row, each through the

@@ -108,6 +108,11 @@ class Runtime:
         return min(self.stop_ids) if self.stop_ids else 0
 
     @cached_property
+    def reading_layout(self) -> ChatLayout:
+        """The prompt alone as a whole user's message: how fluent it reads, whatever the run's placement."""
+        return ChatLayout(self.tokenizer, Placement.BEFORE, separator="")
+
+    @cached_property
     def context_limit(self) -> int:
         return int(getattr(self.model.config, "max_position_embeddings", None) or 4096)
 

@@ -306,3 +306,26 @@ def prompt_nll(rt: Runtime, contexts: Sequence) -> list[float]:
         return [next(it) if r.prompt[1] > r.prompt[0] else 0.0 for r in rows]
 
     return run_chunked(list(contexts), chunk, rt.max_batch, key=lambda c: len(c.ids))
+
+
+@torch.no_grad()
+def reading_nll(rt: Runtime, prompts: Sequence[Sequence[int]]) -> list[float]:
+    """NLL of each prompt read on its own as a whole user's message: its tokens and the end of the
+    message after them.
+
+    A whole-prompt figure, so an edit that reads well on its left but breaks the words after it
+    costs what it breaks, and a prompt that stops mid-phrase ("What do people of") pays for ending
+    there; the question is left out so the figure is the prompt's, not the task's."""
+
+    def chunk(items):
+        contexts = [rt.reading_layout.encode("", tuple(p)) for p in items]
+        seqs = [c.ids[: c.prompt[1] + 1] for c in contexts]
+        ids, mask = pad(seqs, rt.pad_id, "right", rt.device)
+        logp = torch.log_softmax(rt.model(input_ids=ids, attention_mask=mask, use_cache=False).logits.float(), -1)
+        out = []
+        for row, (c, seq) in enumerate(zip(contexts, seqs, strict=True)):
+            at = torch.arange(c.prompt[0], len(seq), device=rt.device)
+            out.append(-float(logp[row, at - 1, ids[row, at]].sum()))
+        return out
+
+    return run_chunked(list(prompts), chunk, rt.max_batch, key=len)

@@ -5,22 +5,27 @@ baseline race and phrase edits off to test one mechanism at a time.)"""
 
 from __future__ import annotations
 
+import pytest
 from helpers import SMALL_RUN, run_cli
 
 from graph import optimize, run_values
 from graph.run_report import build_report
 from nodes.proposers import source_totals
 from nodes.readability import readability
+from nodes.runtime.scoring import reading_nll
+from nodes.session import session
 
 INITIAL = "Compare the two numbers and answer yes or no."
 
 
 def test_default_search_holds_words_and_counts_every_source(tmp_path):
-    settings = {**SMALL_RUN, "train": 6, "baselines": True, "phrase_edits": 2, "refine": None}
+    fluency = {"fluency_max_cost": 10.0, "fluency_weight": 1.0, "reading_top_k": 10}
+    settings = {**SMALL_RUN, "train": 6, "baselines": True, "phrase_edits": 2, "refine": None, **fluency}
     result = optimize(
         "builtin:compare", initial_prompt=INITIAL, steps=2, run_dir=tmp_path, trajectory=False, **settings
     )
     values = run_values(result.run_id, run_dir=tmp_path)
+    rt = session(values["settings"]).rt
     names = {b["baseline"] for b in values["baselines"]}
     assert names == {"initial", "empty", "step by step"}
     start = values["start"]
@@ -38,6 +43,12 @@ def test_default_search_holds_words_and_counts_every_source(tmp_path):
         assert counts["gradient"]["offered"] >= 1 and counts["phrase"]["offered"] >= 1
         for source, row in counts.items():
             assert row["raced"] == sum(c["source"] == source for c in h["candidates"])
+        # with the fluency limit on, every word move and phrase edit raced keeps to it, measured anew
+        own = [c for c in h["candidates"] if c["source"] in ("gradient", "phrase")]
+        assert own and all(c["fluency_cost"] <= 10.0 for c in own)
+        before = reading_nll(rt, [tuple(h["prompt"])])[0]
+        after = reading_nll(rt, [tuple(c["prompt"]) for c in own])
+        assert [c["fluency_cost"] for c in own] == pytest.approx([a - before for a in after], abs=0.05)
     best = values["final"]["best"]
     assert best["known_words"] == 1.0
 

@@ -206,6 +206,53 @@ def test_candidates_of_other_lengths_share_the_prefix_and_decode_as_plain_greedy
             assert a.gold_logprob == pytest.approx(b.gold_logprob, abs=1e-4)
 
 
+@pytest.mark.parametrize("placement", ["after", "before", "system"])
+@pytest.mark.parametrize("max_new", [0, 8])
+def test_the_header_every_question_shares_runs_once_and_decodes_as_plain_greedy(placement, max_new):
+    """Rows of different questions have the chat's header in common: it is run once for the
+    batch, beneath the per-question prefixes, for lone rows (one prompt, many questions) and for
+    groups of candidates alike, and every output equals decoding the row on its own."""
+    from tiny_model import tiny_loaded
+
+    from nodes.runtime.decoding import common_prefix_length, shared_prefix_lengths
+    from nodes.runtime.runtime import Runtime
+
+    rt = Runtime(tiny_loaded(), placement)
+    base = rt.encode_prompt("Let's think step by step.")
+    extractor = rt.layout.text_ids(EXTRACTOR)
+    gold = tuple(rt.layout.text_ids(" Yes"))
+    options = (tuple(rt.layout.text_ids(" Yes")), tuple(rt.layout.text_ids(" No")))
+
+    def lcp(rows):
+        first, n = rows[0].context, min(len(j.context) for j in rows) - 1
+        for j in rows[1:]:
+            n = next((i for i in range(n) if j.context[i] != first[i]), n)
+        return n
+
+    lone = [DecodeJob(c.ids, c.prompt, extractor, (), gold, options) for c in rt.contexts(QUESTIONS, base)]
+    grouped = lone[:2] + [
+        DecodeJob(c.ids, c.prompt, extractor, (), gold, options)
+        for c in rt.contexts(QUESTIONS[:2], [*base[:2], 41, *base[2:]])
+    ]
+    for rows in (lone, grouped, lone[:1]):
+        shared = shared_prefix_lengths(rows)
+        common = common_prefix_length(rows, shared)
+        grouped_shares = [s for s in shared if s]
+        if len(rows) == 1:
+            assert common == 0
+        else:
+            assert common > 0, "the header is shared"
+            assert common == min(lcp(rows), *grouped_shares) if grouped_shares else common == lcp(rows)
+        together = rt.reason_and_answer(rows, max_new, 4)
+        alone = [rt.reason_and_answer([j], max_new, 4)[0] for j in rows]
+        assert [o.reasoning for o in together] == [o.reasoning for o in alone]
+        assert [o.answer for o in together] == [o.answer for o in alone]
+        for a, b in zip(together, alone, strict=True):
+            assert a.option_logprobs == pytest.approx(b.option_logprobs, abs=1e-4)
+            assert a.prompt_nll == pytest.approx(b.prompt_nll, rel=1e-4, abs=1e-5)
+            assert a.gold_logprob == pytest.approx(b.gold_logprob, abs=1e-4)
+
+
 @pytest.mark.parametrize("draft", ["exact", "shifted", "corrupted", "random"])
 @pytest.mark.parametrize("widths", [_FreeWidths, _DearWidths])
 def test_ngram_drafting_gives_plain_greedy(tiny_rt, draft, widths):

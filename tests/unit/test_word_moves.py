@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 
 import pytest
+import torch
 
 from nodes.edit_limit import word_distance
 from nodes.greater import forced_rows, rollout
@@ -14,7 +15,7 @@ from nodes.phrase_edits import all_edits, phrases, sample_edits
 from nodes.readability import is_known, readability
 from nodes.runtime import word_units
 from nodes.runtime.candidates import example_groups, propose_candidates
-from nodes.settings import StepSettings
+from nodes.settings import RunSettings, StepSettings
 from nodes.tasks import builtin_task
 from nodes.tasks.readout import readout_of
 from nodes.word_moves import next_slot, propose_word_moves
@@ -57,7 +58,7 @@ def step(tiny_rt):
     readout = readout_of(task.answer_format, "choice", 3)
     prompt = tuple(tiny_rt.encode_prompt(PROMPT))
     current = rollout(tiny_rt, readout, examples, [prompt], 3)[0]
-    settings = StepSettings(max_new_tokens=3, top_k=8, group_size=2, n_groups=4, n_evaluate=6)
+    settings = StepSettings(max_new_tokens=3, top_k=8, group_size=2, n_groups=4, n_evaluate=6, reading_top_k=10)
 
     def propose(slot: int, prompt_ids=prompt, seed: int = 0):
         rows = lambda p: forced_rows(tiny_rt, readout, examples, p, current.reasonings)  # noqa: E731
@@ -96,7 +97,8 @@ def test_every_move_is_made_of_whole_words_and_changes_one_word(tiny_rt, step, s
 
 def test_word_candidates_come_only_from_the_top_k_rule(tiny_rt, step):
     """The first token of every proposed word is one the top-k intersection rule admits at the
-    slot, recomputed here from the model's own next-token distribution."""
+    slot, or one of the top-k with the prompt read on its own, both recomputed here from the
+    model's own next-token distributions."""
     propose, prompt, examples, settings = step
     from nodes.word_moves import next_token_logprobs
 
@@ -106,10 +108,18 @@ def test_word_candidates_come_only_from_the_top_k_rule(tiny_rt, step):
         logp = next_token_logprobs(tiny_rt, [(e.question, tuple(prompt[:at])) for e in examples])
         _, later = word_units.word_start_masks(tiny_rt.tokenizer, tiny_rt.embedding_matrix.shape[0])
         groups = example_groups(len(examples), settings.group_size, settings.n_groups, random.Random(0))
-        rule = propose_candidates(
-            logp, later & tiny_rt.allowed_tokens, [prompt[at]], top_k=settings.top_k, groups=groups, min_count=12
-        )
-        assert proposal.candidates == rule
+        starts = later & tiny_rt.allowed_tokens
+        rule = propose_candidates(logp, starts, [prompt[at]], top_k=settings.top_k, groups=groups, min_count=12)
+        # then the likeliest word starts there with the prompt read on its own, from a plain forward
+        enc = tiny_rt.reading_layout.encode("", tuple(prompt[:at]))
+        with torch.no_grad():
+            logits = tiny_rt.model(input_ids=torch.tensor([enc.ids[: enc.prompt[1]]])).logits[0, -1]
+        usable = starts.clone()
+        usable[[*rule, prompt[at]]] = False
+        reading = logits.masked_fill(~usable, float("-inf")).topk(settings.reading_top_k).indices.tolist()
+        assert proposal.candidates[: len(rule)] == rule
+        assert proposal.candidates[len(rule) :] == reading
+        rule = rule + reading
         for move in proposal.moves:
             if move.op != "delete":
                 first = tiny_rt.layout.text_ids(move.new)[0]
@@ -163,3 +173,98 @@ def test_readability_counts_words_a_person_knows():
     assert readability("")["known_words"] == 1.0 and readability("Let's think step by step.")["non_words"] == []
     assert not is_known("S") and is_known("a") and is_known("I")
     assert is_known("Review") and is_known("REVIEW") and not is_known("reVIEW") and not is_known("doK")
+
+
+def _reading_nll_by_hand(rt, ids) -> float:
+    """The prompt's NLL as a whole user's message (its tokens and the end of the message after
+    them), from one plain forward of the whole chat (no shared helper)."""
+    enc = rt.reading_layout.encode("", tuple(ids))
+    with torch.no_grad():
+        logits = rt.model(input_ids=torch.tensor([enc.ids], device=rt.device)).logits[0].float()
+    logp = torch.log_softmax(logits, dim=-1)
+    start, end = enc.prompt
+    return -sum(float(logp[i - 1, enc.ids[i]]) for i in range(start, end + 1))
+
+
+def test_fluency_ranks_moves_by_what_they_add_to_the_whole_prompt(tiny_rt):
+    from nodes.word_moves import WordMove, choose_moves
+
+    rt = tiny_rt
+    current = tuple(rt.encode_prompt("Solve the problem."))
+    texts = ["Solve the big problem.", "Solve problem the.", "Solve the problem now.", "Please solve the problem."]
+    moves = [
+        WordMove(tuple(rt.encode_prompt(t)), "insert", 0, "", "x", gradient=float(g))
+        for t, g in zip(texts, [0.3, -0.5, 0.1, 0.2], strict=True)
+    ]
+    deletion = WordMove(tuple(rt.encode_prompt("Solve problem.")), "delete", 1, "the", "")
+    by_gradient = [m.prompt for m in sorted(moves, key=lambda m: m.gradient)]
+    plain, dropped = choose_moves(rt, current, [*moves, deletion], 4, 0.0)
+    assert [m.prompt for m in plain] == [*by_gradient, deletion.prompt] and dropped == 0
+    assert all(m.fluency_cost is None for m in plain)
+
+    chosen, dropped = choose_moves(rt, current, [*moves, deletion], 4, 1.0)
+    assert dropped == 0 and chosen[-1].prompt == deletion.prompt, "the deletion comes after the ranked moves"
+    from nodes.runtime.scoring import reading_nll
+
+    assert reading_nll(rt, [()])[0] == pytest.approx(_reading_nll_by_hand(rt, ()), abs=2e-3), "an empty message"
+    base = _reading_nll_by_hand(rt, current)
+    for m in chosen:
+        assert m.fluency_cost == pytest.approx(_reading_nll_by_hand(rt, m.prompt) - base, abs=2e-3)
+    ranked = chosen[:-1]
+    # rank sum, ties to the gradient: recomputed from the costs
+    costs = sorted(ranked, key=lambda m: m.fluency_cost)
+    fluency_rank = {m.prompt: r for r, m in enumerate(costs)}
+    expect = sorted(range(4), key=lambda i: (i + fluency_rank[by_gradient[i]], i))
+    assert [m.prompt for m in ranked] == [by_gradient[i] for i in expect]
+    # a very large weight orders by fluency alone; n bounds the ranked moves
+    assert [m.prompt for m in choose_moves(rt, current, moves, 4, 1e6)[0]] == [m.prompt for m in costs]
+    assert len(choose_moves(rt, current, moves, 2, 1.0)[0]) == 2
+
+    # the limit drops exactly the moves that cost more, the deletion included, and counts them
+    every = sorted(m.fluency_cost for m in chosen)
+    limit = (every[1] + every[2]) / 2
+    gated, dropped = choose_moves(rt, current, [*moves, deletion], 4, 1.0, limit)
+    assert dropped == 3 and len(gated) == 2
+    assert all(m.fluency_cost <= limit for m in gated)
+    assert {m.prompt for m in gated} == {m.prompt for m in chosen if m.fluency_cost <= limit}
+
+
+def test_phrase_edits_and_retrieved_prompts_keep_to_the_fluency_limit(tiny_rt):
+    """The limit holds for every source the search races on its own: phrase edits and retrieved
+    prompts over it are not raced, and are counted."""
+    from types import SimpleNamespace
+
+    from nodes.proposers import PhraseEdits, Retrieval, StepView
+    from nodes.runtime.scoring import reading_nll
+
+    rt = tiny_rt
+    prompt = tuple(rt.encode_prompt("Solve the problem, explain your reasoning, and check it."))
+    state = {"prompt": list(prompt), "step": 0, "prompt_text": rt.decode(prompt), "deleted_phrases": []}
+
+    def view(**settings):
+        run = RunSettings(task="builtin:compare", **settings)
+        return StepView(SimpleNamespace(rt=rt, settings=run), dict(state))
+
+    free = view(fluency_max_cost=None)
+    every = PhraseEdits(6).propose(free)
+    assert every and all(c.fluency_cost is None for c in every)
+    base = reading_nll(rt, [prompt])[0]
+    costs = sorted(c - base for c in reading_nll(rt, [c.prompt for c in every]))
+    limit = (costs[0] + costs[1]) / 2  # exactly one of them passes
+    gated = view(fluency_max_cost=limit)
+    kept = PhraseEdits(6).propose(gated)
+    assert all(c.fluency_cost <= limit for c in kept) and len(kept) >= 1
+    assert gated.notes["disfluent"] == min(len(every), 6) - len(kept)
+
+    one, two = (tuple(rt.encode_prompt(t)) for t in ("zq problem the xv,, check", "Solve the problem, check it."))
+    cost = dict(zip((one, two), (c - base for c in reading_nll(rt, [one, two])), strict=True))
+    worse, better = sorted((one, two), key=cost.get, reverse=True)  # the random model's own reading
+    state["retrieved"] = [  # the worse-reading prompt has the better score
+        {"prompt": list(worse), "text": rt.decode(worse), "score": 0.1},
+        {"prompt": list(better), "text": rt.decode(better), "score": 0.3},
+    ]
+    assert Retrieval().propose(view(fluency_max_cost=None))[0].prompt == worse, "without a limit: the best score"
+    limited = view(fluency_max_cost=(cost[worse] + cost[better]) / 2)
+    assert [c.prompt for c in Retrieval().propose(limited)] == [better]
+    strict = view(fluency_max_cost=cost[better] - 1)
+    assert Retrieval().propose(strict) == [] and strict.notes["disfluent"] == 1
