@@ -8,6 +8,7 @@ already there, so an interrupted benchmark resumes where it stopped.
 
     python benchmarks/run_cost.py                                # the aim row and both sweeps
     python benchmarks/run_cost.py --task jsonl:PATH --steps 20 --sweep-steps 5
+    python benchmarks/run_cost.py --dtype bfloat16 --out OUT      # CPUs with bf16 instructions
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ def one_run(args, tmp: Path, name: str, train: int, candidates: int, steps: int)
         max_new_tokens=0,
         n_evaluate=candidates,
         initial_prompt=args.initial_prompt,
+        dtype=args.dtype,
         run_dir=tmp / f"runs-{name}",
         store=str(tmp / f"store-{name}"),
         on_update=on_update,
@@ -103,6 +105,7 @@ def main(argv=None) -> None:
     parser.add_argument("--test", type=int, default=200)
     parser.add_argument("--pools", type=int, nargs="+", default=[25, 50, 100])
     parser.add_argument("--candidates", type=int, nargs="+", default=[3, 6, 12])
+    parser.add_argument("--dtype", default="auto", help="float32, bfloat16 (default: float32 on a CPU)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "run_cost")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -133,7 +136,8 @@ def main(argv=None) -> None:
     rows = [done[name] for name, *_ in plan]
     lines = [
         f"Direct answers on `{Path(args.task.split(':', 1)[1]).name}`, initial prompt {args.initial_prompt!r}, "
-        f"dev {args.dev}, test {args.test}, every other setting at its default; one run per row on this machine.",
+        f"dev {args.dev}, test {args.test}, dtype {args.dtype}, every other setting at its default; one run per row "
+        "on this machine.",
         "",
         *table(rows),
     ]
