@@ -171,6 +171,18 @@ def test_candidates_sharing_a_prefix_decode_as_plain_greedy(placement, edit):
         assert o.gold_logprob == pytest.approx(sum(float(logp[start - 1 + k, t]) for k, t in enumerate(gold)), abs=1e-3)
 
 
+def _assert_batch_equals_rows_alone(rt, rows, max_new: int) -> None:
+    """Decoding the rows together gives what decoding each alone gives, output by output."""
+    together = rt.reason_and_answer(rows, max_new, 4)
+    alone = [rt.reason_and_answer([j], max_new, 4)[0] for j in rows]
+    assert [o.reasoning for o in together] == [o.reasoning for o in alone]
+    assert [o.answer for o in together] == [o.answer for o in alone]
+    for a, b in zip(together, alone, strict=True):
+        assert a.option_logprobs == pytest.approx(b.option_logprobs, abs=1e-4)
+        assert a.prompt_nll == pytest.approx(b.prompt_nll, rel=1e-4, abs=1e-5)
+        assert a.gold_logprob == pytest.approx(b.gold_logprob, abs=1e-4)
+
+
 @pytest.mark.parametrize("placement", ["after", "before", "system"])
 @pytest.mark.parametrize("max_new", [0, 10])
 def test_candidates_of_other_lengths_share_the_prefix_and_decode_as_plain_greedy(placement, max_new):
@@ -196,14 +208,7 @@ def test_candidates_of_other_lengths_share_the_prefix_and_decode_as_plain_greedy
     without_empty = jobs[: 4 * 3]
     assert shared_prefix_lengths(without_empty) == [c.prompt[0] + 3 for c in contexts[: 4 * 3]]
     for rows in (jobs, without_empty):
-        together = rt.reason_and_answer(rows, max_new, 4)
-        alone = [rt.reason_and_answer([j], max_new, 4)[0] for j in rows]
-        assert [o.reasoning for o in together] == [o.reasoning for o in alone]
-        assert [o.answer for o in together] == [o.answer for o in alone]
-        for a, b in zip(together, alone, strict=True):
-            assert a.option_logprobs == pytest.approx(b.option_logprobs, abs=1e-4)
-            assert a.prompt_nll == pytest.approx(b.prompt_nll, rel=1e-4, abs=1e-5)
-            assert a.gold_logprob == pytest.approx(b.gold_logprob, abs=1e-4)
+        _assert_batch_equals_rows_alone(rt, rows, max_new)
 
 
 @pytest.mark.parametrize("placement", ["after", "before", "system"])
@@ -243,14 +248,7 @@ def test_the_header_every_question_shares_runs_once_and_decodes_as_plain_greedy(
         else:
             assert common > 0, "the header is shared"
             assert common == min(lcp(rows), *grouped_shares) if grouped_shares else common == lcp(rows)
-        together = rt.reason_and_answer(rows, max_new, 4)
-        alone = [rt.reason_and_answer([j], max_new, 4)[0] for j in rows]
-        assert [o.reasoning for o in together] == [o.reasoning for o in alone]
-        assert [o.answer for o in together] == [o.answer for o in alone]
-        for a, b in zip(together, alone, strict=True):
-            assert a.option_logprobs == pytest.approx(b.option_logprobs, abs=1e-4)
-            assert a.prompt_nll == pytest.approx(b.prompt_nll, rel=1e-4, abs=1e-5)
-            assert a.gold_logprob == pytest.approx(b.gold_logprob, abs=1e-4)
+        _assert_batch_equals_rows_alone(rt, rows, max_new)
 
 
 @pytest.mark.parametrize("draft", ["exact", "shifted", "corrupted", "random"])
