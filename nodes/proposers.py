@@ -173,7 +173,7 @@ class PhraseEdits:
 
     def propose(self, view: StepView) -> list[Candidate]:
         from nodes.phrase_edits import sample_edits
-        from nodes.runtime.scoring import reading_nll
+        from nodes.runtime.scoring import fluency_costs
 
         sess, st = view.sess, view.sess.settings
         if self.n <= 0:
@@ -185,8 +185,7 @@ class PhraseEdits:
         edits = sample_edits(sess.rt.tokenizer, sess.rt.layout.text_ids, view.prompt, deleted, draws * self.n, rng)
         if st.fluency_max_cost is None:
             return [Candidate(e.prompt, self.source, e.describe(), removed=e.removed) for e in edits[: self.n]]
-        nll = reading_nll(sess.rt, [view.prompt, *(e.prompt for e in edits)])
-        costs = [round(c - nll[0], 3) for c in nll[1:]]
+        costs = fluency_costs(sess.rt, view.prompt, [e.prompt for e in edits])
         fluent = [(e, c) for e, c in zip(edits, costs, strict=True) if c <= st.fluency_max_cost]
         view.notes["disfluent"] = view.notes.get("disfluent", 0) + min(len(edits), self.n) - min(len(fluent), self.n)
         return [
@@ -202,7 +201,7 @@ class Retrieval:
     source = "retrieval"
 
     def propose(self, view: StepView) -> list[Candidate]:
-        from nodes.runtime.scoring import reading_nll
+        from nodes.runtime.scoring import fluency_costs
 
         text, limit = view.state["prompt_text"], view.state.get("edit_limit")
         scored = sorted(
@@ -214,10 +213,10 @@ class Retrieval:
         if max_cost is None or not within:
             return [Candidate(tuple(within[0]["prompt"]), self.source, "retrieved")] if within else []
         # a stored prompt from another run may read worse than this run allows its own moves to
-        nll = reading_nll(view.sess.rt, [view.prompt, *(tuple(r["prompt"]) for r in within)])
-        for r, c in zip(within, nll[1:], strict=True):
-            if c - nll[0] <= max_cost:
-                return [Candidate(tuple(r["prompt"]), self.source, "retrieved", fluency_cost=round(c - nll[0], 3))]
+        costs = fluency_costs(view.sess.rt, view.prompt, [r["prompt"] for r in within])
+        for r, cost in zip(within, costs, strict=True):
+            if cost <= max_cost:
+                return [Candidate(tuple(r["prompt"]), self.source, "retrieved", fluency_cost=cost)]
         view.notes["disfluent"] = view.notes.get("disfluent", 0) + 1
         return []
 

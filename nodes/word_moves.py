@@ -39,7 +39,7 @@ from nodes.runtime import word_units
 from nodes.runtime.batching import pad, run_chunked
 from nodes.runtime.candidates import example_groups, propose_candidates
 from nodes.runtime.runtime import Runtime
-from nodes.runtime.scoring import reading_nll, window_gradients
+from nodes.runtime.scoring import fluency_costs, window_gradients
 from nodes.settings import StepSettings
 from nodes.tasks.task import Example
 
@@ -240,8 +240,8 @@ def choose_moves(
     if (fluency_weight <= 0 and max_cost is None) or not moves:
         return [*graded[:n], *others], 0
     everything = [*graded, *others]
-    nll = reading_nll(rt, [prompt, *(m.prompt for m in everything)])
-    costed = [replace(m, fluency_cost=round(c - nll[0], 3)) for m, c in zip(everything, nll[1:], strict=True)]
+    costs = fluency_costs(rt, prompt, [m.prompt for m in everything])
+    costed = [replace(m, fluency_cost=c) for m, c in zip(everything, costs, strict=True)]
     kept = [m for m in costed if max_cost is None or m.fluency_cost <= max_cost]
     graded = [m for m in kept if m.gradient is not None]
     others = [m for m in kept if m.gradient is None]

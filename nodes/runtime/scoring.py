@@ -329,3 +329,10 @@ def reading_nll(rt: Runtime, prompts: Sequence[Sequence[int]]) -> list[float]:
         return out
 
     return run_chunked(list(prompts), chunk, rt.max_batch, key=len)
+
+
+def fluency_costs(rt: Runtime, current: Sequence[int], prompts: Sequence[Sequence[int]]) -> list[float]:
+    """What each prompt adds to ``current``'s :func:`reading_nll` (negative: it reads better), in
+    one batched call; the figure every source's fluency limit compares."""
+    nll = reading_nll(rt, [tuple(current), *(tuple(p) for p in prompts)])
+    return [round(c - nll[0], 3) for c in nll[1:]]
