@@ -399,7 +399,7 @@ def write_summary(out: Path, rows: list[dict], fixed: dict, planned: int | None 
         + f", {fixed.get('readout', 'generate')} readout, initial prompt "
         + ("per task (below)" if fixed.get("task_prompts") else repr(fixed["initial_prompt"]))
         + f", refinement {'on' if fixed['refine'] else 'off'}, {fixed.get('moves', 'tokens')} moves, final rule "
-        f"{fixed.get('final_rule', 'bonferroni')}."
+        f"{fixed.get('final_rule', 'bonferroni')}, {fixed.get('dtype', 'float32')} weights."
     )
     if leader_gain is not None:
         lc = leader_gain["ci95"]
@@ -639,6 +639,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also score on test the prompt the search held after each step (gain against steps)",
     )
+    parser.add_argument(
+        "--dtype",
+        default="auto",
+        help="float32 or bfloat16 (auto: float32 on a CPU; bfloat16 is 2.6-3x faster on CPUs with native bf16)",
+    )
     parser.add_argument("--workers", type=int, default=1, help="tasks at a time, as Ray tasks (default 1)")
     parser.add_argument(
         "--summary-only", action="store_true", help="rewrite the tables from the finished tasks, run nothing"
@@ -648,6 +653,8 @@ def main(argv: list[str] | None = None) -> int:
         fixed = {k: getattr(args, k) for k in FIXED}
         if args.task_instructions:
             fixed["task_prompts"] = TASK_INSTRUCTIONS
+        if args.dtype != "auto":  # recorded only when chosen, so earlier folders still resume
+            fixed["dtype"] = args.dtype
         common = {"keep_best": 4, "cross_task": False}
         specs = task_specs(args.data or default_data_dir(), args.tasks)
         check_out_folder(args.out, fixed)

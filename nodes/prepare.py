@@ -1,7 +1,9 @@
 """prepare: turn the run's settings into its starting state.
 
 Before step 0 the simple baselines race on the selection pool: the initial prompt, the empty
-prompt, "Let's think step by step." and (with warm start) the stored prompt the warm start chose.
+prompt, "Let's think step by step.", the plain instruction that names the task's answer format
+("Answer with Yes or No.", from `AnswerFormat.instruction`) and (with warm start) the stored prompt
+the warm start chose.
 The search starts from the best of them on the pool (the initial prompt wins ties), and those that
 ran the whole pool join the best-prompt list, so the final choice weighs them with the search's own
 prompts. The final choice is always made against the user's initial prompt: an optimizer that
@@ -156,6 +158,9 @@ def prepare(state: dict, store=None) -> dict:
     baselines, best = [], []
     if st.baselines and st.steps > 0:
         others = {EMPTY: "empty", tuple(sess.rt.encode_prompt(DEFAULT_PROMPT)): "step by step"}
+        named = sess.task.answer_format.instruction()
+        if named:
+            others[tuple(sess.rt.encode_prompt(named))] = "answer format"
         if warm_prompt != initial:
             others = {warm_prompt: "warm start", **others}
         baselines, pick = race_baselines(sess, initial, others, store)

@@ -87,6 +87,19 @@ class AnswerFormat:
             return "\nTherefore, the final answer (a number) is"
         return "\nTherefore, the final answer is"
 
+    def instruction(self) -> str:
+        """The plain instruction a person writes first for this format ("Answer with World, Sports,
+        Business or Sci/Tech."): one of the baselines raced before step 0, since on a classification
+        task naming the labels can move the model more than any generic prompt. Empty for free text,
+        where no format is known to name."""
+        if self.kind is AnswerKind.LETTER:
+            return "Answer with the letter of the correct option."
+        if len(self.labels) >= 2:
+            return f"Answer with {', '.join(self.labels[:-1])} or {self.labels[-1]}."
+        if self.kind is AnswerKind.INTEGER:
+            return "Answer with a number."
+        return ""
+
     def target(self, gold: str) -> str:
         """Gold answer as the text right after the extractor (the tokens the loss is taken on)."""
         norm = self.normalize_gold(gold)

@@ -27,7 +27,7 @@ def test_default_search_holds_words_and_counts_every_source(tmp_path):
     values = run_values(result.run_id, run_dir=tmp_path)
     rt = session(values["settings"]).rt
     names = {b["baseline"] for b in values["baselines"]}
-    assert names == {"initial", "empty", "step by step"}
+    assert names == {"initial", "empty", "step by step", "answer format"}
     start = values["start"]
     assert start["name"] in names and start["reason"]
     assert values["history"][0]["prompt_text"] == start["text"]  # step 0 edits where the search started
@@ -40,7 +40,7 @@ def test_default_search_holds_words_and_counts_every_source(tmp_path):
             assert readability(text)["non_words"] == [], text  # no fragment, no non-word
         counts = h["sources"]
         assert "refinement" not in counts  # no chat model named: no refinement
-        assert counts["gradient"]["offered"] >= 1 and counts["phrase"]["offered"] >= 1
+        assert counts["gradient"]["offered"] >= 1
         for source, row in counts.items():
             assert row["raced"] == sum(c["source"] == source for c in h["candidates"])
         # with the fluency limit on, every word move and phrase edit raced keeps to it, measured anew
@@ -49,6 +49,8 @@ def test_default_search_holds_words_and_counts_every_source(tmp_path):
         before = reading_nll(rt, [tuple(h["prompt"])])[0]
         after = reading_nll(rt, [tuple(c["prompt"]) for c in own])
         assert [c["fluency_cost"] for c in own] == pytest.approx([a - before for a in after], abs=0.05)
+    # phrase edits race beside the gradient's moves (a short prompt may offer none at a step)
+    assert sum(h["sources"].get("phrase", {}).get("offered", 0) for h in values["history"]) >= 1
     best = values["final"]["best"]
     assert best["known_words"] == 1.0
 

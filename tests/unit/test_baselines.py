@@ -39,7 +39,8 @@ def test_the_run_starts_from_the_empty_prompt_when_it_is_best_on_the_pool(tmp_pa
     assert start["reason"].startswith("started from the empty prompt")
     assert values["history"][0]["prompt"] == []  # step 0 edits the empty prompt
     by_name = {b["baseline"]: b for b in values["baselines"]}
-    assert set(by_name) == {"initial", "empty", "step by step"}
+    assert set(by_name) == {"initial", "empty", "step by step", "answer format"}
+    assert by_name["answer format"]["text"] in ("Answer with Yes or No.", "Answer with No or Yes.")  # data order
     assert by_name["empty"]["right"] == 12 and by_name["initial"]["right"] < 12
     # the final choice compares with the initial prompt, not with where the search started
     assert values["final"]["baseline"]["text"] == INITIAL and values["final"]["start"]["name"] == "empty"

@@ -129,6 +129,23 @@ def test_closed_set_keeps_data_spelling_and_adds_missing_member():
 
 
 @pytest.mark.parametrize(
+    ("golds", "questions", "instruction"),
+    [
+        (["Sports", "World", "Tech", "Sports"] * 3, None, "Answer with Sports, World or Tech."),
+        (["positive", "negative"] * 6, None, "Answer with positive or negative."),
+        (["Yes", "No", "Yes"], None, "Answer with Yes or No."),
+        (["false", "false"], None, "Answer with false or true."),
+        (["(A)", "(B)"], ["Pick (A) x (B) y", "Pick (A) x (B) y"], "Answer with the letter of the correct option."),
+        (["12", "7"], None, "Answer with a number."),
+        (["a long free answer", "another one here"], None, ""),
+    ],
+)
+def test_the_answer_format_instruction_names_the_labels_a_person_would(golds, questions, instruction):
+    fmt = detect_answer_format(questions or ["q"] * len(golds), golds)
+    assert fmt.instruction() == instruction
+
+
+@pytest.mark.parametrize(
     ("generated", "gold", "correct"),
     [
         (" 42.", "42", True),
