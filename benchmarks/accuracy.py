@@ -31,6 +31,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -311,6 +312,25 @@ def _write_row(path: Path, row: dict) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(row, indent=2))
     tmp.replace(path)
+
+
+def resumable_rows(
+    out: Path, specs: dict[str, str], measure: Callable[[str, str], dict], done: Callable[[list[dict]], None]
+) -> list[dict]:
+    """One row per task, as ``OUT/tasks/NAME.json``: a task an earlier run finished is read back, any
+    other is measured and saved at once (written whole, then renamed), so a benchmark stopped
+    halfway resumes where it stopped. ``done`` sees the rows so far after each new one."""
+    (out / "tasks").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name, spec in specs.items():
+        path = out / "tasks" / f"{name.replace('/', '-')}.json"
+        if path.is_file():
+            rows.append(json.loads(path.read_text()))
+            continue
+        rows.append(measure(name, spec))
+        _write_row(path, rows[-1])
+        done(rows)
+    return rows
 
 
 def mean_interval(values: list[float]) -> dict:

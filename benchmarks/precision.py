@@ -39,7 +39,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from accuracy import DEFAULT_INITIAL, STEP_BY_STEP, TASK_INSTRUCTIONS, default_data_dir, task_specs  # noqa: E402
+from accuracy import (  # noqa: E402
+    DEFAULT_INITIAL,
+    STEP_BY_STEP,
+    TASK_INSTRUCTIONS,
+    default_data_dir,
+    resumable_rows,
+    task_specs,
+)
 
 from graph.api import make_settings  # noqa: E402
 from nodes.errors import GradpromptError  # noqa: E402
@@ -116,7 +123,7 @@ def measure_task(name: str, spec: str, args) -> dict:
                 {"prompt": text, "question": ex.question[:200], "float32": a, "bfloat16": b, "gold": ex.answer}
             )
     row["same_answer"] = same_rows / (len(test) * len(prompts))
-    row["seconds"] = {dt: round(statistics.median(s), 2) for dt, s in seconds.items()}
+    row["seconds"] = {dt: round(statistics.median(s), 3) for dt, s in seconds.items()}
     row["speedup"] = round(row["seconds"]["float32"] / row["seconds"]["bfloat16"], 2)
     return row
 
@@ -177,24 +184,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         specs = task_specs(args.data or default_data_dir(), args.tasks)
-        (args.out / "tasks").mkdir(parents=True, exist_ok=True)
-        rows = []
-        for name, spec in specs.items():
-            path = args.out / "tasks" / f"{name.replace('/', '-')}.json"
-            if path.is_file():
-                rows.append(json.loads(path.read_text()))
-                continue
-            row = measure_task(name, spec, args)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(row, indent=2))
-            tmp.replace(path)
-            rows.append(row)
+
+        def done(rows: list[dict]) -> None:
+            row = rows[-1]
             print(
-                f"{name}: same answer {row['same_answer']:.3f}, bfloat16 {row['speedup']:.2f}x",
-                file=sys.stderr,
-                flush=True,
+                f"{row['task']}: same answer {row['same_answer']:.3f}, bfloat16 {row['speedup']:.2f}x", file=sys.stderr
             )
             write_summary(args.out, rows, args)
+
+        rows = resumable_rows(args.out, specs, lambda name, spec: measure_task(name, spec, args), done)
         write_summary(args.out, rows, args)
     except GradpromptError as exc:
         print(f"precision benchmark: {exc}", file=sys.stderr)

@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from accuracy import DEFAULT_INITIAL, STEP_BY_STEP, default_data_dir, task_specs  # noqa: E402
+from accuracy import DEFAULT_INITIAL, STEP_BY_STEP, default_data_dir, resumable_rows, task_specs  # noqa: E402
 
 from graph.api import make_settings  # noqa: E402
 from nodes.errors import GradpromptError  # noqa: E402
@@ -217,26 +217,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         specs = task_specs(args.data or default_data_dir(), args.tasks)
-        (args.out / "tasks").mkdir(parents=True, exist_ok=True)
-        rows = []
-        for name, spec in specs.items():
-            path = args.out / "tasks" / f"{name.replace('/', '-')}.json"
-            if path.is_file():
-                rows.append(json.loads(path.read_text()))
-                continue
-            row = measure_task(name, spec, args)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(row, indent=2))
-            tmp.replace(path)
-            rows.append(row)
+
+        def done(rows: list[dict]) -> None:
+            row = rows[-1]
             s = row["scores"]["step_by_step"]
             print(
-                f"{name}: step by step generate {s['generate']['accuracy']:.3f}, choice {s['choice']['accuracy']:.3f},"
-                f" direct choice {s['direct_choice']['accuracy']:.3f} ({row['seconds']:.0f} s)",
+                f"{row['task']}: step by step generate {s['generate']['accuracy']:.3f}, choice "
+                f"{s['choice']['accuracy']:.3f}, direct choice {s['direct_choice']['accuracy']:.3f} "
+                f"({row['seconds']:.0f} s)",
                 file=sys.stderr,
-                flush=True,
             )
             write_summary(args.out, rows, args)
+
+        rows = resumable_rows(args.out, specs, lambda name, spec: measure_task(name, spec, args), done)
         write_summary(args.out, rows, args)
     except GradpromptError as exc:
         print(f"readout benchmark: {exc}", file=sys.stderr)

@@ -218,3 +218,28 @@ def test_readout_benchmark_scores_both_readouts_on_the_same_reasoning(tmp_path, 
     before = (out / "tasks" / "builtin-compare.json").stat().st_mtime_ns
     assert bench.main(args) == 0  # started again: finished tasks are kept
     assert (out / "tasks" / "builtin-compare.json").stat().st_mtime_ns == before
+
+
+def test_precision_benchmark_pairs_the_same_rows_under_both_precisions(tmp_path):
+    bench = _benchmark("precision")
+    out = tmp_path / "precision"
+    args = ["--tasks", "builtin:compare", "--out", str(out), "--train", "4", "--dev", "4", "--test", "6"]
+    args += ["--repeats", "1"]
+    assert bench.main(args) == 0
+    row = json.loads((out / "tasks" / "builtin-compare.json").read_text())
+    assert set(row["prompts"]) == {"empty", "step_by_step", "initial", "answer_format"}
+    assert row["prompts"]["answer_format"]["text"] in ("Answer with Yes or No.", "Answer with No or Yes.")
+    for p in row["prompts"].values():
+        for dt in ("float32", "bfloat16"):
+            assert p[dt]["n"] == 6 and p[dt]["ci95"][0] <= p[dt]["accuracy"] <= p[dt]["ci95"][1]
+        # the paired difference is bfloat16 minus float32 on the same six examples
+        assert p["difference"]["gain"] == pytest.approx(p["bfloat16"]["accuracy"] - p["float32"]["accuracy"])
+        assert p["difference"]["only_new_right"] - p["difference"]["only_old_right"] == round(
+            6 * p["difference"]["gain"]
+        )
+        assert 0.0 <= p["same_answer"] <= 1.0 and p["max_gold_logprob_change"] >= 0.0
+    assert row["speedup"] == pytest.approx(row["seconds"]["float32"] / row["seconds"]["bfloat16"], rel=0.02)
+    assert "| builtin-compare | empty |" in (out / "results.md").read_text()
+    before = (out / "tasks" / "builtin-compare.json").stat().st_mtime_ns
+    assert bench.main(args) == 0  # started again: the finished task is kept
+    assert (out / "tasks" / "builtin-compare.json").stat().st_mtime_ns == before
