@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import torch
+from transformers import DynamicCache
 
 from nodes.readability import is_known
 from nodes.runtime import word_units
@@ -100,23 +101,38 @@ def complete_words(rt: Runtime, prefix: PromptIds, first_tokens: Sequence[int]) 
     """Each first token grown into a whole word: while the model's likeliest next token after the
     prompt's text so far glues letters onto it, it is appended. Only the prompt's own words are the
     context (no question): how a word ends depends on the words just before it, and the rows stay a
-    few tokens long."""
+    few tokens long.
+
+    Every row shares the prefix, so it runs once and its keys and values are copied to every first
+    token's row; each later pass feeds one token a row that is still growing (rows of equal length,
+    no padding), where recomputing the rows whole would feed the prefix again on every pass."""
     words = [[int(t)] for t in first_tokens]
-    active = list(range(len(words)))
-    for _ in range(MAX_WORD_TOKENS - 1):
-        if not active:
-            break
-        seqs = [(*prefix, *words[i]) for i in active]
-        ids, mask = pad(seqs, rt.pad_id, "left", rt.device)
-        with torch.no_grad():
-            logits = rt.model(input_ids=ids, attention_mask=mask, logits_to_keep=1, use_cache=False).logits
-        best = logits[:, -1].argmax(-1).tolist()
-        active_next = []
-        for i, token in zip(active, best, strict=True):
-            if word_units.continues_word(rt.tokenizer, words[i][-1], token):
-                words[i].append(token)
-                active_next.append(i)
-        active = active_next
+    if not words:
+        return []
+    device = rt.device
+    cache = DynamicCache(config=rt.model.config)
+    with torch.no_grad():
+        if prefix:
+            rt.model(input_ids=torch.as_tensor([prefix], device=device), cache=cache, use_cache=True)
+            cache.reorder_cache(torch.zeros(len(words), dtype=torch.long, device=device))
+        active = list(range(len(words)))
+        for step in range(MAX_WORD_TOKENS - 1):
+            ids = torch.as_tensor([[words[i][-1]] for i in active], device=device)
+            positions = torch.full((len(active), 1), len(prefix) + step, device=device)
+            logits = rt.model(input_ids=ids, position_ids=positions, cache=cache, use_cache=True).logits
+            best = logits[:, -1].argmax(-1).tolist()
+            keep = [
+                j
+                for j, (i, t) in enumerate(zip(active, best, strict=True))
+                if word_units.continues_word(rt.tokenizer, words[i][-1], t)
+            ]
+            for j in keep:
+                words[active[j]].append(best[j])
+            if not keep:
+                break
+            if len(keep) < len(active):  # finished words leave the batch and the cache
+                cache.reorder_cache(torch.as_tensor(keep, device=device))
+            active = [active[j] for j in keep]
     return [tuple(w) for w in words]
 
 

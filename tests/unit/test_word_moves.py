@@ -268,3 +268,34 @@ def test_phrase_edits_and_retrieved_prompts_keep_to_the_fluency_limit(tiny_rt):
     assert [c.prompt for c in Retrieval().propose(limited)] == [better]
     strict = view(fluency_max_cost=cost[better] - 1)
     assert Retrieval().propose(strict) == [] and strict.notes["disfluent"] == 1
+
+
+def _complete_by_recomputing(rt, prefix, first_tokens):
+    """The plain reference: every pass feeds each row's whole sequence again."""
+    from nodes.word_moves import MAX_WORD_TOKENS
+
+    words = []
+    for t in first_tokens:
+        word = [int(t)]
+        for _ in range(MAX_WORD_TOKENS - 1):
+            with torch.no_grad():
+                logits = rt.model(input_ids=torch.as_tensor([[*prefix, *word]]), use_cache=False).logits
+            nxt = int(logits[0, -1].argmax())
+            if not word_units.continues_word(rt.tokenizer, word[-1], nxt):
+                break
+            word.append(nxt)
+        words.append(tuple(word))
+    return words
+
+
+@pytest.mark.parametrize("prefix_text", ["", "Solve the"])
+def test_words_are_completed_as_recomputing_each_row_whole_would(tiny_rt, prefix_text):
+    from nodes.word_moves import complete_words
+
+    prefix = tuple(tiny_rt.encode_prompt(prefix_text))
+    first_mask, later_mask = word_units.word_start_masks(tiny_rt.tokenizer, len(tiny_rt.tokenizer))
+    starts = (later_mask if prefix else first_mask).nonzero()[:, 0].tolist()
+    first = starts[:: max(1, len(starts) // 150)][:150]
+    got = complete_words(tiny_rt, prefix, first)
+    assert got == _complete_by_recomputing(tiny_rt, prefix, first)
+    assert any(len(w) > 1 for w in got), "the construction needs some words to grow"
