@@ -88,8 +88,8 @@ class AnswerFormat:
         return "\nTherefore, the final answer is"
 
     def instruction(self) -> str:
-        """The plain instruction a person writes first for this format ("Answer with World, Sports,
-        Business or Sci/Tech."): one of the baselines raced before step 0, since on a classification
+        """The plain instruction a person writes first for this format ("Answer with Business, World,
+        Sports or Tech."): one of the baselines raced before step 0, since on a classification
         task naming the labels can move the model more than any generic prompt. Empty for free text,
         where no format is known to name."""
         if self.kind is AnswerKind.LETTER:
