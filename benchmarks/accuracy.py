@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 from graph.api import make_settings, resume, start_run  # noqa: E402
 from graph.sweep import PlannedRun, SweepOutcome, sweep  # noqa: E402
 from nodes.errors import GradpromptError  # noqa: E402
+from nodes.finalize import RULES  # noqa: E402
 from nodes.greater import rollout  # noqa: E402
 from nodes.proposers import source_totals  # noqa: E402
 from nodes.session import rollouts, session  # noqa: E402
@@ -639,7 +640,7 @@ def main(argv: list[str] | None = None) -> int:
         default=True,
         help="race the empty prompt and 'Let's think step by step.' against the initial one before step 0",
     )
-    parser.add_argument("--final-rule", choices=["fixed_sequence", "bonferroni", "margin"], default="fixed_sequence")
+    parser.add_argument("--final-rule", choices=list(RULES), default="fixed_sequence")
     parser.add_argument("--race-alpha", type=float, default=0.2)
     parser.add_argument("--final-alpha", type=float, default=0.05)
     parser.add_argument("--initial-prompt", default=DEFAULT_INITIAL)

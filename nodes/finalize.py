@@ -1,6 +1,7 @@
-"""finalize: the honest end of a run. The best prompts on the pool (the search's and the baselines
-that ran the whole pool) and the initial one are scored on the dev split; the initial prompt is
-kept unless a finalist passes the run's final rule (:func:`nodes.selection.final_choice`). Then
+"""finalize: the honest end of a run. The search's start (when a baseline won the race before
+step 0), the best prompts on the pool and the initial one are scored on the dev split; the initial
+prompt is kept unless a finalist passes the run's final rule (:func:`nodes.selection.final_choice`,
+finalists in the order :func:`finalists` fixes). Then
 the initial prompt, the chosen one, the empty prompt and "Let's think step by step." are scored on
 the test split, and the gains over the initial prompt on dev and test are reported as paired
 differences with intervals and p-values, next to the majority-answer rate. What the other final
@@ -13,14 +14,56 @@ steered the search were measured on training examples, and the dev scores picked
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 
 from nodes.readability import readability
-from nodes.selection import final_choice, paired_gain
+from nodes.selection import FinalChoice, final_choice, paired_gain
 from nodes.session import Session, rollouts, session, trajectory_of, trajectory_record
 from nodes.settings import DEFAULT_PROMPT
 from nodes.tasks.confidence import wilson_interval
 
-RULES = ("fixed_sequence", "bonferroni", "margin")
+RULES = ("fixed_sequence", "pool_order", "bonferroni", "margin")
+START_FIRST = "test order (the search's start first, then pool rank)"
+
+
+def finalists(
+    initial: tuple[int, ...], start: tuple[int, ...], ranked: list[tuple[int, ...]], k: int
+) -> tuple[list[tuple[int, ...]], list[int]]:
+    """The prompts dev judges, in their test order, and that list's indices in pool rank.
+
+    The test order puts the search's start first when it is a baseline rather than the initial
+    prompt, then the ``k`` best of the search's prompts on the pool. The start won a race of a few
+    fixed prompts, so its pool lead is little inflated by selection; the search's prompts won many
+    races on the same pool and their pool scores overstate them most. Testing the start first lets
+    a baseline that really beats the initial prompt pass before an overfitted search prompt can end
+    the fixed sequence. Both orders are fixed before dev is looked at.
+    """
+    searched = [p for p in dict.fromkeys(ranked) if p not in (initial, start)][:k]
+    ordered = ([start] if start != initial else []) + searched
+    place = {p: i for i, p in enumerate(ranked)}
+    pool_rank = sorted(range(len(ordered)), key=lambda i: (place.get(ordered[i], len(ranked)), i))
+    return ordered, pool_rank
+
+
+def choose(dev: list, order, rule: str, alpha: float, advice: str = "") -> FinalChoice:
+    """One final rule on the dev rollouts (initial first), its finalists tested in ``order``;
+    the indices it returns point into the finalists' own list."""
+    order = list(order)
+    choice = final_choice(
+        dev[0].outcomes,
+        [dev[1 + i].outcomes for i in order],
+        alpha,
+        advice,
+        rule,
+        "pool order" if rule == "pool_order" else START_FIRST,
+    )
+    back = {-1: -1, **dict(enumerate(order))}
+    return replace(
+        choice,
+        chosen=back[choice.chosen],
+        leader=back[choice.leader],
+        tests=tuple({**t, "candidate": order[t["candidate"]]} for t in choice.tests),
+    )
 
 
 def _accuracy(correct: list[bool]) -> dict:
@@ -51,12 +94,11 @@ def finalize(state: dict, store=None) -> dict:
     st = sess.settings
     baseline = tuple(state["baseline"]["prompt"])
     ranked = [tuple(b["prompt"]) for b in state.get("best", [])]
-    candidates = [p for p in dict.fromkeys(ranked) if p != baseline][: st.final_candidates]
+    start = tuple((state.get("start") or {}).get("prompt") or baseline)
+    candidates, pool_rank = finalists(baseline, start, ranked, st.final_candidates)
     dev = rollouts(sess, store, sess.splits.dev, [baseline, *candidates], label="dev evaluation")
-    choices = {
-        rule: final_choice(dev[0].outcomes, [r.outcomes for r in dev[1:]], st.final_alpha, advice(sess), rule)
-        for rule in RULES
-    }
+    tested_in = {rule: pool_rank if rule == "pool_order" else range(len(candidates)) for rule in RULES}
+    choices = {rule: choose(dev, tested_in[rule], rule, st.final_alpha, advice(sess)) for rule in RULES}
     choice = choices[st.final_rule]
     pick = {rule: baseline if c.kept_initial else candidates[c.chosen] for rule, c in choices.items()}
     chosen = pick[st.final_rule]

@@ -300,7 +300,7 @@ def update_best(best: list[dict], scored: Sequence[dict], keep: int) -> tuple[li
 
 
 # ----- 4. the final choice --------------------------------------------------------------------------
-FinalRule = Literal["fixed_sequence", "bonferroni", "margin"]
+FinalRule = Literal["fixed_sequence", "pool_order", "bonferroni", "margin"]
 NON_INFERIORITY = 0.05  # the margin rule: the accuracy may not be lower by more than this (95% bound)
 
 
@@ -337,15 +337,18 @@ def final_choice(
     alpha: float,
     advice: str = "",
     rule: FinalRule = "fixed_sequence",
+    order: str = "pool order",
 ) -> FinalChoice:
     """Whether a candidate replaces the initial prompt, from their dev outcomes.
 
-    ``candidates`` come in their pool rank, an order fixed before dev was looked at.
+    ``candidates`` come in their test order, fixed before dev was looked at; ``order`` names it in
+    the reason (``pool_order`` is the fixed sequence in pool rank: the caller orders the list).
 
     - ``fixed_sequence``: test the candidates in that order, each one-sided at ``alpha`` (exact
       McNemar), stopping at the first that fails; hand back the dev-best of those that passed. The
       family-wise error stays at ``alpha`` without splitting it, because a later hypothesis is only
       tested once every earlier one was rejected.
+    - ``pool_order``: the same test, for a list the caller ordered by pool rank alone.
     - ``bonferroni``: test only the dev leader, at ``alpha`` divided by the number of candidates.
     - ``margin``: the fixed sequence on the per-example gold margin (one-sided Wilcoxon), passing
       only a candidate whose accuracy is not worse (the paired gain's 95% lower bound above
@@ -382,9 +385,9 @@ def final_choice(
         first = tests[0]
         lead = [o.correct for o in candidates[leader]]
         reason = (
-            f"kept the initial prompt: the first finalist in pool order did not beat it on {what} "
+            f"kept the initial prompt: the first finalist in {order} did not beat it on {what} "
             f"({first['right']} vs {sum(base)} of {n} right, one-sided p={first['p_value']:.3f} > {alpha:g}; {scope}, "
-            f"tested in pool order)"
+            f"tested in {order})"
         )
         return FinalChoice(
             -1,
@@ -401,7 +404,7 @@ def final_choice(
     p = tests[chosen]["p_value"]
     reason = (
         f"chose finalist {chosen + 1} of {k}: {sum(right)} vs {sum(base)} of {n} dev examples right "
-        f"({len(passed)} passed the fixed-sequence test on {what} at {alpha:g}, in pool order; "
+        f"({len(passed)} passed the fixed-sequence test on {what} at {alpha:g}, in {order}; "
         f"its one-sided p={p:.3g}; the dev-best of those that passed)"
     )
     return FinalChoice(chosen, leader, p, alpha, paired_gain(right, base), reason, rule, tuple(tests))

@@ -5,10 +5,12 @@ most alpha of the time."""
 from __future__ import annotations
 
 import random
+from types import SimpleNamespace
 
 import pytest
 from scipy.stats import binomtest
 
+from nodes.finalize import choose, finalists
 from nodes.selection import Outcome, final_choice, p_better
 
 
@@ -60,7 +62,7 @@ def test_permuting_the_dev_results_never_changes_the_test_order():
         assert choice.chosen == again.chosen
 
 
-@pytest.mark.parametrize("rule", ["fixed_sequence", "bonferroni", "margin"])
+@pytest.mark.parametrize("rule", ["fixed_sequence", "pool_order", "bonferroni", "margin"])
 def test_under_the_null_the_prompt_changes_at_most_alpha_of_the_time(rule):
     """2,000 runs where every finalist is exactly as good as the initial prompt: each example's
     right/wrong and margin are drawn alike for all of them (correlated through the example's
@@ -103,3 +105,29 @@ def test_the_margin_rule_needs_a_margin_gain_and_no_accuracy_loss():
     worse = lead(-20)
     loses = outcomes(worse, [5.0] * 200)
     assert final_choice(outcomes(BASE, margins), [loses], 0.05, rule="margin").kept_initial
+
+
+def test_the_search_start_is_tested_first_and_pool_order_keeps_the_pool_rank():
+    initial, empty, soup, words, other = (1, 2), (), (7, 8), (9,), (5, 6)
+    ranked = [soup, words, empty, initial, other]  # the search's prompts lead the pool, overfitted
+    ordered, pool_rank = finalists(initial, empty, ranked, k=2)
+    assert ordered == [empty, soup, words]  # the start first, then the k best search prompts
+    assert [ordered[i] for i in pool_rank] == [soup, words, empty]
+    # a start pushed off the pool's best list comes last in pool rank
+    ordered, pool_rank = finalists(initial, (3,), ranked, k=2)
+    assert ordered == [(3,), soup, words] and [ordered[i] for i in pool_rank] == [soup, words, (3,)]
+    # a run that started from the initial prompt tests the search's prompts alone, in pool rank
+    ordered, pool_rank = finalists(initial, initial, ranked, k=3)
+    assert ordered == [soup, words, empty] and pool_rank == [0, 1, 2]
+
+
+def test_a_baseline_start_that_beats_the_initial_prompt_passes_before_an_overfitted_prompt_can_block_it():
+    """The case seen on sentiment with reasoning: the empty prompt was the search's start and is
+    13 points better, the search's pool leader is no better than the initial prompt."""
+    dev = [SimpleNamespace(outcomes=outcomes(o)) for o in (BASE, lead(20), lead(1), lead(0))]
+    start_first = choose(dev, [0, 1, 2], "fixed_sequence", 0.05)
+    assert start_first.chosen == 0 and [t["passed"] for t in start_first.tests] == [True, False]
+    in_pool_order = choose(dev, [1, 2, 0], "pool_order", 0.05)
+    assert in_pool_order.kept_initial and [t["candidate"] for t in in_pool_order.tests] == [1]
+    assert in_pool_order.leader == 0  # indices point into the finalists' own list, whatever the order
+    assert "pool order" in in_pool_order.reason and "start first" in start_first.reason
