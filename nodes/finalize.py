@@ -22,7 +22,7 @@ from nodes.session import Session, rollouts, session, trajectory_of, trajectory_
 from nodes.settings import DEFAULT_PROMPT
 from nodes.tasks.confidence import wilson_interval
 
-RULES = ("fixed_sequence", "pool_order", "bonferroni", "margin")
+RULES = ("fixed_sequence", "pool_order", "shared_alpha", "bonferroni", "margin")
 START_FIRST = "test order (the search's start first, then pool rank)"
 
 
@@ -45,9 +45,10 @@ def finalists(
     return ordered, pool_rank
 
 
-def choose(dev: list, order, rule: str, alpha: float, advice: str = "") -> FinalChoice:
-    """One final rule on the dev rollouts (initial first), its finalists tested in ``order``;
-    the indices it returns point into the finalists' own list."""
+def choose(dev: list, order, rule: str, alpha: float, advice: str = "", start_apart: bool = False) -> FinalChoice:
+    """One final rule on the dev rollouts (initial first), its finalists tested in ``order``
+    (``start_apart``: the first finalist is the search's start); the indices it returns point into
+    the finalists' own list."""
     order = list(order)
     choice = final_choice(
         dev[0].outcomes,
@@ -56,6 +57,7 @@ def choose(dev: list, order, rule: str, alpha: float, advice: str = "") -> Final
         advice,
         rule,
         "pool order" if rule == "pool_order" else START_FIRST,
+        start_apart,
     )
     back = {-1: -1, **dict(enumerate(order))}
     return replace(
@@ -98,7 +100,8 @@ def finalize(state: dict, store=None) -> dict:
     candidates, pool_rank = finalists(baseline, start, ranked, st.final_candidates)
     dev = rollouts(sess, store, sess.splits.dev, [baseline, *candidates], label="dev evaluation")
     tested_in = {rule: pool_rank if rule == "pool_order" else range(len(candidates)) for rule in RULES}
-    choices = {rule: choose(dev, tested_in[rule], rule, st.final_alpha, advice(sess)) for rule in RULES}
+    apart = start != baseline
+    choices = {rule: choose(dev, tested_in[rule], rule, st.final_alpha, advice(sess), apart) for rule in RULES}
     choice = choices[st.final_rule]
     pick = {rule: baseline if c.kept_initial else candidates[c.chosen] for rule, c in choices.items()}
     chosen = pick[st.final_rule]

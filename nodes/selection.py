@@ -300,7 +300,7 @@ def update_best(best: list[dict], scored: Sequence[dict], keep: int) -> tuple[li
 
 
 # ----- 4. the final choice --------------------------------------------------------------------------
-FinalRule = Literal["fixed_sequence", "pool_order", "bonferroni", "margin"]
+FinalRule = Literal["fixed_sequence", "pool_order", "shared_alpha", "bonferroni", "margin"]
 NON_INFERIORITY = 0.05  # the margin rule: the accuracy may not be lower by more than this (95% bound)
 
 
@@ -338,6 +338,7 @@ def final_choice(
     advice: str = "",
     rule: FinalRule = "fixed_sequence",
     order: str = "pool order",
+    start_apart: bool = False,
 ) -> FinalChoice:
     """Whether a candidate replaces the initial prompt, from their dev outcomes.
 
@@ -349,6 +350,12 @@ def final_choice(
       family-wise error stays at ``alpha`` without splitting it, because a later hypothesis is only
       tested once every earlier one was rejected.
     - ``pool_order``: the same test, for a list the caller ordered by pool rank alone.
+    - ``shared_alpha``: with ``start_apart``, the first candidate (the search's start) and the
+      rest (a fixed sequence) each get ``alpha / 2``; a rejected hypothesis hands its level on, the
+      start's to the sequence's next untested candidate and the sequence's, once it is through, to
+      the start (a graphical procedure in the sense of Bretz et al., 2009, so the family-wise error
+      stays at ``alpha``). Neither part can end the other's testing. Without ``start_apart`` it is
+      the fixed sequence.
     - ``bonferroni``: test only the dev leader, at ``alpha`` divided by the number of candidates.
     - ``margin``: the fixed sequence on the per-example gold margin (one-sided Wilcoxon), passing
       only a candidate whose accuracy is not worse (the paired gain's 95% lower bound above
@@ -366,6 +373,8 @@ def final_choice(
     scope = f"{k} finalist{'s' if k > 1 else ''} on {n} dev examples"
     if rule == "bonferroni":
         return _bonferroni(initial, candidates, leader, alpha, scope, advice)
+    if rule == "shared_alpha" and start_apart and k > 1:
+        return _shared_alpha(initial, candidates, leader, alpha, scope, advice)
     tests, passed = [], []
     for i, outcomes in enumerate(candidates):
         right = [o.correct for o in outcomes]
@@ -435,3 +444,55 @@ def _bonferroni(initial, candidates, leader: int, alpha: float, scope: str, advi
         )
         return FinalChoice(leader, leader, p, threshold, gain, reason, "bonferroni", tests)
     return FinalChoice(-1, leader, p, threshold, gain, reason + (f"; {advice}" if advice else ""), "bonferroni", tests)
+
+
+def _shared_alpha(initial, candidates, leader: int, alpha: float, scope: str, advice: str) -> FinalChoice:
+    """The start (candidate 0) and the sequence of the others, alpha / 2 each, levels handed on."""
+    n, k = len(initial), len(candidates)
+    base = [o.correct for o in initial]
+    right = [[o.correct for o in c] for c in candidates]
+    p = [p_better(r, base) for r in right]
+    start_level, head, chain_level = alpha / 2, 1, alpha / 2
+    start_passed, moved = False, True
+    while moved:
+        moved = False
+        if not start_passed and p[0] <= start_level:
+            start_passed, moved = True, True
+            chain_level, start_level = chain_level + start_level, start_level
+        if head < k and p[head] <= chain_level:
+            head, moved = head + 1, True
+            if head == k and not start_passed:  # the sequence is through: its level goes to the start
+                start_level += chain_level
+    tests = [{"candidate": 0, "p_value": p[0], "passed": start_passed, "right": sum(right[0]), "level": start_level}]
+    for i in range(1, min(head + 1, k)):
+        tests.append(
+            {"candidate": i, "p_value": p[i], "passed": i < head, "right": sum(right[i]), "level": chain_level}
+        )
+    passed = [t["candidate"] for t in tests if t["passed"]]
+    if not passed:
+        lead = [o.correct for o in candidates[leader]]
+        reason = (
+            f"kept the initial prompt: neither the search's start (one-sided p={p[0]:.3f}) nor the first of the "
+            f"search's own prompts (p={p[1]:.3f}) beat it on dev examples right at {alpha / 2:g} each ({scope})"
+        )
+        return FinalChoice(
+            -1,
+            leader,
+            min(p[0], p[1]),
+            alpha / 2,
+            paired_gain(lead, base),
+            reason + (f"; {advice}" if advice else ""),
+            "shared_alpha",
+            tuple(tests),
+        )
+    chosen = max(passed, key=lambda i: (rank_key(candidates[i]), -i))
+    reason = (
+        f"chose finalist {chosen + 1} of {k}: {sum(right[chosen])} vs {sum(base)} of {n} dev examples right "
+        f"({len(passed)} passed; the search's start and the search's own prompts in pool order were tested at "
+        f"{alpha / 2:g} each, a passed test handing its level on; its one-sided p={p[chosen]:.3g}; the dev-best "
+        f"of those that passed)"
+    )
+    level = next(t["level"] for t in tests if t["candidate"] == chosen)
+    return FinalChoice(
+        chosen, leader, p[chosen], level, paired_gain(right[chosen], base), reason, "shared_alpha", tuple(tests)
+    )

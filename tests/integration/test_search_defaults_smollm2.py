@@ -32,7 +32,7 @@ def test_default_search_holds_words_and_counts_every_source(tmp_path):
     assert start["name"] in names and start["reason"]
     assert values["history"][0]["prompt_text"] == start["text"]  # step 0 edits where the search started
     assert values["final"]["baseline"]["text"] == INITIAL  # judged against the user's own prompt
-    assert set(values["final"]["rules"]) == {"fixed_sequence", "pool_order", "bonferroni", "margin"}
+    assert set(values["final"]["rules"]) == {"fixed_sequence", "pool_order", "shared_alpha", "bonferroni", "margin"}
     # dev tests the search's start first when a baseline won the race, then the search's prompts
     on_dev = [d["text"] for d in values["final"]["dev_candidates"]]
     assert on_dev[0] == INITIAL and (on_dev[1] == start["text"]) == (start["name"] != "initial")

@@ -62,7 +62,7 @@ def test_permuting_the_dev_results_never_changes_the_test_order():
         assert choice.chosen == again.chosen
 
 
-@pytest.mark.parametrize("rule", ["fixed_sequence", "pool_order", "bonferroni", "margin"])
+@pytest.mark.parametrize("rule", ["fixed_sequence", "pool_order", "shared_alpha", "bonferroni", "margin"])
 def test_under_the_null_the_prompt_changes_at_most_alpha_of_the_time(rule):
     """2,000 runs where every finalist is exactly as good as the initial prompt: each example's
     right/wrong and margin are drawn alike for all of them (correlated through the example's
@@ -77,7 +77,7 @@ def test_under_the_null_the_prompt_changes_at_most_alpha_of_the_time(rule):
             return outcomes(right, [rng.gauss(2 * d - 1, 1) for d in difficulty])
 
         initial = prompt()
-        choice = final_choice(initial, [prompt() for _ in range(3)], alpha, rule=rule)
+        choice = final_choice(initial, [prompt() for _ in range(3)], alpha, rule=rule, start_apart=True)
         changed += not choice.kept_initial
     # the rate of change is at most alpha: a one-sided test that it exceeds alpha does not reject
     assert binomtest(changed, runs, alpha, alternative="greater").pvalue > 0.01, f"{changed}/{runs} changed"
@@ -131,3 +131,28 @@ def test_a_baseline_start_that_beats_the_initial_prompt_passes_before_an_overfit
     assert in_pool_order.kept_initial and [t["candidate"] for t in in_pool_order.tests] == [1]
     assert in_pool_order.leader == 0  # indices point into the finalists' own list, whatever the order
     assert "pool order" in in_pool_order.reason and "start first" in start_first.reason
+
+
+def test_shared_alpha_lets_neither_the_start_nor_the_search_end_the_others_testing():
+    base = outcomes(BASE)
+    # a real start and a null search head: the start passes at alpha / 2 and hands its level on
+    start_only = final_choice(
+        base, [outcomes(lead(20)), outcomes(lead(0))], 0.05, rule="shared_alpha", start_apart=True
+    )
+    assert start_only.chosen == 0 and [t["passed"] for t in start_only.tests] == [True, False]
+    assert start_only.tests[1]["level"] == pytest.approx(0.05)  # the head was retried at the full level
+    # a null start and a real search: the start-first fixed sequence stops, shared alpha does not
+    search_only = [outcomes(lead(0)), outcomes(lead(20)), outcomes(lead(25))]
+    assert final_choice(base, search_only, 0.05, order="start first").kept_initial
+    shared = final_choice(base, search_only, 0.05, rule="shared_alpha", start_apart=True)
+    assert shared.chosen == 2 and [t["passed"] for t in shared.tests] == [False, True, True]
+    # a start at p=0.031 fails alpha / 2 alone, and passes once the search's prompts all passed
+    handed_back = final_choice(
+        base, [outcomes(lead(5)), outcomes(lead(20))], 0.05, rule="shared_alpha", start_apart=True
+    )
+    assert [t["passed"] for t in handed_back.tests] == [True, True] and handed_back.tests[0]["level"] == 0.05
+    assert handed_back.chosen == 1  # the dev-best of the two
+    # a search head at p=0.031 is refused at alpha / 2 when the start fails: the price of the split
+    assert final_choice(
+        base, [outcomes(lead(0)), outcomes(lead(5))], 0.05, rule="shared_alpha", start_apart=True
+    ).kept_initial
