@@ -235,6 +235,8 @@ def finish_row(row: dict, spec: str, fixed: dict, common: dict, out: Path, trace
     """Add the checks a row lacks (also to rows finished before a check existed); True if any was added."""
     missing = {"dev_leader": audit_dev_leader, **({"trace": trace_steps} if trace else {})}
     missing = {k: f for k, f in missing.items() if k not in row}
+    if set(row.get("rules") or ()) != set(RULES) and (out / "runs").is_dir():
+        missing["rules"] = judge_again
     for key, check in missing.items():
         row[key] = check(row, task_settings(row["task"], spec, fixed, common, out, store), out / "runs")
     return bool(missing)
@@ -284,6 +286,24 @@ def audit_dev_leader(row: dict, settings, runs: Path) -> dict | None:
         "test_accuracy": lead.accuracy,
         "test_gain": paired_gain(lead.correct, base.correct).to_json(),
     }
+
+
+def judge_again(row: dict, settings, runs: Path) -> dict:
+    """Every final rule's verdict on a finished run, from its cached dev rollouts: a run finished
+    before a rule existed gets that rule's pick and its test gain without searching again (the
+    row's returned prompt stays what the run's own rule chose)."""
+    from graph.api import run_values
+    from nodes.finalize import final_choices, rule_picks, rules_summary
+    from store.checkpoints import open_rollout_store
+
+    values = run_values(row["run_id"], run_dir=runs)
+    sess = session(settings)
+    with open_rollout_store(runs) as store:
+        judged, _, choices = final_choices(sess, store, values)
+        picks = rule_picks(judged, choices)
+        wanted = list(dict.fromkeys([judged[0], *picks.values()]))
+        test = dict(zip(wanted, rollouts(sess, store, sess.splits.test, wanted), strict=True))
+    return rules_summary(sess, choices, picks, test, judged[0])
 
 
 def trace_steps(row: dict, settings, runs: Path) -> list[dict]:

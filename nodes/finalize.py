@@ -91,19 +91,47 @@ def advice(sess: Session) -> str:
     return f"try more steps or a larger dev split (e.g. --steps {max(2 * s.steps, 10)} --dev {max(2 * s.dev, 100)})"
 
 
-def finalize(state: dict, store=None) -> dict:
-    sess = session(state["settings"])
-    st = sess.settings
+def final_choices(sess: Session, store, state: dict) -> tuple[list, list, dict[str, FinalChoice]]:
+    """The dev verdict of every final rule on a finished search: the prompts dev judged (the
+    initial one first, then the finalists in test order), their dev rollouts, and each rule's
+    choice. Cached rollouts make it cheap to ask again of a run that has ended."""
     baseline = tuple(state["baseline"]["prompt"])
     ranked = [tuple(b["prompt"]) for b in state.get("best", [])]
     start = tuple((state.get("start") or {}).get("prompt") or baseline)
-    candidates, pool_rank = finalists(baseline, start, ranked, st.final_candidates)
-    dev = rollouts(sess, store, sess.splits.dev, [baseline, *candidates], label="dev evaluation")
+    candidates, pool_rank = finalists(baseline, start, ranked, sess.settings.final_candidates)
+    judged = [baseline, *candidates]
+    dev = rollouts(sess, store, sess.splits.dev, judged, label="dev evaluation")
     tested_in = {rule: pool_rank if rule == "pool_order" else range(len(candidates)) for rule in RULES}
     apart = start != baseline
-    choices = {rule: choose(dev, tested_in[rule], rule, st.final_alpha, advice(sess), apart) for rule in RULES}
+    alpha = sess.settings.final_alpha
+    return judged, dev, {rule: choose(dev, tested_in[rule], rule, alpha, advice(sess), apart) for rule in RULES}
+
+
+def rule_picks(judged: list, choices: dict[str, FinalChoice]) -> dict[str, tuple[int, ...]]:
+    """The prompt each rule hands back (the initial one, ``judged[0]``, when it keeps it)."""
+    return {rule: judged[0] if c.kept_initial else judged[c.chosen + 1] for rule, c in choices.items()}
+
+
+def rules_summary(sess: Session, choices: dict[str, FinalChoice], picks: dict, test: dict, baseline) -> dict:
+    """What each rule would have handed back, why, and that prompt's paired test gain."""
+    return {
+        rule: {
+            "kept_initial": c.kept_initial,
+            "text": sess.rt.decode(picks[rule]),
+            "reason": c.reason,
+            "test_gain": paired_gain(test[picks[rule]].correct, test[baseline].correct).to_json() if test else None,
+        }
+        for rule, c in choices.items()
+    }
+
+
+def finalize(state: dict, store=None) -> dict:
+    sess = session(state["settings"])
+    st = sess.settings
+    judged, dev, choices = final_choices(sess, store, state)
+    baseline, candidates = judged[0], judged[1:]
     choice = choices[st.final_rule]
-    pick = {rule: baseline if c.kept_initial else candidates[c.chosen] for rule, c in choices.items()}
+    pick = rule_picks(judged, choices)
     chosen = pick[st.final_rule]
     empty: tuple[int, ...] = ()
     step_by_step = tuple(sess.rt.encode_prompt(DEFAULT_PROMPT))
@@ -167,17 +195,7 @@ def finalize(state: dict, store=None) -> dict:
             "start": state.get("start"),
             "rule": st.final_rule,
             "tests": list(choice.tests),
-            "rules": {
-                rule: {
-                    "kept_initial": c.kept_initial,
-                    "text": sess.rt.decode(pick[rule]),
-                    "reason": c.reason,
-                    "test_gain": paired_gain(test[pick[rule]].correct, test[baseline].correct).to_json()
-                    if test
-                    else None,
-                }
-                for rule, c in choices.items()
-            },
+            "rules": rules_summary(sess, choices, pick, test, baseline),
             "majority_answer": majority_rate(sess),
             "dev_candidates": on_dev,
             # where in dev_candidates the best optimized prompt on dev is, chosen or not

@@ -142,6 +142,15 @@ def test_accuracy_benchmark_end_to_end_and_resume(tmp_path, capsys):
     assert sorted(p.name for p in (out / "runs").iterdir()) == runs_before
     assert "held after each step" in (out / "results.md").read_text()
 
+    # a row finished before a final rule existed gets every rule's verdict again from the cached
+    # dev rollouts, the same as the run's own finalize gave, without searching again
+    path = out / "tasks" / "builtin-compare.json"
+    kept = json.loads(path.read_text())
+    path.write_text(json.dumps({**kept, "rules": {"pool_order": kept["rules"]["pool_order"]}}))
+    assert bench.main(args) == 0
+    assert json.loads(path.read_text())["rules"] == kept["rules"]
+    assert sorted(p.name for p in (out / "runs").iterdir()) == runs_before
+
     # other settings in the same folder are refused with the fix named
     assert bench.main([*args[:-2], "--max-new-tokens", "16"]) == 2
     assert "max_new_tokens" in capsys.readouterr().err
