@@ -239,6 +239,8 @@ def finish_row(row: dict, spec: str, fixed: dict, common: dict, out: Path, trace
         missing["rules"] = judge_again
     for key, check in missing.items():
         row[key] = check(row, task_settings(row["task"], spec, fixed, common, out, store), out / "runs")
+    if "rules" in missing:
+        headline_from_rules(row, fixed["final_rule"])
     return bool(missing)
 
 
@@ -290,20 +292,51 @@ def audit_dev_leader(row: dict, settings, runs: Path) -> dict | None:
 
 def judge_again(row: dict, settings, runs: Path) -> dict:
     """Every final rule's verdict on a finished run, from its cached dev rollouts: a run finished
-    before a rule existed gets that rule's pick and its test gain without searching again (the
-    row's returned prompt stays what the run's own rule chose)."""
+    before a rule existed gets that rule's pick and its test gain without searching again, and the
+    dev-leader audit over the finalists judged now (:func:`headline_from_rules` then sets the row's
+    returned prompt as the run's rule decides it)."""
     from graph.api import run_values
     from nodes.finalize import final_choices, rule_picks, rules_summary
+    from nodes.selection import paired_gain
     from store.checkpoints import open_rollout_store
 
     values = run_values(row["run_id"], run_dir=runs)
     sess = session(settings)
     with open_rollout_store(runs) as store:
-        judged, _, choices = final_choices(sess, store, values)
+        judged, dev, choices = final_choices(sess, store, values)
         picks = rule_picks(judged, choices)
-        wanted = list(dict.fromkeys([judged[0], *picks.values()]))
+        leader = choices[settings.final_rule].leader + 1  # 0: there was no finalist
+        wanted = list(dict.fromkeys([judged[0], *picks.values(), judged[leader]]))
         test = dict(zip(wanted, rollouts(sess, store, sess.splits.test, wanted), strict=True))
-    return rules_summary(sess, choices, picks, test, judged[0])
+    row["dev_leader"] = None  # the audit of the final choice, among the finalists judged now
+    if leader:
+        row["dev_leader"] = {
+            "text": sess.rt.decode(judged[leader]),
+            "dev_accuracy": dev[leader].accuracy,
+            "test_accuracy": test[judged[leader]].accuracy,
+            "test_gain": paired_gain(test[judged[leader]].correct, test[judged[0]].correct).to_json(),
+        }
+    return rules_summary(sess, choices, picks, dict(zip(judged, dev, strict=True)), test)
+
+
+def headline_from_rules(row: dict, rule: str) -> None:
+    """The row's returned prompt and its numbers as ``rule`` decides them from the same dev and test
+    rollouts (after the rules were judged again); the row says it was judged again."""
+    from nodes.readability import readability
+
+    verdict = row["rules"][rule]
+    gain = verdict["test_gain"]
+    initial = row["scores"]["initial"]["correct"]
+    row["prompts"]["optimized"] = verdict["text"]
+    row["scores"]["optimized"] = score(initial + gain["only_new_right"] - gain["only_old_right"], row["test_examples"])
+    row.update(
+        gain=gain,
+        dev_gain=verdict["dev_gain"],
+        kept_initial=verdict["kept_initial"],
+        reason=verdict["reason"],
+        known_words=readability(verdict["text"])["known_words"],
+        judged_again=rule,
+    )
 
 
 def trace_steps(row: dict, settings, runs: Path) -> list[dict]:

@@ -45,6 +45,13 @@ def finalists(
     return ordered, pool_rank
 
 
+def start_of(state: dict) -> tuple[int, ...]:
+    """The prompt the search started from: the initial one unless a baseline won the race before
+    step 0. The empty prompt is a start like any other, not a missing one."""
+    begun = (state.get("start") or {}).get("prompt")
+    return tuple(state["baseline"]["prompt"] if begun is None else begun)
+
+
 def choose(dev: list, order, rule: str, alpha: float, advice: str = "", start_apart: bool = False) -> FinalChoice:
     """One final rule on the dev rollouts (initial first), its finalists tested in ``order``
     (``start_apart``: the first finalist is the search's start); the indices it returns point into
@@ -97,7 +104,7 @@ def final_choices(sess: Session, store, state: dict) -> tuple[list, list, dict[s
     choice. Cached rollouts make it cheap to ask again of a run that has ended."""
     baseline = tuple(state["baseline"]["prompt"])
     ranked = [tuple(b["prompt"]) for b in state.get("best", [])]
-    start = tuple((state.get("start") or {}).get("prompt") or baseline)
+    start = start_of(state)
     candidates, pool_rank = finalists(baseline, start, ranked, sess.settings.final_candidates)
     judged = [baseline, *candidates]
     dev = rollouts(sess, store, sess.splits.dev, judged, label="dev evaluation")
@@ -112,13 +119,16 @@ def rule_picks(judged: list, choices: dict[str, FinalChoice]) -> dict[str, tuple
     return {rule: judged[0] if c.kept_initial else judged[c.chosen + 1] for rule, c in choices.items()}
 
 
-def rules_summary(sess: Session, choices: dict[str, FinalChoice], picks: dict, test: dict, baseline) -> dict:
-    """What each rule would have handed back, why, and that prompt's paired test gain."""
+def rules_summary(sess: Session, choices: dict[str, FinalChoice], picks: dict, dev: dict, test: dict) -> dict:
+    """What each rule would have handed back, why, and that prompt's paired dev and test gains
+    (``dev`` and ``test`` map prompts to rollouts; the initial prompt's comes first in each)."""
+    baseline = next(iter(dev))
     return {
         rule: {
             "kept_initial": c.kept_initial,
             "text": sess.rt.decode(picks[rule]),
             "reason": c.reason,
+            "dev_gain": paired_gain(dev[picks[rule]].correct, dev[baseline].correct).to_json(),
             "test_gain": paired_gain(test[picks[rule]].correct, test[baseline].correct).to_json() if test else None,
         }
         for rule, c in choices.items()
@@ -195,7 +205,7 @@ def finalize(state: dict, store=None) -> dict:
             "start": state.get("start"),
             "rule": st.final_rule,
             "tests": list(choice.tests),
-            "rules": rules_summary(sess, choices, pick, test, baseline),
+            "rules": rules_summary(sess, choices, pick, dev_of, test),
             "majority_answer": majority_rate(sess),
             "dev_candidates": on_dev,
             # where in dev_candidates the best optimized prompt on dev is, chosen or not

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 from scipy.stats import binomtest
 
-from nodes.finalize import choose, finalists
+from nodes.finalize import choose, finalists, start_of
 from nodes.selection import Outcome, final_choice, p_better
 
 
@@ -156,3 +156,12 @@ def test_shared_alpha_lets_neither_the_start_nor_the_search_end_the_others_testi
     assert final_choice(
         base, [outcomes(lead(0)), outcomes(lead(5))], 0.05, rule="shared_alpha", start_apart=True
     ).kept_initial
+
+
+def test_the_empty_prompt_is_a_start_and_a_run_without_a_race_starts_from_the_initial_prompt():
+    initial = {"prompt": [5, 6]}
+    assert start_of({"baseline": initial, "start": {"prompt": [], "name": "empty"}}) == ()
+    assert start_of({"baseline": initial, "start": {"prompt": [7], "name": "step by step"}}) == (7,)
+    assert start_of({"baseline": initial}) == (5, 6)
+    ordered, _ = finalists((5, 6), start_of({"baseline": initial, "start": {"prompt": []}}), [(9,), ()], k=3)
+    assert ordered == [(), (9,)]
