@@ -693,7 +693,7 @@ def main(argv: list[str] | None = None) -> int:
         default=True,
         help="race the empty prompt and 'Let's think step by step.' against the initial one before step 0",
     )
-    parser.add_argument("--final-rule", choices=list(RULES), default="fixed_sequence")
+    parser.add_argument("--final-rule", choices=list(RULES), default="shared_alpha")
     parser.add_argument("--race-alpha", type=float, default=0.2)
     parser.add_argument("--final-alpha", type=float, default=0.05)
     parser.add_argument("--initial-prompt", default=DEFAULT_INITIAL)

@@ -22,7 +22,7 @@ from nodes.session import Session, rollouts, session, trajectory_of, trajectory_
 from nodes.settings import DEFAULT_PROMPT
 from nodes.tasks.confidence import wilson_interval
 
-RULES = ("fixed_sequence", "pool_order", "shared_alpha", "bonferroni", "margin")
+RULES = ("shared_alpha", "fixed_sequence", "pool_order", "bonferroni", "margin")
 START_FIRST = "test order (the search's start first, then pool rank)"
 
 

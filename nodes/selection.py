@@ -300,7 +300,7 @@ def update_best(best: list[dict], scored: Sequence[dict], keep: int) -> tuple[li
 
 
 # ----- 4. the final choice --------------------------------------------------------------------------
-FinalRule = Literal["fixed_sequence", "pool_order", "shared_alpha", "bonferroni", "margin"]
+FinalRule = Literal["shared_alpha", "fixed_sequence", "pool_order", "bonferroni", "margin"]
 NON_INFERIORITY = 0.05  # the margin rule: the accuracy may not be lower by more than this (95% bound)
 
 

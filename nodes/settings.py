@@ -80,12 +80,12 @@ class StepSettings(BaseModel):
     )
     final_candidates: int = Field(3, ge=1, description="best prompts compared with the initial one on dev")
     final_alpha: float = Field(0.05, gt=0, lt=1, description="significance level for replacing the initial prompt")
-    final_rule: Literal["fixed_sequence", "pool_order", "shared_alpha", "bonferroni", "margin"] = Field(
-        "fixed_sequence",
-        description="how dev decides: fixed_sequence (the search's start first when a baseline won the race "
-        "before step 0, then the finalists in pool order, each tested at final_alpha, stopping at the first "
-        "failure), pool_order (the same test in pool order alone), shared_alpha (the start and the "
-        "finalists in pool order at final_alpha / 2 each, a passed test handing its level on), bonferroni "
+    final_rule: Literal["shared_alpha", "fixed_sequence", "pool_order", "bonferroni", "margin"] = Field(
+        "shared_alpha",
+        description="how dev decides: shared_alpha (the search's start, when a baseline won the race before "
+        "step 0, and the search's finalists in pool order are tested at final_alpha / 2 each, a passed test "
+        "handing its level on), fixed_sequence (the start first, then the finalists in pool order, each at "
+        "final_alpha, stopping at the first failure), pool_order (the same in pool order alone), bonferroni "
         "(the dev leader at final_alpha / finalists) or margin (fixed sequence on the per-example "
         "gold-answer margin, with accuracy not worse)",
     )

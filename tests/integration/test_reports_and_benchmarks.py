@@ -149,7 +149,7 @@ def test_accuracy_benchmark_end_to_end_and_resume(tmp_path, capsys):
     path.write_text(json.dumps({**kept, "rules": {"pool_order": kept["rules"]["pool_order"]}}))
     assert bench.main(args) == 0
     again = json.loads(path.read_text())
-    assert again["rules"] == kept["rules"] and again["judged_again"] == "fixed_sequence"
+    assert again["rules"] == kept["rules"] and again["judged_again"] == "shared_alpha"
     for key in ("prompts", "scores", "gain", "dev_gain", "kept_initial", "reason", "dev_leader"):
         assert again[key] == kept[key], key
     assert sorted(p.name for p in (out / "runs").iterdir()) == runs_before
