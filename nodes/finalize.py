@@ -23,7 +23,7 @@ from nodes.settings import DEFAULT_PROMPT
 from nodes.tasks.confidence import wilson_interval
 
 RULES = ("shared_alpha", "fixed_sequence", "pool_order", "bonferroni", "margin")
-START_FIRST = "test order (the search's start first, then pool rank)"
+START_FIRST = "start-first order (the search's start, then pool rank)"
 
 
 def finalists(

@@ -395,8 +395,7 @@ def final_choice(
         lead = [o.correct for o in candidates[leader]]
         reason = (
             f"kept the initial prompt: the first finalist in {order} did not beat it on {what} "
-            f"({first['right']} vs {sum(base)} of {n} right, one-sided p={first['p_value']:.3f} > {alpha:g}; {scope}, "
-            f"tested in {order})"
+            f"({first['right']} vs {sum(base)} of {n} right, one-sided p={first['p_value']:.3f} > {alpha:g}; {scope})"
         )
         return FinalChoice(
             -1,

@@ -130,7 +130,7 @@ def test_a_baseline_start_that_beats_the_initial_prompt_passes_before_an_overfit
     in_pool_order = choose(dev, [1, 2, 0], "pool_order", 0.05)
     assert in_pool_order.kept_initial and [t["candidate"] for t in in_pool_order.tests] == [1]
     assert in_pool_order.leader == 0  # indices point into the finalists' own list, whatever the order
-    assert "pool order" in in_pool_order.reason and "start first" in start_first.reason
+    assert "pool order" in in_pool_order.reason and "start-first order" in start_first.reason
 
 
 def test_shared_alpha_lets_neither_the_start_nor_the_search_end_the_others_testing():
