@@ -40,7 +40,7 @@ def test_a_run_in_a_log_prints_one_plain_line_per_step_and_a_summary(tmp_path):
     assert len(lines) == 6, out.stderr  # run id, loaded, two steps, stopping, done: nothing else
     summary = out.stdout
     assert "initial" in summary and "final" in summary and "95% CI" in summary
-    assert re.search(r"(kept the initial prompt|chose the optimized prompt)", summary)
+    assert re.search(r"(kept the initial prompt|chose the optimized prompt|chose finalist \d+ of \d+)", summary)
 
 
 def test_output_cut_short_by_its_reader_is_no_traceback(tmp_path):
