@@ -143,20 +143,26 @@ def settings_key(fixed: dict) -> str:
     return hashlib.sha256(json.dumps(fixed, sort_keys=True).encode()).hexdigest()[:12]
 
 
+JUDGING = ("final_rule",)  # settings that only pick which recorded verdict a row reports
+
+
 def check_out_folder(out: Path, fixed: dict) -> None:
-    """A benchmark folder belongs to one set of settings; mixing them would mix incomparable rows."""
+    """A benchmark folder belongs to one set of settings; mixing them would mix incomparable rows.
+    The final rule is the exception: every row records every rule's verdict, so another rule only
+    changes which one the rows report (the folder's settings then record the new rule)."""
     out.mkdir(parents=True, exist_ok=True)
     path = out / "settings.json"
     if path.is_file():
         before = json.loads(path.read_text())
-        if before != fixed:
-            changed = sorted(k for k in set(before) | set(fixed) if before.get(k) != fixed.get(k))
+        changed = sorted(k for k in set(before) | set(fixed) if k not in JUDGING and before.get(k) != fixed.get(k))
+        if changed:
             raise GradpromptError(
                 f"{out} holds results for other settings ({', '.join(changed)} differ): "
                 "pass another --out, or delete that folder to start over"
             )
-    else:
-        path.write_text(json.dumps(fixed, indent=2))
+        if before == fixed:
+            return
+    path.write_text(json.dumps(fixed, indent=2))
 
 
 def score(correct: int, n: int) -> dict:
@@ -239,9 +245,12 @@ def finish_row(row: dict, spec: str, fixed: dict, common: dict, out: Path, trace
         missing["rules"] = judge_again
     for key, check in missing.items():
         row[key] = check(row, task_settings(row["task"], spec, fixed, common, out, store), out / "runs")
-    if "rules" in missing:
-        headline_from_rules(row, fixed["final_rule"])
-    return bool(missing)
+    rule = fixed["final_rule"]
+    verdict = (row.get("rules") or {}).get(rule)
+    reported = bool(verdict) and verdict["reason"] != row["reason"]  # the row reports another rule's verdict
+    if reported:
+        headline_from_rules(row, rule)
+    return bool(missing) or reported
 
 
 def bench_job(context: dict, run: PlannedRun, settings: dict, run_dir, checkpointer, cwd) -> SweepOutcome:

@@ -149,9 +149,16 @@ def test_accuracy_benchmark_end_to_end_and_resume(tmp_path, capsys):
     path.write_text(json.dumps({**kept, "rules": {"pool_order": kept["rules"]["pool_order"]}}))
     assert bench.main(args) == 0
     again = json.loads(path.read_text())
-    assert again["rules"] == kept["rules"] and again["judged_again"] == "shared_alpha"
+    assert again["rules"] == kept["rules"]
     for key in ("prompts", "scores", "gain", "dev_gain", "kept_initial", "reason", "dev_leader"):
         assert again[key] == kept[key], key
+    # another final rule on the same folder: the rows report that rule's recorded verdict
+    assert bench.main([*args, "--final-rule", "bonferroni"]) == 0
+    other = json.loads(path.read_text())
+    verdict = kept["rules"]["bonferroni"]
+    assert other["reason"] == verdict["reason"] and other["gain"] == verdict["test_gain"]
+    assert other["prompts"]["optimized"] == verdict["text"] and other["judged_again"] == "bonferroni"
+    assert json.loads((out / "settings.json").read_text())["final_rule"] == "bonferroni"
     assert sorted(p.name for p in (out / "runs").iterdir()) == runs_before
 
     # other settings in the same folder are refused with the fix named
