@@ -165,3 +165,23 @@ def test_the_empty_prompt_is_a_start_and_a_run_without_a_race_starts_from_the_in
     assert start_of({"baseline": initial}) == (5, 6)
     ordered, _ = finalists((5, 6), start_of({"baseline": initial, "start": {"prompt": []}}), [(9,), ()], k=3)
     assert ordered == [(), (9,)]
+
+
+def test_the_rules_power_benchmark_reports_every_rule_and_scenario(tmp_path):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "final_rules.py"
+    spec = importlib.util.spec_from_file_location("final_rules_benchmark", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--runs", "30", "--dev", "100", "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "final_rules.json").read_text())["results"]
+    assert [r["scenario"] for r in results] == [s[0] for s in bench.SCENARIOS]
+    null = results[0]
+    assert all(null[rule]["mean_gain"] == 0 for rule in bench.RULES)  # nothing better to hand back
+    # a start 8 points better is handed back by the start-first rule far more often than by pool order
+    start_only = results[1]
+    assert start_only["fixed_sequence"]["changed"] > start_only["pool_order"]["changed"]
+    assert "| scenario | shared_alpha |" in (tmp_path / "final_rules.md").read_text()
