@@ -397,16 +397,7 @@ def final_choice(
             f"kept the initial prompt: the first finalist in {order} did not beat it on {what} "
             f"({first['right']} vs {sum(base)} of {n} right, one-sided p={first['p_value']:.3f} > {alpha:g}; {scope})"
         )
-        return FinalChoice(
-            -1,
-            leader,
-            first["p_value"],
-            alpha,
-            paired_gain(lead, base),
-            reason + (f"; {advice}" if advice else ""),
-            rule,
-            tuple(tests),
-        )
+        return _kept(leader, first["p_value"], alpha, paired_gain(lead, base), reason, advice, rule, tests)
     chosen = max(passed, key=lambda i: (rank_key(candidates[i]), -i))
     right = [o.correct for o in candidates[chosen]]
     p = tests[chosen]["p_value"]
@@ -474,16 +465,7 @@ def _shared_alpha(initial, candidates, leader: int, alpha: float, scope: str, ad
             f"kept the initial prompt: neither the search's start (one-sided p={p[0]:.3f}) nor the first of the "
             f"search's own prompts (p={p[1]:.3f}) beat it on dev examples right at {alpha / 2:g} each ({scope})"
         )
-        return FinalChoice(
-            -1,
-            leader,
-            min(p[0], p[1]),
-            alpha / 2,
-            paired_gain(lead, base),
-            reason + (f"; {advice}" if advice else ""),
-            "shared_alpha",
-            tuple(tests),
-        )
+        return _kept(leader, min(p[0], p[1]), alpha / 2, paired_gain(lead, base), reason, advice, "shared_alpha", tests)
     chosen = max(passed, key=lambda i: (rank_key(candidates[i]), -i))
     reason = (
         f"chose finalist {chosen + 1} of {k}: {sum(right[chosen])} vs {sum(base)} of {n} dev examples right "
@@ -495,3 +477,10 @@ def _shared_alpha(initial, candidates, leader: int, alpha: float, scope: str, ad
     return FinalChoice(
         chosen, leader, p[chosen], level, paired_gain(right[chosen], base), reason, "shared_alpha", tuple(tests)
     )
+
+
+def _kept(
+    leader: int, p: float, level: float, gain: PairedGain, reason: str, advice: str, rule: str, tests
+) -> FinalChoice:
+    """The verdict that keeps the initial prompt, with the advice for getting a clearer answer."""
+    return FinalChoice(-1, leader, p, level, gain, reason + (f"; {advice}" if advice else ""), rule, tuple(tests))
