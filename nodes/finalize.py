@@ -34,9 +34,10 @@ def finalists(
     The test order puts the search's start first when it is a baseline rather than the initial
     prompt, then the ``k`` best of the search's prompts on the pool. The start won a race of a few
     fixed prompts, so its pool lead is little inflated by selection; the search's prompts won many
-    races on the same pool and their pool scores overstate them most. Testing the start first lets
-    a baseline that really beats the initial prompt pass before an overfitted search prompt can end
-    the fixed sequence. Both orders are fixed before dev is looked at.
+    races on the same pool and their pool scores overstate them most. Keeping the start at the
+    head lets a rule treat it apart (``shared_alpha``) or test it first (``fixed_sequence``), so an
+    overfitted search prompt cannot end the testing before it. Both orders are fixed before dev is
+    looked at.
     """
     searched = [p for p in dict.fromkeys(ranked) if p not in (initial, start)][:k]
     ordered = ([start] if start != initial else []) + searched
