@@ -41,6 +41,7 @@ import torch
 from transformers import DynamicCache
 
 from nodes.runtime.batching import pad
+from nodes.runtime.greedy_head import greedy_head
 
 NGRAMS = (3, 2)  # draft n-grams a row's reasoning tail is looked up by, longest first
 HEAD_CHUNK = 1024  # positions sent through the output layer at once: bounds the logits' memory
@@ -415,8 +416,18 @@ def _prefill(model, rows: list[_Row], pad_id: int, device, max_new: int) -> tupl
         lambda logits, rows: -torch.log_softmax(logits.float(), dim=-1).gather(1, targets[rows, None])[:, 0],
     )
     nlls = [sum(part) / len(part) if part else 0.0 for part in _split(token_nll, nll_counts)]
-    greedy = _split(_through_head(model, torch.cat(greedy_hidden), lambda logits, _: logits.argmax(-1)), greedy_counts)
+    greedy = _split(greedy_tokens(model, torch.cat(greedy_hidden)), greedy_counts)
     return cache, mask, nlls, greedy
+
+
+def greedy_tokens(model, hidden: torch.Tensor) -> list[int]:
+    """The greedy token at each of many positions' final hidden states: through the exact
+    low-precision argmax where the model has one (:mod:`nodes.runtime.greedy_head`), else through
+    the output layer a chunk at a time."""
+    head = greedy_head(model)
+    if head is None:
+        return _through_head(model, hidden, lambda logits, _: logits.argmax(-1))
+    return torch.cat([head.argmax(hidden[i : i + HEAD_CHUNK]) for i in range(0, len(hidden), HEAD_CHUNK)]).tolist()
 
 
 # ----- the decode --------------------------------------------------------------------------------
@@ -483,20 +494,15 @@ def reason_and_answer(
         for i, r in enumerate(active):
             keep[i, r.first_kept() : len(r.feed) + len(r.guess)] = True
         started = time.perf_counter()
-        out = model(
-            input_ids=ids,
-            attention_mask=torch.cat([mask, new_mask], dim=1),
-            position_ids=lengths[:, None] + torch.arange(ids.shape[1], device=device)[None, :],
-            cache=cache,
-            use_cache=True,
-            logits_to_keep=keep,
+        hidden, cache = _decoder_pass(
+            model,
+            ids,
+            torch.cat([mask, new_mask], dim=1),
+            lengths[:, None] + torch.arange(ids.shape[1], device=device)[None, :],
+            cache,
         )
-        cache = out.cache
-        counts = keep.sum(1).tolist()
-        row_logits = torch.split(out.logits, counts)
+        row_logits, predictions = _step_outputs(model, active, hidden, keep)
         _score_gold(active, row_logits)
-        predictions = torch.split(out.logits.argmax(-1), counts)
-        predictions = [p.tolist() for p in predictions]  # waits for the device: the step's true time
         costs.record(ids.shape[1], len(active), time.perf_counter() - started)
         grown = []
         for i, (r, preds) in enumerate(zip(active, predictions, strict=True)):
@@ -533,6 +539,19 @@ def reason_and_answer(
         )
         for r, nll in zip(rows, nlls, strict=True)
     ]
+
+
+def _step_outputs(model, rows: list[_Row], hidden: torch.Tensor, keep: torch.Tensor) -> tuple[list, list[list[int]]]:
+    """Per row, the logits at its kept positions where it needs a distribution (to score options
+    or the gold answer; ``None`` elsewhere) and its greedy token at each kept position."""
+    kept = torch.split(hidden[keep], keep.sum(1).tolist())
+    full = [r.choosing or r.gold_pending for r in rows]
+    logits: list = [_output_logits(model, h) if f else None for h, f in zip(kept, full, strict=True)]
+    greedy_at = [h for h, f in zip(kept, full, strict=True) if not f]
+    greedy = iter(_split(greedy_tokens(model, torch.cat(greedy_at)), [len(h) for h in greedy_at]) if greedy_at else [])
+    # the tokens come back as lists: that waits for the device, so the step's time is its true time
+    predictions = [lg.argmax(-1).tolist() if lg is not None else next(greedy) for lg in logits]
+    return logits, predictions
 
 
 def _score_gold(rows: list[_Row], logits: Sequence[torch.Tensor]) -> None:
