@@ -40,15 +40,15 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from graph.api import make_settings, resume, start_run  # noqa: E402
-from graph.sweep import PlannedRun, SweepOutcome, sweep  # noqa: E402
-from nodes.errors import GradpromptError  # noqa: E402
-from nodes.finalize import RULES  # noqa: E402
-from nodes.greater import rollout  # noqa: E402
-from nodes.proposers import source_totals  # noqa: E402
-from nodes.session import rollouts, session  # noqa: E402
-from nodes.tasks.confidence import wilson_interval  # noqa: E402
-from store.checkpoints import list_run_ids  # noqa: E402
+from gradprompt.graph.api import make_settings, resume, start_run  # noqa: E402
+from gradprompt.graph.sweep import PlannedRun, SweepOutcome, sweep  # noqa: E402
+from gradprompt.nodes.errors import GradpromptError  # noqa: E402
+from gradprompt.nodes.finalize import RULES  # noqa: E402
+from gradprompt.nodes.greater import rollout  # noqa: E402
+from gradprompt.nodes.proposers import source_totals  # noqa: E402
+from gradprompt.nodes.session import rollouts, session  # noqa: E402
+from gradprompt.nodes.tasks.confidence import wilson_interval  # noqa: E402
+from gradprompt.store.checkpoints import list_run_ids  # noqa: E402
 
 STEP_BY_STEP = "Let's think step by step."
 DEFAULT_INITIAL = "Answer the question."
@@ -272,7 +272,7 @@ def bench_job(context: dict, run: PlannedRun, settings: dict, run_dir, checkpoin
 def _on_test(settings, runs: Path, prompts: list[tuple[int, ...]]) -> list:
     """Test rollouts of prompts through the run folder's rollout cache (the initial prompt's are
     already there from finalize, so only new prompts cost model calls)."""
-    from store.checkpoints import open_rollout_store
+    from gradprompt.store.checkpoints import open_rollout_store
 
     sess = session(settings)
     with open_rollout_store(runs) as store:
@@ -283,8 +283,8 @@ def audit_dev_leader(row: dict, settings, runs: Path) -> dict | None:
     """The test gain the run's dev leader would have had over the initial prompt. Not something a
     user gets (the final choice kept the initial prompt unless the leader's dev lead was
     significant): it checks that choice, showing whether the leads it turned down were real."""
-    from graph.api import run_values
-    from nodes.selection import paired_gain
+    from gradprompt.graph.api import run_values
+    from gradprompt.nodes.selection import paired_gain
 
     final = run_values(row["run_id"], run_dir=runs).get("final") or {}
     if final.get("dev_leader") is None:
@@ -304,10 +304,10 @@ def judge_again(row: dict, settings, runs: Path) -> dict:
     before a rule existed gets that rule's pick and its test gain without searching again, and the
     dev-leader audit over the finalists judged now (:func:`headline_from_rules` then sets the row's
     returned prompt as the run's rule decides it)."""
-    from graph.api import run_values
-    from nodes.finalize import final_choices, rule_picks, rules_summary
-    from nodes.selection import paired_gain
-    from store.checkpoints import open_rollout_store
+    from gradprompt.graph.api import run_values
+    from gradprompt.nodes.finalize import final_choices, rule_picks, rules_summary
+    from gradprompt.nodes.selection import paired_gain
+    from gradprompt.store.checkpoints import open_rollout_store
 
     values = run_values(row["run_id"], run_dir=runs)
     sess = session(settings)
@@ -331,7 +331,7 @@ def judge_again(row: dict, settings, runs: Path) -> dict:
 def headline_from_rules(row: dict, rule: str) -> None:
     """The row's returned prompt and its numbers as ``rule`` decides them from the same dev and test
     rollouts (after the rules were judged again); the row says it was judged again."""
-    from nodes.readability import readability
+    from gradprompt.nodes.readability import readability
 
     verdict = row["rules"][rule]
     gain = verdict["test_gain"]
@@ -351,8 +351,8 @@ def headline_from_rules(row: dict, rule: str) -> None:
 def trace_steps(row: dict, settings, runs: Path) -> list[dict]:
     """The test gain over the initial prompt of the prompt the search held after each step: how
     the gain grows (or not) with the number of steps, from one run."""
-    from graph.api import run_values
-    from nodes.selection import paired_gain
+    from gradprompt.graph.api import run_values
+    from gradprompt.nodes.selection import paired_gain
 
     values = run_values(row["run_id"], run_dir=runs)
     initial = tuple(values["final"]["baseline"]["prompt"])

@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from nodes.selection import Outcome, final_choice  # noqa: E402
+from gradprompt.nodes.selection import Outcome, final_choice  # noqa: E402
 
 # (name, true gain of the start, true gains of the search's three prompts in pool order), in points
 SCENARIOS = (

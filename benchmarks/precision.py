@@ -48,13 +48,13 @@ from accuracy import (  # noqa: E402
     task_specs,
 )
 
-from graph.api import make_settings  # noqa: E402
-from nodes.errors import GradpromptError  # noqa: E402
-from nodes.greater import rollout  # noqa: E402
-from nodes.selection import paired_gain  # noqa: E402
-from nodes.session import session  # noqa: E402
-from nodes.tasks.confidence import wilson_interval  # noqa: E402
-from nodes.tasks.readout import readout_of  # noqa: E402
+from gradprompt.graph.api import make_settings  # noqa: E402
+from gradprompt.nodes.errors import GradpromptError  # noqa: E402
+from gradprompt.nodes.greater import rollout  # noqa: E402
+from gradprompt.nodes.selection import paired_gain  # noqa: E402
+from gradprompt.nodes.session import session  # noqa: E402
+from gradprompt.nodes.tasks.confidence import wilson_interval  # noqa: E402
+from gradprompt.nodes.tasks.readout import readout_of  # noqa: E402
 
 DTYPES = ("float32", "bfloat16")
 DEFAULT_TASKS = ("fsc/sst-2", "fsc/trec", "fsc/agnews")

@@ -43,13 +43,13 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from accuracy import DEFAULT_INITIAL, STEP_BY_STEP, default_data_dir, resumable_rows, task_specs  # noqa: E402
 
-from graph.api import make_settings  # noqa: E402
-from nodes.errors import GradpromptError  # noqa: E402
-from nodes.greater import rollout  # noqa: E402
-from nodes.session import session  # noqa: E402
-from nodes.tasks.answer_types import AnswerKind, question_letters  # noqa: E402
-from nodes.tasks.confidence import wilson_interval  # noqa: E402
-from nodes.tasks.readout import Readout, ReadoutMode  # noqa: E402
+from gradprompt.graph.api import make_settings  # noqa: E402
+from gradprompt.nodes.errors import GradpromptError  # noqa: E402
+from gradprompt.nodes.greater import rollout  # noqa: E402
+from gradprompt.nodes.session import session  # noqa: E402
+from gradprompt.nodes.tasks.answer_types import AnswerKind, question_letters  # noqa: E402
+from gradprompt.nodes.tasks.confidence import wilson_interval  # noqa: E402
+from gradprompt.nodes.tasks.readout import Readout, ReadoutMode  # noqa: E402
 
 PROMPTS = {"empty": "", "step_by_step": STEP_BY_STEP, "initial": DEFAULT_INITIAL}
 READOUTS = ("generate", "choice", "direct_generate", "direct_choice")

@@ -27,7 +27,7 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from graph.api import optimize  # noqa: E402
+from gradprompt.graph.api import optimize  # noqa: E402
 
 NODES = ("retrieve", "reason", "propose", "refine", "evaluate", "select", "approve")
 

@@ -38,8 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # the throwaway PostgreSQL server the tests use
 
-from graph.api import optimize  # noqa: E402
-from graph.sweep import sweep  # noqa: E402
+from gradprompt.graph.api import optimize  # noqa: E402
+from gradprompt.graph.sweep import sweep  # noqa: E402
 
 TASKS = ["builtin:compare", "builtin:arithmetic"]
 SEEDS = [0, 1]

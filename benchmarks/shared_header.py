@@ -31,10 +31,10 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import nodes.runtime.decoding as decoding  # noqa: E402
-from graph.api import optimize  # noqa: E402
-from nodes.runtime.decoding import DecodeJob  # noqa: E402
-from nodes.runtime.runtime import Runtime  # noqa: E402
+import gradprompt.nodes.runtime.decoding as decoding  # noqa: E402
+from gradprompt.graph.api import optimize  # noqa: E402
+from gradprompt.nodes.runtime.decoding import DecodeJob  # noqa: E402
+from gradprompt.nodes.runtime.runtime import Runtime  # noqa: E402
 
 PROMPTS = (
     "Classify the sentiment of the review.",

@@ -55,16 +55,16 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-import nodes.greater as greater  # noqa: E402
-from graph.api import optimize  # noqa: E402
-from nodes.runtime.progress_bars import progress_bar  # noqa: E402
-from nodes.runtime.runtime import Runtime  # noqa: E402
-from nodes.runtime.scoring import PositionGradient, window_gradients  # noqa: E402
-from nodes.runtime.usage import UsageCounts  # noqa: E402
-from nodes.selection import Outcome  # noqa: E402
-from nodes.settings import StepSettings  # noqa: E402
-from nodes.tasks.loaders import load_task  # noqa: E402
-from nodes.tasks.readout import readout_of  # noqa: E402
+import gradprompt.nodes.greater as greater  # noqa: E402
+from gradprompt.graph.api import optimize  # noqa: E402
+from gradprompt.nodes.runtime.progress_bars import progress_bar  # noqa: E402
+from gradprompt.nodes.runtime.runtime import Runtime  # noqa: E402
+from gradprompt.nodes.runtime.scoring import PositionGradient, window_gradients  # noqa: E402
+from gradprompt.nodes.runtime.usage import UsageCounts  # noqa: E402
+from gradprompt.nodes.selection import Outcome  # noqa: E402
+from gradprompt.nodes.settings import StepSettings  # noqa: E402
+from gradprompt.nodes.tasks.loaders import load_task  # noqa: E402
+from gradprompt.nodes.tasks.readout import readout_of  # noqa: E402
 
 PHASES = ("reason", "gradient", "evaluate")
 STEP_NODES = ("retrieve", "reason", "propose", "refine", "evaluate", "select", "approve")
@@ -144,8 +144,8 @@ def engine(kind: str) -> Iterator[None]:
         yield
         return
     with (
-        mock.patch("nodes.greater.rollout_pairs", naive_rollout_pairs),
-        mock.patch("nodes.greater.window_gradients", naive_window_gradients),
+        mock.patch("gradprompt.nodes.greater.rollout_pairs", naive_rollout_pairs),
+        mock.patch("gradprompt.nodes.greater.window_gradients", naive_window_gradients),
     ):
         yield
 

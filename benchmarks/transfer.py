@@ -51,12 +51,12 @@ from accuracy import (  # noqa: E402
     task_specs,
 )
 
-from graph.api import make_settings, run_values  # noqa: E402
-from graph.sweep import PlannedRun, run_one  # noqa: E402
-from nodes.errors import GradpromptError  # noqa: E402
-from nodes.selection import paired_gain  # noqa: E402
-from nodes.session import rollouts, session  # noqa: E402
-from store.checkpoints import open_rollout_store  # noqa: E402
+from gradprompt.graph.api import make_settings, run_values  # noqa: E402
+from gradprompt.graph.sweep import PlannedRun, run_one  # noqa: E402
+from gradprompt.nodes.errors import GradpromptError  # noqa: E402
+from gradprompt.nodes.selection import paired_gain  # noqa: E402
+from gradprompt.nodes.session import rollouts, session  # noqa: E402
+from gradprompt.store.checkpoints import open_rollout_store  # noqa: E402
 
 FIXED = ("model", "seed", "steps", "train", "dev", "test", "batch_size", "max_new_tokens", "n_evaluate")
 ARMS = ("cold", "warm", "raced")

@@ -1,6 +1,6 @@
 """gradprompt's public API: the optimizer graph and the functions that run it."""
 
-from graph.api import (
+from gradprompt.graph.api import (
     OptimizationResult,
     Predictor,
     RunStopped,
@@ -16,7 +16,7 @@ from graph.api import (
     resume,
     run_values,
 )
-from graph.builder import build_graph
+from gradprompt.graph.builder import build_graph
 
 __all__ = [
     "OptimizationResult",

@@ -2,11 +2,11 @@
 a prompt the way runs do. Each function lives in the module named after its concept (lifecycle,
 approval protocol, run index, fork, evaluation, predict, export); this module gathers them."""
 
-from graph.approval_protocol import ApprovalPending, Approver, approve, pending_request, pending_runs
-from graph.evaluation import evaluate_prompt, evaluate_prompts, report
-from graph.export import prompt_template
-from graph.fork import fork
-from graph.lifecycle import (
+from gradprompt.graph.approval_protocol import ApprovalPending, Approver, approve, pending_request, pending_runs
+from gradprompt.graph.evaluation import evaluate_prompt, evaluate_prompts, report
+from gradprompt.graph.export import prompt_template
+from gradprompt.graph.fork import fork
+from gradprompt.graph.lifecycle import (
     NoCheckpointYet,
     OptimizationResult,
     RunStopped,
@@ -16,10 +16,10 @@ from graph.lifecycle import (
     resume,
     start_run,
 )
-from graph.predict import Prediction, Predictor, load
-from graph.removal import remove_runs
-from graph.run_index import list_runs, run_status, run_values
-from graph.threads import config
+from gradprompt.graph.predict import Prediction, Predictor, load
+from gradprompt.graph.removal import remove_runs
+from gradprompt.graph.run_index import list_runs, run_status, run_values
+from gradprompt.graph.threads import config
 
 __all__ = [
     "ApprovalPending",

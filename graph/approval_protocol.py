@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from graph.threads import config, run_graph
-from nodes.errors import GradpromptError
-from store.checkpoints import open_runs
+from gradprompt.graph.threads import config, run_graph
+from gradprompt.nodes.errors import GradpromptError
+from gradprompt.store.checkpoints import open_runs
 
 Approver = Callable[[dict], dict]  # approval request -> {"action": ..., "prompt": ...}
 
@@ -35,7 +35,7 @@ def pending_request(snapshot) -> dict | None:
 
 def approve(run_id: str, action: str, prompt: str | None = None, *, run_dir=None, checkpointer=None) -> dict:
     """Answer the approval a run waits on, without a terminal session; ``resume`` applies it."""
-    from nodes.approve import parse_answer
+    from gradprompt.nodes.approve import parse_answer
 
     parse_answer({"action": action, "prompt": prompt})
     runs = open_runs(run_dir, checkpointer)

@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.prompt import Prompt
 from rich.text import Text
 
-from nodes.runtime.progress_bars import paused
+from gradprompt.nodes.runtime.progress_bars import paused
 
 
 def _score(item: dict) -> str:

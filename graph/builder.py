@@ -18,20 +18,20 @@ from collections.abc import Callable
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
-from graph.context import Context
-from graph.state import State
-from nodes.advance import advance
-from nodes.approve import approve
-from nodes.evaluate import evaluate
-from nodes.finalize import finalize
-from nodes.prepare import prepare
-from nodes.propose import propose
-from nodes.reason import reason
-from nodes.record import record
-from nodes.refine import refine
-from nodes.retrieve import retrieve
-from nodes.rollout_cache import generated
-from nodes.select import select
+from gradprompt.graph.context import Context
+from gradprompt.graph.state import State
+from gradprompt.nodes.advance import advance
+from gradprompt.nodes.approve import approve
+from gradprompt.nodes.evaluate import evaluate
+from gradprompt.nodes.finalize import finalize
+from gradprompt.nodes.prepare import prepare
+from gradprompt.nodes.propose import propose
+from gradprompt.nodes.reason import reason
+from gradprompt.nodes.record import record
+from gradprompt.nodes.refine import refine
+from gradprompt.nodes.retrieve import retrieve
+from gradprompt.nodes.rollout_cache import generated
+from gradprompt.nodes.select import select
 
 STEP_NODES: list[tuple[str, Callable[..., dict]]] = [
     ("retrieve", retrieve),

@@ -10,9 +10,9 @@ import argparse
 import os
 import sys
 
-from graph.commands import approve, evaluate, optimize, predict, report, runs, store, sweep
-from graph.commands.common import common_flags
-from nodes.errors import GradpromptError
+from gradprompt.graph.commands import approve, evaluate, optimize, predict, report, runs, store, sweep
+from gradprompt.graph.commands.common import common_flags
+from gradprompt.nodes.errors import GradpromptError
 
 COMMANDS = (optimize, runs, approve, evaluate, predict, report, sweep, store)
 
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_args(argv)
-    from nodes.runtime.progress_bars import quiet
+    from gradprompt.nodes.runtime.progress_bars import quiet
 
     try:
         with quiet(getattr(args, "json", False)):

@@ -6,15 +6,15 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from graph.lifecycle import make_settings
-from graph.run_index import run_values
-from nodes.errors import GradpromptError
-from nodes.greater import rollout
-from nodes.selection import paired_gain
-from nodes.session import load_inputs, session
-from nodes.settings import RunSettings
-from nodes.tasks.confidence import wilson_interval
-from store.checkpoints import open_runs
+from gradprompt.graph.lifecycle import make_settings
+from gradprompt.graph.run_index import run_values
+from gradprompt.nodes.errors import GradpromptError
+from gradprompt.nodes.greater import rollout
+from gradprompt.nodes.selection import paired_gain
+from gradprompt.nodes.session import load_inputs, session
+from gradprompt.nodes.settings import RunSettings
+from gradprompt.nodes.tasks.confidence import wilson_interval
+from gradprompt.store.checkpoints import open_runs
 
 
 def _majority(sess, examples) -> dict:
@@ -104,8 +104,8 @@ def report(
     ``out`` (default: the run's folder) and return its path. The report reads the checkpoint only;
     ``score_dev`` also scores every prompt the run moved through on the dev split (loads the model),
     so the dev curve has a point per step, not only for the prompts the final choice compared."""
-    from graph.report_render import write_report
-    from graph.run_report import build_report, step_prompts
+    from gradprompt.graph.report_render import write_report
+    from gradprompt.graph.run_report import build_report, step_prompts
 
     if fmt not in ("html", "md"):
         raise GradpromptError(f"unknown report format {fmt!r}: use html or md")
@@ -114,7 +114,7 @@ def report(
         raise GradpromptError(f"run {run_id} has no finished step yet: resume it, then ask for its report")
     extra = None
     if score_dev:
-        from graph.lifecycle import with_run_inputs
+        from gradprompt.graph.lifecycle import with_run_inputs
 
         with_run_inputs(open_runs(run_dir, checkpointer), run_id, values["settings"])
         sess = session(RunSettings.model_validate(values["settings"]))

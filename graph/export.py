@@ -13,9 +13,9 @@ from typing import Any
 
 from langchain_core.prompts import ChatPromptTemplate
 
-from graph.predict import Predictor
-from nodes.errors import GradpromptError
-from nodes.runtime.chat_layout import Placement
+from gradprompt.graph.predict import Predictor
+from gradprompt.nodes.errors import GradpromptError
+from gradprompt.nodes.runtime.chat_layout import Placement
 
 FORMATS = ("text", "json", "langchain")
 EXPORT_VERSION = 1

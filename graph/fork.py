@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import time
 
-from graph.builder import FIRST_STEP_NODE, LAST_STEP_NODE
-from graph.lifecycle import with_run_inputs
-from graph.threads import config, run_graph
-from nodes.errors import GradpromptError
-from nodes.session import session
-from nodes.settings import RunSettings
-from store.checkpoints import new_run_id, open_runs
-from store.locks import check_run_id
+from gradprompt.graph.builder import FIRST_STEP_NODE, LAST_STEP_NODE
+from gradprompt.graph.lifecycle import with_run_inputs
+from gradprompt.graph.threads import config, run_graph
+from gradprompt.nodes.errors import GradpromptError
+from gradprompt.nodes.session import session
+from gradprompt.nodes.settings import RunSettings
+from gradprompt.store.checkpoints import new_run_id, open_runs
+from gradprompt.store.locks import check_run_id
 
 
 def fork(

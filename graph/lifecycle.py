@@ -20,15 +20,15 @@ from typing import Any
 from langgraph.types import Command
 from pydantic import ValidationError
 
-from graph.approval_protocol import ApprovalPending, Approver, pending_request
-from graph.context import Context
-from graph.threads import config, run_graph
-from nodes.errors import GradpromptError
-from nodes.runtime.model_loading import check_model
-from nodes.session import load_inputs
-from nodes.settings import RunSettings
-from store.checkpoints import new_run_id, open_runs
-from store.locks import check_run_id
+from gradprompt.graph.approval_protocol import ApprovalPending, Approver, pending_request
+from gradprompt.graph.context import Context
+from gradprompt.graph.threads import config, run_graph
+from gradprompt.nodes.errors import GradpromptError
+from gradprompt.nodes.runtime.model_loading import check_model
+from gradprompt.nodes.session import load_inputs
+from gradprompt.nodes.settings import RunSettings
+from gradprompt.store.checkpoints import new_run_id, open_runs
+from gradprompt.store.locks import check_run_id
 
 Update = Callable[[str, dict, dict], None]  # (node name, what it wrote, settings)
 
@@ -83,7 +83,7 @@ class OptimizationResult:
     def predictor(self, prompt: str = "final", *, run_dir=None, checkpointer: str | None = None):
         """A predictor that answers new questions with this run's prompt under its reading (see
         :func:`graph.predict.load`; pass the run's ``run_dir`` or ``checkpointer`` if not the default)."""
-        from graph.predict import load
+        from gradprompt.graph.predict import load
 
         return load(self.run_id, prompt, run_dir=run_dir, checkpointer=checkpointer)
 
@@ -106,7 +106,7 @@ def in_use(runs, run_id: str, doing: str, settings: dict | None = None) -> Itera
     with ExitStack() as stack:
         stack.enter_context(runs.lock(run_id, doing))
         if settings and settings.get("trajectory", True):
-            from store.trajectory import holding
+            from gradprompt.store.trajectory import holding
 
             stack.enter_context(holding(settings.get("store")))
         yield
@@ -197,8 +197,8 @@ def with_run_inputs(runs, run_id: str, settings: dict) -> None:
     """Make what a run needs besides its checkpoint available in this process: the examples it
     was given in memory (kept with the run) and its metric (imported by path), each with one clear
     error when it cannot be had."""
-    from nodes.tasks.inline import is_inline, register_rows
-    from nodes.tasks.metric import load_metric
+    from gradprompt.nodes.tasks.inline import is_inline, register_rows
+    from gradprompt.nodes.tasks.metric import load_metric
 
     task = settings.get("task", "")
     if is_inline(task):
@@ -288,8 +288,8 @@ def optimize(
     ``human_approval=True`` every update waits for a person: ``approver(request)`` answers
     in-process, or, without one, :class:`ApprovalPending` is raised and the run waits for
     :func:`approve` + :func:`resume`."""
-    from nodes.tasks.inline import register
-    from nodes.tasks.metric import metric_path
+    from gradprompt.nodes.tasks.inline import register
+    from gradprompt.nodes.tasks.metric import metric_path
 
     rows = None
     if (task is None) == (examples is None):

@@ -20,16 +20,16 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from graph.lifecycle import with_run_inputs
-from graph.run_index import run_values
-from nodes.answering import answer_questions
-from nodes.errors import GradpromptError
-from nodes.session import Session, load_inputs, session
-from nodes.settings import RunSettings
-from nodes.tasks.confidence import wilson_interval
-from nodes.tasks.loaders import ANSWER_FIELDS, QUESTION_FIELDS, as_text, jsonl_rows
-from nodes.tasks.readout import CLOSED_KINDS, Readout, ReadoutMode, readout_of
-from store.checkpoints import open_runs
+from gradprompt.graph.lifecycle import with_run_inputs
+from gradprompt.graph.run_index import run_values
+from gradprompt.nodes.answering import answer_questions
+from gradprompt.nodes.errors import GradpromptError
+from gradprompt.nodes.session import Session, load_inputs, session
+from gradprompt.nodes.settings import RunSettings
+from gradprompt.nodes.tasks.confidence import wilson_interval
+from gradprompt.nodes.tasks.loaders import ANSWER_FIELDS, QUESTION_FIELDS, as_text, jsonl_rows
+from gradprompt.nodes.tasks.readout import CLOSED_KINDS, Readout, ReadoutMode, readout_of
+from gradprompt.store.checkpoints import open_runs
 
 PROMPTS = ("final", "initial")
 
@@ -161,7 +161,7 @@ class Predictor:
     def as_runnable(self):
         """This predictor as a LangChain ``Runnable``: a question (or a dict with ``question``) in,
         the answer out; ``batch`` answers all its inputs in one batched decode."""
-        from graph.predict_runnable import PredictorRunnable
+        from gradprompt.graph.predict_runnable import PredictorRunnable
 
         return PredictorRunnable(self)
 
@@ -182,7 +182,7 @@ def load(
         raise GradpromptError(f"run {run_id} has no checkpoint yet: resume it first (`gradprompt resume {run_id}`)")
     settings = dict(values["settings"])
     if device:
-        from nodes.runtime.model_loading import pick_device, pick_dtype
+        from gradprompt.nodes.runtime.model_loading import pick_device, pick_dtype
 
         try:
             moved = pick_device(device)

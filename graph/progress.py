@@ -13,8 +13,8 @@ import time
 from contextlib import ExitStack
 from typing import TextIO
 
-from graph.builder import STEP_NODES
-from nodes.runtime.progress_bars import Bar, progress_bar
+from gradprompt.graph.builder import STEP_NODES
+from gradprompt.nodes.runtime.progress_bars import Bar, progress_bar
 
 _PHASES = {"advance": "next step", "prepare": "loading", "finalize": "dev/test evaluation"}
 

@@ -12,18 +12,18 @@ from contextlib import ExitStack
 
 from langgraph.store.base import PutOp
 
-from graph.threads import config
-from nodes.errors import GradpromptError
-from nodes.settings import RunSettings
-from store.checkpoints import open_runs
+from gradprompt.graph.threads import config
+from gradprompt.nodes.errors import GradpromptError
+from gradprompt.nodes.settings import RunSettings
+from gradprompt.store.checkpoints import open_runs
 
 _PAGE = 1000
 
 
 def _namespace(runs, run_id: str, info: dict) -> tuple[str, ...] | None:
     """The rollout-cache namespace of a run (None when its task data can no longer be read)."""
-    from graph.lifecycle import with_run_inputs
-    from nodes.session import rollout_namespace
+    from gradprompt.graph.lifecycle import with_run_inputs
+    from gradprompt.nodes.session import rollout_namespace
 
     try:
         with_run_inputs(runs, run_id, info["settings"])
@@ -45,7 +45,7 @@ def _cache_keys(store, namespace: tuple[str, ...]) -> list[str]:
 def _records(settings: dict, run_id: str, dry_run: bool) -> int:
     if not settings.get("trajectory", True):
         return 0
-    from store.trajectory import open_store
+    from gradprompt.store.trajectory import open_store
 
     return open_store(settings.get("store"), settings.get("embeddings", "minilm")).prune(
         run_id=run_id, dry_run=dry_run

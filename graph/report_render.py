@@ -12,8 +12,8 @@ import html
 import io
 from pathlib import Path
 
-from graph.run_report import RunReport
-from graph.summary import summary_lines
+from gradprompt.graph.run_report import RunReport
+from gradprompt.graph.summary import summary_lines
 
 FIGURES = {
     "scores": "Score per step",

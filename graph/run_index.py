@@ -10,10 +10,10 @@ from __future__ import annotations
 import ast
 import re
 
-from graph.approval_protocol import pending_request
-from graph.threads import config, run_graph
-from nodes.errors import GradpromptError
-from store.checkpoints import open_runs
+from gradprompt.graph.approval_protocol import pending_request
+from gradprompt.graph.threads import config, run_graph
+from gradprompt.nodes.errors import GradpromptError
+from gradprompt.store.checkpoints import open_runs
 
 _HOLDER = re.compile(r"^(?P<who>pid \d+ on [^,]+), (?P<doing>[^,]*?)(?:, since (?P<since>.+))?$")
 
@@ -125,8 +125,8 @@ def step_examples(run_id: str, n: int, *, run_dir=None, checkpointer=None) -> di
     """For every finished step, the first ``n`` pool examples of the step's current prompt: the
     model's reasoning, the text read as its answer and the gold answer, read back from the run's
     rollout cache (the tokenizer turns reasoning tokens into text; nothing is generated again)."""
-    from graph.lifecycle import with_run_inputs
-    from nodes.session import rollout_cache, selection_pool, session
+    from gradprompt.graph.lifecycle import with_run_inputs
+    from gradprompt.nodes.session import rollout_cache, selection_pool, session
 
     runs = open_runs(run_dir, checkpointer)
     runs.read_info(run_id)

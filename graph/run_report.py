@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from nodes.approve import word_diff
-from nodes.edit_limit import word_distance
-from nodes.proposers import source_totals
+from gradprompt.nodes.approve import word_diff
+from gradprompt.nodes.edit_limit import word_distance
+from gradprompt.nodes.proposers import source_totals
 
 SOURCES = ("gradient", "phrase", "retrieval", "refinement", "human")
 COUNTS = ("offered", "raced", "finished", "accepted")

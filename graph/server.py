@@ -5,6 +5,6 @@ JSON input, ``{"settings": {"task": "builtin:compare", "steps": 4, ...}}`` (``ru
 and the model is loaded once per server process, on the first run that needs it.
 """
 
-from graph.builder import build_graph
+from gradprompt.graph.builder import build_graph
 
 graph = build_graph()

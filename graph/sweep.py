@@ -25,8 +25,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nodes.errors import GradpromptError
-from store.locks import check_run_id
+from gradprompt.nodes.errors import GradpromptError
+from gradprompt.store.locks import check_run_id
 
 STATUSES = ("done", "running", "failed", "waiting", "queued")
 
@@ -121,8 +121,8 @@ def run_one(
 ) -> SweepOutcome:
     """Start, resume or just read one run; what a sweep's Ray task does (and, with one worker and
     no Ray, what the sweep does in-process)."""
-    from graph.api import ApprovalPending, NoCheckpointYet, make_settings, resume, start_run
-    from store.checkpoints import open_runs
+    from gradprompt.graph.api import ApprovalPending, NoCheckpointYet, make_settings, resume, start_run
+    from gradprompt.store.checkpoints import open_runs
 
     if cwd and Path(cwd).is_dir():  # relative task and store paths mean what they meant to the driver
         os.chdir(cwd)
@@ -153,7 +153,7 @@ def run_one(
 
 def finished_before(runs: list[PlannedRun], run_dir, checkpointer) -> dict[str, SweepOutcome]:
     """The planned runs already finished: read from the index and checkpoints, no model loaded."""
-    from graph.api import list_runs
+    from gradprompt.graph.api import list_runs
 
     listed = {r["run_id"]: r for r in list_runs(run_dir=run_dir, checkpointer=checkpointer)}
     out = {}
@@ -205,8 +205,8 @@ def sweep(
     the same name, it skips finished runs and resumes unfinished ones. ``runs`` replaces the
     product of tasks, models and seeds by an explicit list; ``job`` replaces :func:`run_one` (it
     must resume a run the same way, e.g. call it first) for callers that do more per run."""
-    from store.checkpoints import checkpointer_url, runs_dir
-    from store.trajectory import default_location, is_server
+    from gradprompt.store.checkpoints import checkpointer_url, runs_dir
+    from gradprompt.store.trajectory import default_location, is_server
 
     if workers < 1:
         raise GradpromptError(f"--workers must be at least 1 (got {workers})")
@@ -217,9 +217,9 @@ def sweep(
     planned = runs if runs is not None else plan(name, tasks, models, seeds)
     checkpointer = checkpointer_url(checkpointer)
     run_dir = str(runs_dir(run_dir).resolve())
-    from graph.api import make_settings
-    from nodes.runtime.model_loading import check_model
-    from nodes.session import load_inputs
+    from gradprompt.graph.api import make_settings
+    from gradprompt.nodes.runtime.model_loading import check_model
+    from gradprompt.nodes.session import load_inputs
 
     for run in planned:  # every run's settings, data and model are valid before anything starts
         load_inputs(make_settings(run.task, model=run.model, seed=run.seed, **settings))
@@ -239,7 +239,7 @@ def sweep(
         location = store or default_location()
         shared = settings.get("trajectory", True) and not is_server(location)
         if shared and (workers > 1 or ray_address):
-            from store.chroma_server import serving
+            from gradprompt.store.chroma_server import serving
 
             location = stack.enter_context(serving(str(Path(location).resolve())))
             tell(f"trajectory folder served at {location} for the sweep")

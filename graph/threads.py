@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from graph.builder import build_graph
+from gradprompt.graph.builder import build_graph
 
 
 def config(run_id: str) -> dict:

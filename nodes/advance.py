@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from nodes.greater import next_position
-from nodes.session import session
-from nodes.word_moves import next_slot
+from gradprompt.nodes.greater import next_position
+from gradprompt.nodes.session import session
+from gradprompt.nodes.word_moves import next_slot
 
 
 def stop_reason(settings, step: int, stale: int, accuracy: float | None, spent: dict | None = None) -> str:

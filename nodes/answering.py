@@ -12,9 +12,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from nodes.greater import PromptIds, decode_job
-from nodes.runtime.runtime import Runtime
-from nodes.tasks.readout import Readout
+from gradprompt.nodes.greater import PromptIds, decode_job
+from gradprompt.nodes.runtime.runtime import Runtime
+from gradprompt.nodes.tasks.readout import Readout
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,10 @@ import difflib
 
 from langgraph.types import interrupt
 
-from nodes.errors import GradpromptError
-from nodes.evaluate import pool_rollout
-from nodes.selection import discordant
-from nodes.session import scored, session
+from gradprompt.nodes.errors import GradpromptError
+from gradprompt.nodes.evaluate import pool_rollout
+from gradprompt.nodes.selection import discordant
+from gradprompt.nodes.session import scored, session
 
 ACTIONS = ("approve", "reject", "edit")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from nodes.runtime.runtime import Runtime
+from gradprompt.nodes.runtime.runtime import Runtime
 
 
 @lru_cache(maxsize=4)

@@ -4,10 +4,10 @@ Every candidate from every source goes through here; the racing rule is in :mod:
 
 from __future__ import annotations
 
-from nodes.edit_limit import word_distance
-from nodes.greater import Rollout
-from nodes.selection import SelectionConfig, discordant, race
-from nodes.session import rollouts, scored, selection_pool, session
+from gradprompt.nodes.edit_limit import word_distance
+from gradprompt.nodes.greater import Rollout
+from gradprompt.nodes.selection import SelectionConfig, discordant, race
+from gradprompt.nodes.session import rollouts, scored, selection_pool, session
 
 
 def pool_rollout(sess, store, prompt) -> Rollout:

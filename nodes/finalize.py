@@ -16,11 +16,11 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import replace
 
-from nodes.readability import readability
-from nodes.selection import FinalChoice, final_choice, paired_gain
-from nodes.session import Session, rollouts, session, trajectory_of, trajectory_record
-from nodes.settings import DEFAULT_PROMPT
-from nodes.tasks.confidence import wilson_interval
+from gradprompt.nodes.readability import readability
+from gradprompt.nodes.selection import FinalChoice, final_choice, paired_gain
+from gradprompt.nodes.session import Session, rollouts, session, trajectory_of, trajectory_record
+from gradprompt.nodes.settings import DEFAULT_PROMPT
+from gradprompt.nodes.tasks.confidence import wilson_interval
 
 RULES = ("shared_alpha", "fixed_sequence", "pool_order", "bonferroni", "margin")
 START_FIRST = "start-first order (the search's start, then pool rank)"

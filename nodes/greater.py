@@ -13,16 +13,16 @@ from dataclasses import dataclass, field
 
 import torch
 
-from nodes.rollout_cache import RolloutCache
-from nodes.runtime.candidates import example_groups, propose_candidates
-from nodes.runtime.decoding import DecodeJob
-from nodes.runtime.runtime import Runtime
-from nodes.runtime.scoring import ForcedRow, forced_row, window_gradients
-from nodes.selection import Outcome
-from nodes.settings import StepSettings
-from nodes.tasks.answer_types import AnswerFormat
-from nodes.tasks.readout import Readout, readout_of
-from nodes.tasks.task import Example
+from gradprompt.nodes.rollout_cache import RolloutCache
+from gradprompt.nodes.runtime.candidates import example_groups, propose_candidates
+from gradprompt.nodes.runtime.decoding import DecodeJob
+from gradprompt.nodes.runtime.runtime import Runtime
+from gradprompt.nodes.runtime.scoring import ForcedRow, forced_row, window_gradients
+from gradprompt.nodes.selection import Outcome
+from gradprompt.nodes.settings import StepSettings
+from gradprompt.nodes.tasks.answer_types import AnswerFormat
+from gradprompt.nodes.tasks.readout import Readout, readout_of
+from gradprompt.nodes.tasks.task import Example
 
 PromptIds = tuple[int, ...]
 Answers = Readout | AnswerFormat  # an answer format alone is read the default way (see readout_of)
@@ -231,7 +231,7 @@ def forced_rows(
 
 def _next_token_logprobs(rt: Runtime, examples: Sequence[Example], prompt: PromptIds) -> torch.Tensor:
     """(B, V) log-probs of the token right after the prompt, for growing it by one token."""
-    from nodes.runtime.batching import pad
+    from gradprompt.nodes.runtime.batching import pad
 
     contexts = rt.contexts([e.question for e in examples], prompt)
     ids, mask = pad([c.ids for c in contexts], rt.pad_id, "right", rt.device)

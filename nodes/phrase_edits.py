@@ -15,7 +15,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from nodes.runtime import word_units
+from gradprompt.nodes.runtime import word_units
 
 PromptIds = tuple[int, ...]
 _FUNCTION_WORDS = (

@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import time
 
-from nodes.selection import SelectionConfig, final_choice, race, rank_key, update_best
-from nodes.session import Session, rollouts, scored, selection_pool, session, trajectory_of
-from nodes.settings import DEFAULT_PROMPT
-from store.checkpoints import new_run_id
+from gradprompt.nodes.selection import SelectionConfig, final_choice, race, rank_key, update_best
+from gradprompt.nodes.session import Session, rollouts, scored, selection_pool, session, trajectory_of
+from gradprompt.nodes.settings import DEFAULT_PROMPT
+from gradprompt.store.checkpoints import new_run_id
 
 EMPTY: tuple[int, ...] = ()
 

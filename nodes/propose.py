@@ -4,8 +4,8 @@ proposer interface (:mod:`nodes.proposers`). They join the retrieved prompt in `
 
 from __future__ import annotations
 
-from nodes.proposers import PhraseEdits, StepView, gradient_proposer
-from nodes.session import session
+from gradprompt.nodes.proposers import PhraseEdits, StepView, gradient_proposer
+from gradprompt.nodes.session import session
 
 WHOLE_RANKING = 1 << 30  # the paper variant scans the whole gradient ranking for an edit not held before
 

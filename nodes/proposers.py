@@ -19,7 +19,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from nodes.edit_limit import positions_for_step, word_distance
+from gradprompt.nodes.edit_limit import positions_for_step, word_distance
 
 PromptIds = tuple[int, ...]
 SOURCES = ("gradient", "phrase", "retrieval", "refinement", "human")
@@ -87,7 +87,7 @@ class _Gradient:
 
     @staticmethod
     def inputs(view: StepView):
-        from nodes.session import gradient_examples, rollouts
+        from gradprompt.nodes.session import gradient_examples, rollouts
 
         sess = view.sess
         examples = gradient_examples(sess, view.step)
@@ -100,8 +100,8 @@ class GradientWords(_Gradient):
     """Whole-word replace / insert / delete at the step's slot, ranked by the one-hot gradient."""
 
     def propose(self, view: StepView) -> list[Candidate]:
-        from nodes.greater import forced_rows
-        from nodes.word_moves import propose_word_moves
+        from gradprompt.nodes.greater import forced_rows
+        from gradprompt.nodes.word_moves import propose_word_moves
 
         sess, examples, reasonings, rng = self.inputs(view)
         result = propose_word_moves(
@@ -128,8 +128,8 @@ class GradientTokens(_Gradient):
     """GReaTer's own move: the token at the step's position (or a window of positions) replaced."""
 
     def propose(self, view: StepView) -> list[Candidate]:
-        from nodes.greater import propose as greater_propose
-        from nodes.session import step_edit_limit
+        from gradprompt.nodes.greater import propose as greater_propose
+        from gradprompt.nodes.session import step_edit_limit
 
         sess, examples, reasonings, rng = self.inputs(view)
         st = sess.settings
@@ -172,8 +172,8 @@ class PhraseEdits:
         self.n = n
 
     def propose(self, view: StepView) -> list[Candidate]:
-        from nodes.phrase_edits import sample_edits
-        from nodes.runtime.scoring import fluency_costs
+        from gradprompt.nodes.phrase_edits import sample_edits
+        from gradprompt.nodes.runtime.scoring import fluency_costs
 
         sess, st = view.sess, view.sess.settings
         if self.n <= 0:
@@ -201,7 +201,7 @@ class Retrieval:
     source = "retrieval"
 
     def propose(self, view: StepView) -> list[Candidate]:
-        from nodes.runtime.scoring import fluency_costs
+        from gradprompt.nodes.runtime.scoring import fluency_costs
 
         text, limit = view.state["prompt_text"], view.state.get("edit_limit")
         scored = sorted(
@@ -230,7 +230,7 @@ class Refinement:
         self.chat_model = chat_model
 
     def propose(self, view: StepView) -> list[Candidate]:
-        from nodes.refine import ask_chat_model
+        from gradprompt.nodes.refine import ask_chat_model
 
         texts = ask_chat_model(view, self.chat_model)
         return [Candidate(tuple(view.sess.rt.encode_prompt(t)), self.source, "rewritten") for t in texts]

@@ -7,7 +7,7 @@ rollout cache; only what is missing (the initial prompt, a human edit) reaches t
 
 from __future__ import annotations
 
-from nodes.session import rollouts, scored, selection_pool, session
+from gradprompt.nodes.session import rollouts, scored, selection_pool, session
 
 
 def reason(state: dict, store=None) -> dict:

@@ -7,9 +7,9 @@ takes only prompts scored on the whole selection pool (see :func:`nodes.selectio
 
 from __future__ import annotations
 
-from nodes.proposers import source_counts
-from nodes.selection import update_best
-from nodes.session import Session, session, trajectory_of, trajectory_record
+from gradprompt.nodes.proposers import source_counts
+from gradprompt.nodes.selection import update_best
+from gradprompt.nodes.session import Session, session, trajectory_of, trajectory_record
 
 _SLIM = (
     "prompt",

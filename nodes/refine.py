@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import re
 
-from nodes.chat_model import local_chat_model
-from nodes.edit_limit import word_distance
-from nodes.proposers import Refinement, StepView
-from nodes.session import gradient_examples, session
+from gradprompt.nodes.chat_model import local_chat_model
+from gradprompt.nodes.edit_limit import word_distance
+from gradprompt.nodes.proposers import Refinement, StepView
+from gradprompt.nodes.session import gradient_examples, session
 
 PROMPT_BLOCK = re.compile(r"<prompt>(.*?)</prompt>", re.DOTALL | re.IGNORECASE)
 MAX_PROMPT_WORDS = 120

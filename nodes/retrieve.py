@@ -8,9 +8,9 @@ one within the step's edit limit is offered as a whole prompt (:class:`nodes.pro
 
 from __future__ import annotations
 
-from nodes.proposers import Retrieval, StepView
-from nodes.runtime import word_units
-from nodes.session import session, splits_fingerprint, step_edit_limit, trajectory_of
+from gradprompt.nodes.proposers import Retrieval, StepView
+from gradprompt.nodes.runtime import word_units
+from gradprompt.nodes.session import session, splits_fingerprint, step_edit_limit, trajectory_of
 
 
 def _token_at(sess, ids: list[int], position: int) -> int | None:

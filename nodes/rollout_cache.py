@@ -21,8 +21,8 @@ from functools import lru_cache
 from langgraph.store.base import BaseStore, GetOp, PutOp
 from langgraph.store.memory import InMemoryStore
 
-from nodes.selection import Outcome
-from nodes.tasks.task import Example
+from gradprompt.nodes.selection import Outcome
+from gradprompt.nodes.tasks.task import Example
 
 PromptIds = tuple[int, ...]
 

@@ -4,9 +4,9 @@ still overrule it before it is applied."""
 
 from __future__ import annotations
 
-from nodes.evaluate import pool_rollout
-from nodes.selection import Contender, RaceResult, accept
-from nodes.session import rollouts, selection_pool, session
+from gradprompt.nodes.evaluate import pool_rollout
+from gradprompt.nodes.selection import Contender, RaceResult, accept
+from gradprompt.nodes.session import rollouts, selection_pool, session
 
 
 def select(state: dict, store=None) -> dict:

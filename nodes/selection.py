@@ -38,7 +38,7 @@ from typing import Literal
 
 from scipy.stats import binomtest
 
-from nodes.tasks.confidence import Z95
+from gradprompt.nodes.tasks.confidence import Z95
 
 PromptIds = tuple[int, ...]
 Acceptance = Literal["always", "not_worse", "better"]

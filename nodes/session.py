@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from nodes.runtime.runtime import Runtime
-from nodes.settings import RunSettings
-from nodes.tasks import Splits, Task, load_task
-from nodes.tasks.readout import Readout, readout_of
+from gradprompt.nodes.runtime.runtime import Runtime
+from gradprompt.nodes.settings import RunSettings
+from gradprompt.nodes.tasks import Splits, Task, load_task
+from gradprompt.nodes.tasks.readout import Readout, readout_of
 
 
 @dataclass(frozen=True)
@@ -66,14 +66,14 @@ def load_inputs(settings: RunSettings) -> tuple[Task, Splits]:
 
 def selection_pool(sess: Session) -> list:
     """The run's training split in its fixed racing order: every prompt is scored on these."""
-    from nodes.greater import pool_order
+    from gradprompt.nodes.greater import pool_order
 
     return pool_order(sess.splits.train, sess.settings.seed)
 
 
 def gradient_examples(sess: Session, step: int) -> list:
     """The pool examples ``step`` takes its gradient on (a function of seed and step alone)."""
-    from nodes.greater import gradient_batch
+    from gradprompt.nodes.greater import gradient_batch
 
     pool = selection_pool(sess)
     return [pool[i] for i in gradient_batch(pool, sess.settings.batch_size, sess.settings.seed, step)]
@@ -81,7 +81,7 @@ def gradient_examples(sess: Session, step: int) -> list:
 
 def rollout_cache(sess: Session, store=None):
     """The run's (prompt, example) rollout cache in ``store`` (the graph's LangGraph store)."""
-    from nodes.rollout_cache import RolloutCache
+    from gradprompt.nodes.rollout_cache import RolloutCache
 
     return RolloutCache(store, rollout_namespace(sess.settings))
 
@@ -89,7 +89,7 @@ def rollout_cache(sess: Session, store=None):
 def rollout_namespace(settings: RunSettings) -> tuple[str, ...]:
     """Where a run's rollouts are cached: runs whose results cannot differ share it. Needs the
     task's answer format (read from its data), never the model."""
-    from nodes.rollout_cache import cache_namespace, rollout_fingerprint
+    from gradprompt.nodes.rollout_cache import cache_namespace, rollout_fingerprint
 
     task, _ = load_inputs(settings)
     readout = readout_of(task.answer_format, settings.readout, settings.max_new_tokens, settings.metric)
@@ -98,7 +98,7 @@ def rollout_namespace(settings: RunSettings) -> tuple[str, ...]:
 
 def rollouts(sess: Session, store, examples, prompts, drafts=None, label: str | None = None) -> list:
     """Rollouts of ``prompts`` on ``examples``, rolling out only what the run has not yet."""
-    from nodes.greater import rollout
+    from gradprompt.nodes.greater import rollout
 
     return rollout(
         sess.rt,
@@ -114,7 +114,7 @@ def rollouts(sess: Session, store, examples, prompts, drafts=None, label: str | 
 
 def scored(sess: Session, prompt, source: str, rollout=None, step: int | None = None, **extra) -> dict:
     """A prompt as the state records it, with its results on the examples it was rolled out on."""
-    from nodes.readability import readability
+    from gradprompt.nodes.readability import readability
 
     text = sess.rt.decode(prompt)
     out = {"prompt": list(prompt), "text": text, "source": source, "known_words": readability(text)["known_words"]}
@@ -156,7 +156,7 @@ def splits_fingerprint(sess: Session) -> str:
     A dev score recorded under another fingerprint may have seen this run's test examples."""
     import hashlib
 
-    from nodes.tasks.task import SPLIT_METHOD
+    from gradprompt.nodes.tasks.task import SPLIT_METHOD
 
     s = sess.settings
     key = f"{data_fingerprint(sess)}|{s.seed}|{s.train}|{s.dev}|{s.test}|{SPLIT_METHOD}"
@@ -168,7 +168,7 @@ def trajectory_record(sess: Session, state: dict, **fields):
     model, the task data and splits it was scored on, the gradprompt version and when."""
     import time
 
-    from store.trajectory import TrajectoryRecord, gradprompt_version
+    from gradprompt.store.trajectory import TrajectoryRecord, gradprompt_version
 
     return TrajectoryRecord(
         task=sess.task.name,
@@ -187,14 +187,14 @@ def trajectory_of(sess: Session):
     """The run's trajectory store, or None when the run keeps no trajectory."""
     if not sess.settings.trajectory:
         return None
-    from store.trajectory import open_store
+    from gradprompt.store.trajectory import open_store
 
     return open_store(sess.settings.store, sess.settings.embeddings)
 
 
 def step_edit_limit(sess: Session, step: int) -> int:
     """The word edit limit of ``step`` (counted from 0 here, from 1 in the schedule)."""
-    from nodes.edit_limit import edit_limit
+    from gradprompt.nodes.edit_limit import edit_limit
 
     s = sess.settings
     return edit_limit(s.edit_schedule, step + 1, s.steps, s.edit_max, s.edit_min)

@@ -35,14 +35,14 @@ from dataclasses import dataclass, replace
 import torch
 from transformers import DynamicCache
 
-from nodes.readability import is_known
-from nodes.runtime import word_units
-from nodes.runtime.batching import pad, run_chunked
-from nodes.runtime.candidates import example_groups, propose_candidates
-from nodes.runtime.runtime import Runtime
-from nodes.runtime.scoring import fluency_costs, window_gradients
-from nodes.settings import StepSettings
-from nodes.tasks.task import Example
+from gradprompt.nodes.readability import is_known
+from gradprompt.nodes.runtime import word_units
+from gradprompt.nodes.runtime.batching import pad, run_chunked
+from gradprompt.nodes.runtime.candidates import example_groups, propose_candidates
+from gradprompt.nodes.runtime.runtime import Runtime
+from gradprompt.nodes.runtime.scoring import fluency_costs, window_gradients
+from gradprompt.nodes.settings import StepSettings
+from gradprompt.nodes.tasks.task import Example
 
 PromptIds = tuple[int, ...]
 MAX_WORD_TOKENS = 4  # a completed word is at most this many tokens

@@ -21,9 +21,9 @@ from pathlib import Path
 
 from langgraph.checkpoint.sqlite import SqliteSaver
 
-from nodes.errors import GradpromptError
-from store.locks import check_run_id, holder_of, run_lock, run_lock_path, serialized
-from store.paths import data_dir
+from gradprompt.nodes.errors import GradpromptError
+from gradprompt.store.locks import check_run_id, holder_of, run_lock, run_lock_path, serialized
+from gradprompt.store.paths import data_dir
 
 DB_NAME = "checkpoints.sqlite"
 ROLLOUTS_DB = "rollouts.sqlite"
@@ -232,6 +232,6 @@ def open_runs(run_dir: str | os.PathLike | None = None, checkpointer: str | None
     url = checkpointer_url(checkpointer)
     if url is None:
         return RunFolder(run_dir)
-    from store.postgres_runs import PostgresRuns
+    from gradprompt.store.postgres_runs import PostgresRuns
 
     return PostgresRuns(url, runs_dir(run_dir))

@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from nodes.errors import GradpromptError
-from store.locks import store_folder_lock
+from gradprompt.nodes.errors import GradpromptError
+from gradprompt.store.locks import store_folder_lock
 
 
 def chroma_command() -> str:

@@ -28,10 +28,10 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlparse
 
-from nodes.errors import GradpromptError
-from store.embeddings import BUNDLED, embedding_identity, get_embedder
-from store.locks import store_folder_lock
-from store.paths import data_dir
+from gradprompt.nodes.errors import GradpromptError
+from gradprompt.store.embeddings import BUNDLED, embedding_identity, get_embedder
+from gradprompt.store.locks import store_folder_lock
+from gradprompt.store.paths import data_dir
 
 PROMPTS = "gradprompt-prompts"  # one collection for every model: the earlier layout, moved on open
 MODEL_PROMPTS = "gradprompt-prompts-"  # + a digest of the model name: one collection per model

@@ -31,7 +31,7 @@ def data_dir() -> Path:
 def tiny_rt():
     from tiny_model import tiny_loaded
 
-    from nodes.runtime.runtime import Runtime
+    from gradprompt.nodes.runtime.runtime import Runtime
 
     return Runtime(tiny_loaded())
 
@@ -42,14 +42,14 @@ def tiny_rt64():
     import torch
     from tiny_model import tiny_loaded
 
-    from nodes.runtime.runtime import Runtime
+    from gradprompt.nodes.runtime.runtime import Runtime
 
     return Runtime(tiny_loaded(dtype=torch.float64))
 
 
 @pytest.fixture(scope="session")
 def smollm2_rt():
-    from nodes.runtime.runtime import Runtime
+    from gradprompt.nodes.runtime.runtime import Runtime
 
     return Runtime.from_spec("smollm2", device="cpu")
 
@@ -57,7 +57,7 @@ def smollm2_rt():
 @pytest.fixture()
 def on_tiny_model(tiny_rt, monkeypatch):
     """Runs built from settings get the tiny in-process model instead of loading one."""
-    import nodes.session
+    import gradprompt.nodes.session
 
-    monkeypatch.setattr(nodes.session, "_runtime", lambda *args: tiny_rt)
+    monkeypatch.setattr(gradprompt.nodes.session, "_runtime", lambda *args: tiny_rt)
     return tiny_rt

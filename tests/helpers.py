@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from store.chroma_server import free_port  # noqa: F401 (the tests' name for it)
+from gradprompt.store.chroma_server import free_port  # noqa: F401 (the tests' name for it)
 
 # A run small enough to take seconds per step on a CPU with the bundled model.
 SMALL_RUN = {
@@ -52,7 +52,7 @@ def flags(settings: dict) -> list[str]:
 
 
 def _command(args, run_dir) -> list[str]:
-    return [sys.executable, "-m", "graph.cli", *args, "--run-dir", str(run_dir)]
+    return [sys.executable, "-m", "gradprompt.graph.cli", *args, "--run-dir", str(run_dir)]
 
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -144,8 +144,8 @@ def node_runs(run_id: str, run_dir=None, checkpointer: str | None = None):
     that started over) shows twice."""
     from collections import Counter
 
-    from graph.threads import config, run_graph
-    from store.checkpoints import open_runs
+    from gradprompt.graph.threads import config, run_graph
+    from gradprompt.store.checkpoints import open_runs
 
     with run_graph(open_runs(run_dir, checkpointer)) as graph:
         return Counter((s.values.get("step"), tuple(s.next)) for s in graph.get_state_history(config(run_id)))
@@ -159,7 +159,7 @@ def call_cli(*args: str, run_dir, env: dict | None = None) -> subprocess.Complet
     import traceback
     from contextlib import redirect_stderr, redirect_stdout
 
-    from graph.cli import main
+    from gradprompt.graph.cli import main
 
     out, err = io.StringIO(), io.StringIO()
     command = [*args, "--run-dir", str(run_dir)]

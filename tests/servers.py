@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from store.chroma_server import free_port
+from gradprompt.store.chroma_server import free_port
 
 
 def postgres_bin() -> Path | None:

@@ -10,7 +10,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from nodes.runtime.model_loading import LoadedModel
+from gradprompt.nodes.runtime.model_loading import LoadedModel
 
 SPECIALS = [
     "<pad>",

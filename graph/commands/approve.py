@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 
-from graph.commands.common import where
+from gradprompt.graph.commands.common import where
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
-    from graph.api import approve
+    from gradprompt.graph.api import approve
 
     answer = approve(args.run_id, args.action, args.prompt, **where(args))
     if args.json:

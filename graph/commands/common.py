@@ -8,7 +8,7 @@ import json
 import sys
 from typing import Any
 
-from graph.summary import summary_lines
+from gradprompt.graph.summary import summary_lines
 
 
 def common_flags() -> argparse.ArgumentParser:
@@ -66,8 +66,8 @@ class _Null:
 def progress(args: argparse.Namespace):
     """A progress display fed by node updates: a bar on a terminal, plain lines in logs and pipes,
     nothing under --json."""
-    from graph.progress import PlainProgress, RunProgress
-    from nodes.runtime.progress_bars import shown
+    from gradprompt.graph.progress import PlainProgress, RunProgress
+    from gradprompt.nodes.runtime.progress_bars import shown
 
     if getattr(args, "json", False):
         return _Null()
@@ -79,6 +79,6 @@ def approver(args: argparse.Namespace):
     runs wait for `gradprompt approve`."""
     if getattr(args, "json", False) or not sys.stdin.isatty():
         return None
-    from graph.approval_terminal import terminal_approver
+    from gradprompt.graph.approval_terminal import terminal_approver
 
     return terminal_approver()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from graph.commands.flags import EVALUATE_FIELDS, add_settings_flags, settings_from
+from gradprompt.graph.commands.flags import EVALUATE_FIELDS, add_settings_flags, settings_from
 
 
 def _interval(score: dict) -> str:
@@ -46,7 +46,7 @@ def print_evaluation(out: dict) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from graph.evaluation import evaluate_prompts
+    from gradprompt.graph.evaluation import evaluate_prompts
 
     settings = settings_from(args)
     model = settings.pop("model", None) or "smollm2"

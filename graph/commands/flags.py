@@ -12,7 +12,7 @@ import types
 import typing
 from typing import Any
 
-from nodes.settings import RunSettings
+from gradprompt.nodes.settings import RunSettings
 
 GROUPS: dict[str, tuple[str, ...]] = {
     "task and data": (

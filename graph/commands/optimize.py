@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from graph.commands.common import approver, print_result, progress, where
-from graph.commands.flags import OPTIMIZE_FIELDS, add_settings_flags, settings_from
+from gradprompt.graph.commands.common import approver, print_result, progress, where
+from gradprompt.graph.commands.flags import OPTIMIZE_FIELDS, add_settings_flags, settings_from
 
 EXAMPLES = """examples:
   # quick on a CPU (a few minutes): four steps of a built-in task on the bundled model
@@ -24,7 +24,7 @@ EXAMPLES = """examples:
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:
-    from graph.api import make_settings, start_run
+    from gradprompt.graph.api import make_settings, start_run
 
     if args.approve:
         args.human_approval = True
@@ -46,7 +46,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 
 
 def resume_and_report(args: argparse.Namespace, run_id: str) -> int:
-    from graph.api import resume
+    from gradprompt.graph.api import resume
 
     display = progress(args)
     with display:

@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 
-from graph.commands.common import where
+from gradprompt.graph.commands.common import where
 
 PROMPT_HELP = "final (the run's choice, default), initial (its starting prompt) or any other prompt text"
 
@@ -18,7 +18,7 @@ def _interval(acc: dict) -> str:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from graph.predict import load, predict_file
+    from gradprompt.graph.predict import load, predict_file
 
     predictor = load(args.run_id, args.prompt, device=args.device, **where(args))
     predictions, summary = predict_file(predictor, args.input, args.out, args.question_field, args.answer_field)
@@ -43,8 +43,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from graph.export import export
-    from graph.predict import load, write_atomically
+    from gradprompt.graph.export import export
+    from gradprompt.graph.predict import load, write_atomically
 
     text = export(load(args.run_id, args.prompt, **where(args)), args.format)
     if args.out:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 
-from graph.commands.common import where
+from gradprompt.graph.commands.common import where
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from graph.api import report
+    from gradprompt.graph.api import report
 
     path = report(args.run_id, out=args.out, fmt=args.format, score_dev=args.score_dev, **where(args))
     print(json.dumps({"report": str(path)}) if args.json else f"report written to {path}")

@@ -6,16 +6,16 @@ import argparse
 import json
 import sys
 
-from graph.commands.common import fmt, where
-from graph.commands.optimize import resume_and_report
-from graph.commands.predict import add_export_parser
-from graph.summary import summary_lines
-from nodes.proposers import source_totals
+from gradprompt.graph.commands.common import fmt, where
+from gradprompt.graph.commands.optimize import resume_and_report
+from gradprompt.graph.commands.predict import add_export_parser
+from gradprompt.graph.summary import summary_lines
+from gradprompt.nodes.proposers import source_totals
 
 
 def cmd_runs_pending(args: argparse.Namespace) -> int:
-    from graph.api import pending_runs
-    from graph.approval_terminal import render_request
+    from gradprompt.graph.api import pending_runs
+    from gradprompt.graph.approval_terminal import render_request
 
     runs = pending_runs(**where(args))
     if args.json:
@@ -36,7 +36,7 @@ def cmd_runs_pending(args: argparse.Namespace) -> int:
 
 
 def cmd_runs_list(args: argparse.Namespace) -> int:
-    from graph.api import list_runs
+    from gradprompt.graph.api import list_runs
 
     runs = list_runs(**where(args))
     if args.json:
@@ -59,13 +59,13 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
 
 
 def cmd_runs_show(args: argparse.Namespace) -> int:
-    from graph.api import run_values
+    from gradprompt.graph.api import run_values
 
     values = run_values(args.run_id, **where(args))
     history = values.get("history", [])
     shown = {}
     if args.show:
-        from graph.run_index import step_examples
+        from gradprompt.graph.run_index import step_examples
 
         shown = step_examples(args.run_id, args.show, **where(args))
     if args.json:
@@ -144,7 +144,7 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
 
 
 def cmd_runs_fork(args: argparse.Namespace) -> int:
-    from graph.api import fork
+    from gradprompt.graph.api import fork
 
     new_id = fork(args.run_id, args.step, args.prompt, **where(args), steps=args.steps)
     print(f"forked {args.run_id} at step {args.step} as {new_id}", file=sys.stderr)
@@ -155,7 +155,7 @@ def cmd_runs_fork(args: argparse.Namespace) -> int:
 
 
 def cmd_runs_rm(args: argparse.Namespace) -> int:
-    from graph.removal import remove_runs
+    from gradprompt.graph.removal import remove_runs
 
     out = remove_runs(args.run_ids, dry_run=args.dry_run, store_records=args.store_records, **where(args))
     if args.json:

@@ -6,7 +6,7 @@ import argparse
 import json
 import time
 
-from nodes.errors import GradpromptError
+from gradprompt.nodes.errors import GradpromptError
 
 
 def _positive_days(text: str) -> float:
@@ -20,7 +20,7 @@ def _positive_days(text: str) -> float:
 
 
 def cmd_store(args: argparse.Namespace) -> int:
-    from store.trajectory import TrajectoryStore
+    from gradprompt.store.trajectory import TrajectoryStore
 
     store = TrajectoryStore(args.store, args.embeddings)
     if args.store_command == "stats":

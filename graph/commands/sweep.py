@@ -6,13 +6,13 @@ import argparse
 import json
 import sys
 
-from graph.commands.common import where
-from graph.commands.flags import SWEEP_FIELDS, add_settings_flags, settings_from
-from nodes.errors import GradpromptError
+from gradprompt.graph.commands.common import where
+from gradprompt.graph.commands.flags import SWEEP_FIELDS, add_settings_flags, settings_from
+from gradprompt.nodes.errors import GradpromptError
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from graph.sweep import read_sweep_file, summary_lines, sweep
+    from gradprompt.graph.sweep import read_sweep_file, summary_lines, sweep
 
     spec = read_sweep_file(args.file) if args.file else {}
     settings = {**spec.get("settings", {}), **settings_from(args)}

@@ -40,8 +40,8 @@ from dataclasses import dataclass
 import torch
 from transformers import DynamicCache
 
-from nodes.runtime.batching import pad
-from nodes.runtime.greedy_head import greedy_head
+from gradprompt.nodes.runtime.batching import pad
+from gradprompt.nodes.runtime.greedy_head import greedy_head
 
 NGRAMS = (3, 2)  # draft n-grams a row's reasoning tail is looked up by, longest first
 HEAD_CHUNK = 1024  # positions sent through the output layer at once: bounds the logits' memory

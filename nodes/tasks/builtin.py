@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import random
 
-from nodes.errors import GradpromptError
-from nodes.tasks.task import Example, Task
+from gradprompt.nodes.errors import GradpromptError
+from gradprompt.nodes.tasks.task import Example, Task
 
 SIZE = 300
 

@@ -14,8 +14,8 @@ import re
 import threading
 from typing import Any
 
-from nodes.errors import GradpromptError
-from nodes.tasks.task import Example, Task
+from gradprompt.nodes.errors import GradpromptError
+from gradprompt.nodes.tasks.task import Example, Task
 
 KIND = "examples"
 _registered: dict[str, list[dict]] = {}

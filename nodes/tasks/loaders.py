@@ -11,8 +11,8 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from nodes.errors import GradpromptError
-from nodes.tasks.task import Example, Task
+from gradprompt.nodes.errors import GradpromptError
+from gradprompt.nodes.tasks.task import Example, Task
 
 QUESTION_FIELDS = ("question", "input", "prompt", "query", "text")
 ANSWER_FIELDS = ("answer", "target", "label", "output", "gold")
@@ -185,7 +185,7 @@ def _split_files(folder: Path, loader) -> tuple[list[Example], list[Example]]:
 
 def load_task(spec: str, question_field: str | None = None, answer_field: str | None = None) -> Task:
     """Load ``KIND:PATH`` or ``builtin:NAME`` into a :class:`Task`."""
-    from nodes.tasks.builtin import BUILTIN_TASKS, builtin_task
+    from gradprompt.nodes.tasks.builtin import BUILTIN_TASKS, builtin_task
 
     kind, sep, rest = spec.partition(":")
     if not sep or not rest:
@@ -197,7 +197,7 @@ def load_task(spec: str, question_field: str | None = None, answer_field: str | 
     if kind == "builtin":
         return builtin_task(rest)
     if kind == "examples":
-        from nodes.tasks.inline import load_inline
+        from gradprompt.nodes.tasks.inline import load_inline
 
         return load_inline(spec)
     if kind not in FILE_KINDS:

@@ -22,7 +22,7 @@ import string
 from dataclasses import dataclass
 from enum import StrEnum
 
-from nodes.tasks.answer_types import AnswerFormat, AnswerKind, question_letters
+from gradprompt.nodes.tasks.answer_types import AnswerFormat, AnswerKind, question_letters
 
 CLOSED_KINDS = frozenset(
     {AnswerKind.LETTER, AnswerKind.YES_NO, AnswerKind.TRUE_FALSE, AnswerKind.VALID_INVALID, AnswerKind.LABEL}
@@ -81,7 +81,7 @@ class Readout:
         """Whether the text read as the answer (a chosen option's text, or what was generated)
         is the gold answer, by the user's metric when the run has one."""
         if self.metric is not None:
-            from nodes.tasks.metric import judged, load_metric
+            from gradprompt.nodes.tasks.metric import judged, load_metric
 
             return judged(load_metric(self.metric), answer, gold)
         return self.fmt.is_correct(answer, gold, question)

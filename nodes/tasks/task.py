@@ -6,9 +6,9 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 
-from nodes.errors import GradpromptError
-from nodes.tasks.answer_types import AnswerFormat, detect_answer_format
-from nodes.tasks.readout import CLOSED_KINDS
+from gradprompt.nodes.errors import GradpromptError
+from gradprompt.nodes.tasks.answer_types import AnswerFormat, detect_answer_format
+from gradprompt.nodes.tasks.readout import CLOSED_KINDS
 
 SPLIT_METHOD = "stratified-1"  # part of a run's split fingerprint: other methods give other splits
 

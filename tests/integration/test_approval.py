@@ -10,10 +10,10 @@ import pytest
 from helpers import SMALL_RUN, call_cli, flags, run_cli
 from langgraph.types import Command
 
-from graph import build_graph, optimize
-from graph.api import make_settings
-from store.checkpoints import open_checkpointer
-from store.trajectory import TrajectoryStore
+from gradprompt.graph import build_graph, optimize
+from gradprompt.graph.api import make_settings
+from gradprompt.store.checkpoints import open_checkpointer
+from gradprompt.store.trajectory import TrajectoryStore
 
 pytestmark = pytest.mark.model
 
@@ -100,9 +100,9 @@ def test_optimize_asks_at_the_terminal_with_the_display_paused(tmp_path):
     pexpect = pytest.importorskip("pexpect")
     from helpers import ENV
 
-    from graph import run_values
+    from gradprompt.graph import run_values
 
-    args = ["-m", "graph.cli", "optimize", "--task", "builtin:compare", "--steps", "3", "--approve"]
+    args = ["-m", "gradprompt.graph.cli", "optimize", "--task", "builtin:compare", "--steps", "3", "--approve"]
     args += [*flags({**SMALL, "trajectory": False}), "--run-id", "asked", "--run-dir", str(tmp_path)]
     child = pexpect.spawn(
         sys.executable,

@@ -56,7 +56,7 @@ def test_output_cut_short_by_its_reader_is_no_traceback(tmp_path):
         (folder / "run.json").write_text(json.dumps({"run_id": f"r{i}", "settings": {}}))  # listed as damaged
     code = (
         "import sys; sys.argv = ['gradprompt', 'runs', 'list', '--json', '--run-dir', sys.argv[1]]\n"
-        "from graph.cli import main; main()"
+        "from gradprompt.graph.cli import main; main()"
     )
     proc = subprocess.Popen(
         [sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV

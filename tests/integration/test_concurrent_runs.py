@@ -9,7 +9,7 @@ import sqlite3
 import pytest
 from helpers import SMALL_RUN, call_cli, flags, run_cli, start_cli, wait_until
 
-from graph import list_runs, run_values
+from gradprompt.graph import list_runs, run_values
 
 pytestmark = pytest.mark.model
 

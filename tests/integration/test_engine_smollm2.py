@@ -6,13 +6,13 @@ import random
 
 import pytest
 
-from nodes.errors import GradpromptError
-from nodes.greater import next_position, pool_order, propose, rollout
-from nodes.rollout_cache import RolloutCache, cache_namespace
-from nodes.runtime.model_loading import load_model
-from nodes.selection import SelectionConfig, accept, race
-from nodes.settings import StepSettings
-from nodes.tasks import builtin_task
+from gradprompt.nodes.errors import GradpromptError
+from gradprompt.nodes.greater import next_position, pool_order, propose, rollout
+from gradprompt.nodes.rollout_cache import RolloutCache, cache_namespace
+from gradprompt.nodes.runtime.model_loading import load_model
+from gradprompt.nodes.selection import SelectionConfig, accept, race
+from gradprompt.nodes.settings import StepSettings
+from gradprompt.nodes.tasks import builtin_task
 
 pytestmark = pytest.mark.model
 
@@ -67,7 +67,7 @@ def test_paper_variant_takes_the_gradient_argmax_unraced(tmp_path):
     """A step of the paper variant races nothing and moves to the best-ranked gradient edit."""
     from helpers import SMALL_RUN
 
-    from graph import optimize, run_values
+    from gradprompt.graph import optimize, run_values
 
     result = optimize(
         "builtin:compare", steps=1, variant="paper", run_dir=tmp_path, trajectory=False, refine=False, **SMALL_RUN

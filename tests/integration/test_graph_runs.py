@@ -10,9 +10,9 @@ import subprocess
 import pytest
 from helpers import SMALL_RUN, flags, node_runs, run_cli, start_cli, wait_until
 
-from graph import build_graph, fork, list_runs, optimize, resume, run_values
-from store.checkpoints import open_checkpointer
-from store.trajectory import open_store
+from gradprompt.graph import build_graph, fork, list_runs, optimize, resume, run_values
+from gradprompt.store.checkpoints import open_checkpointer
+from gradprompt.store.trajectory import open_store
 
 pytestmark = pytest.mark.model
 
@@ -137,7 +137,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
 def _cached_rollouts(run_dir) -> dict:
     import sqlite3
 
-    from store.checkpoints import ROLLOUTS_DB
+    from gradprompt.store.checkpoints import ROLLOUTS_DB
 
     with sqlite3.connect(run_dir / ROLLOUTS_DB) as conn:
         rows = conn.execute("SELECT prefix, key, value FROM store").fetchall()

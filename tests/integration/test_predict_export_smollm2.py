@@ -9,14 +9,14 @@ import json
 import pytest
 from helpers import SMALL_RUN
 
-from graph.cli import main
-from graph.export import export, load_template, prompt_template
-from graph.lifecycle import optimize
-from graph.predict import Predictor, load
-from nodes.errors import GradpromptError
-from nodes.runtime.chat_layout import ChatLayout
-from nodes.session import rollout_cache
-from store.checkpoints import open_runs
+from gradprompt.graph.cli import main
+from gradprompt.graph.export import export, load_template, prompt_template
+from gradprompt.graph.lifecycle import optimize
+from gradprompt.graph.predict import Predictor, load
+from gradprompt.nodes.errors import GradpromptError
+from gradprompt.nodes.runtime.chat_layout import ChatLayout
+from gradprompt.nodes.session import rollout_cache
+from gradprompt.store.checkpoints import open_runs
 
 pytestmark = pytest.mark.model
 
@@ -78,7 +78,7 @@ def test_predict_on_the_test_split_gives_the_runs_own_test_answers(finished, cap
     typed = load("used", "Let's think step by step.", run_dir=run_dir)
     assert sum(p.correct for p in typed.predict(questions, golds)) == result.final["step_by_step"]["test"]["right"]
     # `evaluate` on the final prompt reads the same
-    from graph.evaluation import evaluate_prompt
+    from gradprompt.graph.evaluation import evaluate_prompt
 
     ev = evaluate_prompt(
         "builtin:category",

@@ -6,10 +6,10 @@ import pytest
 import torch
 from helpers import SMALL_RUN
 
-from graph import evaluate_prompt, optimize
-from nodes.session import session
-from nodes.settings import RunSettings
-from nodes.tasks.readout import readout_of
+from gradprompt.graph import evaluate_prompt, optimize
+from gradprompt.nodes.session import session
+from gradprompt.nodes.settings import RunSettings
+from gradprompt.nodes.tasks.readout import readout_of
 
 pytestmark = pytest.mark.model
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from helpers import SMALL_RUN, run_cli
 
-from graph import optimize, report
-from nodes.errors import GradpromptError
+from gradprompt.graph import optimize, report
+from gradprompt.nodes.errors import GradpromptError
 
 pytestmark = pytest.mark.model
 
@@ -199,7 +199,7 @@ def test_transfer_benchmark_cold_against_warm_and_resume(tmp_path, capsys):
     assert f"| {plan['held'][0]} | 6 |" in table and "mean of 1 tasks" in table
     assert (out / "transfer.png").read_bytes().startswith(PNG)
     # the warm store is a copy: the fill store keeps only the fill runs' records
-    from store.trajectory import TrajectoryStore
+    from gradprompt.store.trajectory import TrajectoryStore
 
     assert {r.run_id.split("-")[0] for r in TrajectoryStore(out / "fill" / "store").records()} == {"fill"}
 

@@ -18,9 +18,9 @@ import pytest
 from helpers import ENV, SMALL_RUN, call_cli, flags, free_port, node_runs, run_cli, start_cli, wait_until
 from servers import local_postgres, postgres_bin
 
-from graph import list_runs, optimize, run_values
-from store.chroma_server import serving
-from store.trajectory import open_store
+from gradprompt.graph import list_runs, optimize, run_values
+from gradprompt.store.chroma_server import serving
+from gradprompt.store.trajectory import open_store
 
 TINY = {**SMALL_RUN, "train": 3, "dev": 3, "test": 3, "max_new_tokens": 6, "refine": False}
 
@@ -63,8 +63,8 @@ def test_bad_checkpointer_is_one_clear_error(tmp_path, postgres_server):
 
 
 def test_postgres_run_index_and_locks_across_processes(tmp_path, pg):
-    from nodes.errors import GradpromptError
-    from store.checkpoints import open_runs
+    from gradprompt.nodes.errors import GradpromptError
+    from gradprompt.store.checkpoints import open_runs
 
     runs = open_runs(tmp_path, pg)
     info = {"run_id": "r1", "settings": {"task": "t", "model": "m", "variant": "official", "steps": 1}}
@@ -83,7 +83,7 @@ def test_postgres_run_index_and_locks_across_processes(tmp_path, pg):
             "-c",
             textwrap.dedent("""
                 import sys, time
-                from store.checkpoints import open_runs
+                from gradprompt.store.checkpoints import open_runs
                 with open_runs(None, sys.argv[1]).lock("r1", "optimize"):
                     print("held", flush=True)
                     time.sleep(600)
@@ -121,12 +121,12 @@ def test_postgres_statuses_examples_and_rm(tmp_path, pg, tiny_rt, monkeypatch):
     unshared cache rows and the index row, refusing a held run and changing nothing on a dry run."""
     import psycopg
 
-    import nodes.session
-    from graph import fork, remove_runs
-    from graph.api import ApprovalPending, resume
-    from nodes.errors import GradpromptError
+    import gradprompt.nodes.session
+    from gradprompt.graph import fork, remove_runs
+    from gradprompt.graph.api import ApprovalPending, resume
+    from gradprompt.nodes.errors import GradpromptError
 
-    monkeypatch.setattr(nodes.session, "_runtime", lambda *args: tiny_rt)
+    monkeypatch.setattr(gradprompt.nodes.session, "_runtime", lambda *args: tiny_rt)
     small = {"train": 3, "dev": 3, "test": 3, "batch_size": 2, "max_new_tokens": 2, "n_evaluate": 2, "top_k": 4,
              "refine": False, "trajectory": False}  # fmt: skip
     where = {"checkpointer": pg, "run_dir": tmp_path}
@@ -139,7 +139,7 @@ def test_postgres_statuses_examples_and_rm(tmp_path, pg, tiny_rt, monkeypatch):
     held = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent("""
             import sys, time
-            from store.checkpoints import open_runs
+            from gradprompt.store.checkpoints import open_runs
             with open_runs(None, sys.argv[1]).lock("two", "resume"):
                 print("held", flush=True)
                 time.sleep(600)
@@ -157,8 +157,8 @@ def test_postgres_statuses_examples_and_rm(tmp_path, pg, tiny_rt, monkeypatch):
     assert status["two"]["status"] == "running" and f"pid {held.pid} on " in status["two"]["status_text"]
     assert status["mem"]["status"] == "waiting for approval" and status["one"]["status"] == "finished"
 
-    nodes.session._task.cache_clear()  # as a new process: the examples come back from the index
-    from nodes.tasks import inline
+    gradprompt.nodes.session._task.cache_clear()  # as a new process: the examples come back from the index
+    from gradprompt.nodes.tasks import inline
 
     inline._registered.clear()
     done = resume("mem", approver=lambda request: {"action": "reject"}, **where)
@@ -287,16 +287,16 @@ def test_sweep_on_two_workers_survives_a_dead_worker_and_an_interruption(tmp_pat
 
 
 def _head(pg: str, run_id: str) -> str:
-    from graph.threads import config, run_graph
-    from store.checkpoints import open_runs
+    from gradprompt.graph.threads import config, run_graph
+    from gradprompt.store.checkpoints import open_runs
 
     with run_graph(open_runs(None, pg)) as graph:
         return graph.get_state(config(run_id)).config["configurable"]["checkpoint_id"]
 
 
 def test_sweep_plans_and_reads_files(tmp_path):
-    from graph.sweep import plan, read_sweep_file
-    from nodes.errors import GradpromptError
+    from gradprompt.graph.sweep import plan, read_sweep_file
+    from gradprompt.nodes.errors import GradpromptError
 
     runs = plan("n", ["builtin:compare", "bbh:/a/navigate.json", "bbh:/b/navigate.json"], ["smollm2"], [0, 1, 0])
     assert [r.run_id for r in runs][:2] == ["n-compare-smollm2-s0", "n-compare-smollm2-s1"]

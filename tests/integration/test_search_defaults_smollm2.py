@@ -8,12 +8,12 @@ from __future__ import annotations
 import pytest
 from helpers import SMALL_RUN, run_cli
 
-from graph import optimize, run_values
-from graph.run_report import build_report
-from nodes.proposers import source_totals
-from nodes.readability import readability
-from nodes.runtime.scoring import reading_nll
-from nodes.session import session
+from gradprompt.graph import optimize, run_values
+from gradprompt.graph.run_report import build_report
+from gradprompt.nodes.proposers import source_totals
+from gradprompt.nodes.readability import readability
+from gradprompt.nodes.runtime.scoring import reading_nll
+from gradprompt.nodes.session import session
 
 INITIAL = "Compare the two numbers and answer yes or no."
 

@@ -14,10 +14,10 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
-from graph import optimize
-from nodes.errors import GradpromptError
-from store.embeddings import get_embedder
-from store.trajectory import TrajectoryRecord, TrajectoryStore
+from gradprompt.graph import optimize
+from gradprompt.nodes.errors import GradpromptError
+from gradprompt.store.embeddings import get_embedder
+from gradprompt.store.trajectory import TrajectoryRecord, TrajectoryStore
 
 # the shared small run, with the default best list and refinement reply bound
 SMALL = {k: v for k, v in SMALL_RUN.items() if k not in ("keep_best", "refine_max_new_tokens")}
@@ -76,7 +76,7 @@ def test_a_store_with_one_collection_for_every_model_is_moved_on_open(tmp_path):
     import chromadb
     from chromadb.config import Settings
 
-    from store.trajectory import MODEL_PROMPTS, PROMPTS
+    from gradprompt.store.trajectory import MODEL_PROMPTS, PROMPTS
 
     location = tmp_path / "store"
     records = [_record(t, i, model="m1" if i % 2 else "m2") for i, t in enumerate(TEXTS)]
@@ -115,7 +115,7 @@ def test_dev_scores_of_other_splits_do_not_steer_a_run(tmp_path):
 def test_writes_are_idempotent_and_survive_a_restart(tmp_path):
     location = tmp_path / "store"
     code = textwrap.dedent(f"""
-        from store.trajectory import TrajectoryRecord, TrajectoryStore
+        from gradprompt.store.trajectory import TrajectoryRecord, TrajectoryStore
         s = TrajectoryStore({str(location)!r})
         recs = [TrajectoryRecord(text=t, prompt_ids=[i], task="t", model="m", run_id="r", step=i,
                                  source="gradient", score=0.5) for i, t in enumerate({TEXTS!r})]
@@ -137,9 +137,9 @@ def test_second_task_retrieves_and_warm_starts_from_the_first(tmp_path):
     recorded = TrajectoryStore(store).records(run_id=first.run_id)
     assert {r.source for r in recorded} >= {"current", "gradient", "dev"}
     assert sum(r.accepted for r in recorded if r.source != "dev") == 2  # one accepted update per step
-    from graph import run_values
-    from nodes.session import data_fingerprint, session, splits_fingerprint
-    from store.trajectory import gradprompt_version
+    from gradprompt.graph import run_values
+    from gradprompt.nodes.session import data_fingerprint, session, splits_fingerprint
+    from gradprompt.store.trajectory import gradprompt_version
 
     sess = session(run_values(first.run_id, run_dir=tmp_path)["settings"])
     assert {(r.model, r.data, r.splits, r.version) for r in recorded} == {
@@ -164,7 +164,7 @@ def test_prune_by_age_task_model_and_run_and_stats_show_size(tmp_path, monkeypat
 
     from helpers import call_cli
 
-    monkeypatch.setattr("store.trajectory._PAGE", 2)  # reads of many pages, as in a large store
+    monkeypatch.setattr("gradprompt.store.trajectory._PAGE", 2)  # reads of many pages, as in a large store
 
     location = tmp_path / "store"
     store = TrajectoryStore(location)
@@ -197,7 +197,7 @@ def test_prune_by_age_task_model_and_run_and_stats_show_size(tmp_path, monkeypat
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["deleted"] == 1 and TrajectoryStore(location).count() == 0
     # bad flags, answered in this process (the same entry point, without a second start-up)
-    from graph.cli import main
+    from gradprompt.graph.cli import main
 
     for flags, message in ((["--older-than", "soon"], "not a number of days"), ([], "at least one of --older-than")):
         with pytest.raises(SystemExit) as stop:
@@ -215,7 +215,7 @@ def test_no_trajectory_means_no_store(tmp_path):
 
 @pytest.fixture
 def chroma_server(tmp_path):
-    from store.chroma_server import serving
+    from gradprompt.store.chroma_server import serving
 
     with serving(tmp_path / "server") as url:
         yield url
@@ -224,7 +224,7 @@ def chroma_server(tmp_path):
 def test_two_processes_share_one_server(chroma_server):
     code = textwrap.dedent("""
         import sys
-        from store.trajectory import TrajectoryRecord, TrajectoryStore
+        from gradprompt.store.trajectory import TrajectoryRecord, TrajectoryStore
         s = TrajectoryStore(sys.argv[1])
         for i in range(40):
             s.add([TrajectoryRecord(text=f"prompt {sys.argv[2]} number {i}", prompt_ids=[i], task="t", model="m",
@@ -285,7 +285,7 @@ def test_refinement_candidates_reach_evaluation(tmp_path):
 
 
 def test_local_model_refines_through_chat_huggingface(tmp_path, smollm2_rt):
-    from nodes.chat_model import local_chat_model
+    from gradprompt.nodes.chat_model import local_chat_model
 
     chat = local_chat_model(smollm2_rt, 24)
     assert type(chat).__name__ == "ChatHuggingFace"
@@ -300,8 +300,8 @@ def test_local_model_refines_through_chat_huggingface(tmp_path, smollm2_rt):
         refine_max_new_tokens=24,
         **SMALL,
     )
-    from graph import run_values
-    from nodes.refine import parse_candidates
+    from gradprompt.graph import run_values
+    from gradprompt.nodes.refine import parse_candidates
 
     values = run_values(result.run_id, run_dir=tmp_path)
     assert values["refine_error"] == "" and result.history[0]["refine_error"] == ""  # the chat model replied
@@ -316,7 +316,7 @@ def test_local_model_refines_through_chat_huggingface(tmp_path, smollm2_rt):
 
 
 def test_edit_limit_bounds_every_candidate_and_positions_decay(tmp_path):
-    from nodes.edit_limit import word_distance
+    from gradprompt.nodes.edit_limit import word_distance
 
     result = optimize(
         "builtin:compare",
@@ -342,7 +342,7 @@ def test_edit_limit_bounds_every_candidate_and_positions_decay(tmp_path):
         if c["source"] == "gradient"
     ]
     assert max(changed) > 1  # the first step edits a window of positions
-    from nodes.edit_limit import positions_for_step
+    from gradprompt.nodes.edit_limit import positions_for_step
 
     window = positions_for_step(limits[0], 6, 1, 3)
     assert window > 1 and result.history[1]["position"] == window  # the sweep moves past the whole window

@@ -7,11 +7,11 @@ import math
 
 import pytest
 
-from nodes.answering import answer_questions, renormalised
-from nodes.errors import GradpromptError
-from nodes.greater import rollout
-from nodes.tasks import Example, builtin_task, detect_answer_format
-from nodes.tasks.readout import readout_of
+from gradprompt.nodes.answering import answer_questions, renormalised
+from gradprompt.nodes.errors import GradpromptError
+from gradprompt.nodes.greater import rollout
+from gradprompt.nodes.tasks import Example, builtin_task, detect_answer_format
+from gradprompt.nodes.tasks.readout import readout_of
 
 PROMPT = "Let's think step by step."
 
@@ -59,7 +59,7 @@ def test_renormalised_probabilities_keep_the_log_ratios():
 
 
 def test_input_files_are_read_with_optional_gold_and_bad_ones_refused(tmp_path):
-    from graph.predict import read_inputs
+    from gradprompt.graph.predict import read_inputs
 
     good = tmp_path / "q.jsonl"
     good.write_text('{"text": " Is it? ", "label": "yes"}\n\n{"text": "And this?"}\n')

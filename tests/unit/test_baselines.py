@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from helpers import TINY_MODEL_RUN
 
-from graph import optimize, run_values
-from nodes.greater import rollout
-from nodes.tasks import builtin_task
-from nodes.tasks.readout import readout_of
+from gradprompt.graph import optimize, run_values
+from gradprompt.nodes.greater import rollout
+from gradprompt.nodes.tasks import builtin_task
+from gradprompt.nodes.tasks.readout import readout_of
 
 INITIAL = "Solve the problem, explain your reasoning."
 

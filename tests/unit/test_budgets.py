@@ -8,9 +8,9 @@ import sqlite3
 import pytest
 from helpers import TINY_MODEL_RUN
 
-from graph import optimize, resume
-from graph.api import ApprovalPending
-from nodes.settings import RunSettings
+from gradprompt.graph import optimize, resume
+from gradprompt.graph.api import ApprovalPending
+from gradprompt.nodes.settings import RunSettings
 
 SMALL = TINY_MODEL_RUN
 
@@ -39,7 +39,7 @@ def test_rollout_budget_counts_generated_rollouts_across_processes(tmp_path, on_
         optimize(
             "builtin:compare", steps=6, max_rollouts=10_000, human_approval=True, run_dir=tmp_path, run_id="r", **SMALL
         )
-    from graph import run_values
+    from gradprompt.graph import run_values
 
     first = run_values("r", run_dir=tmp_path)["spent"]
     assert first["rollouts"] > 0 and first["seconds"] > 0

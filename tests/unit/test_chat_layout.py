@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from tiny_model import CHATML, GEMMA, LLAMA3, MISTRAL, tiny_tokenizer
 
-from nodes.errors import GradpromptError
-from nodes.runtime.chat_layout import ChatLayout
+from gradprompt.nodes.errors import GradpromptError
+from gradprompt.nodes.runtime.chat_layout import ChatLayout
 
 TEMPLATES = {"chatml": CHATML, "llama3": LLAMA3, "mistral": MISTRAL, "gemma": GEMMA}
 QUESTION = "Is 5 larger than 3? Answer Yes or No."

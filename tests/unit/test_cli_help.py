@@ -7,10 +7,10 @@ import re
 
 import pytest
 
-import nodes.session
-from graph.cli import build_parser
-from graph.commands.flags import GROUPS, OPTIMIZE_FIELDS, SWEEP_FIELDS
-from nodes.settings import RunSettings
+import gradprompt.nodes.session
+from gradprompt.graph.cli import build_parser
+from gradprompt.graph.commands.flags import GROUPS, OPTIMIZE_FIELDS, SWEEP_FIELDS
+from gradprompt.nodes.settings import RunSettings
 
 FLAG = re.compile(r"(?<![\w-])--([a-z][a-z0-9-]*)")
 
@@ -35,9 +35,9 @@ def test_every_setting_is_in_exactly_one_group():
 
 
 def test_evaluate_lists_exactly_the_settings_it_reads(tiny_rt, monkeypatch):
-    from graph.evaluation import evaluate_prompts
+    from gradprompt.graph.evaluation import evaluate_prompts
 
-    monkeypatch.setattr(nodes.session, "_runtime", lambda *args: tiny_rt)
+    monkeypatch.setattr(gradprompt.nodes.session, "_runtime", lambda *args: tiny_rt)
     read: set[str] = set()
     plain = RunSettings.__getattribute__
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from nodes.tasks.confidence import wilson_interval
+from gradprompt.nodes.tasks.confidence import wilson_interval
 
 
 @pytest.mark.parametrize(

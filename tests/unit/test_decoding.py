@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from nodes.runtime.decoding import DecodeJob, StepCosts, reason_and_answer
-from nodes.runtime.scoring import prompt_nll
-from nodes.tasks import builtin_task
+from gradprompt.nodes.runtime.decoding import DecodeJob, StepCosts, reason_and_answer
+from gradprompt.nodes.runtime.scoring import prompt_nll
+from gradprompt.nodes.tasks import builtin_task
 
 QUESTIONS = [e.question for e in builtin_task("compare").examples[:6]]
 EXTRACTOR = "\nTherefore, the final answer is"
@@ -140,8 +140,8 @@ def test_candidates_sharing_a_prefix_decode_as_plain_greedy(placement, edit):
     import torch
     from tiny_model import tiny_loaded
 
-    from nodes.runtime.decoding import shared_prefix_lengths
-    from nodes.runtime.runtime import Runtime
+    from gradprompt.nodes.runtime.decoding import shared_prefix_lengths
+    from gradprompt.nodes.runtime.runtime import Runtime
 
     rt = Runtime(tiny_loaded(), placement)
     base = rt.encode_prompt("Let's think step by step.")
@@ -191,8 +191,8 @@ def test_candidates_of_other_lengths_share_the_prefix_and_decode_as_plain_greedy
     output equals decoding each row on its own."""
     from tiny_model import tiny_loaded
 
-    from nodes.runtime.decoding import shared_prefix_lengths
-    from nodes.runtime.runtime import Runtime
+    from gradprompt.nodes.runtime.decoding import shared_prefix_lengths
+    from gradprompt.nodes.runtime.runtime import Runtime
 
     rt = Runtime(tiny_loaded(), placement)
     base = rt.encode_prompt("Let's think step by step.")
@@ -219,8 +219,8 @@ def test_the_header_every_question_shares_runs_once_and_decodes_as_plain_greedy(
     groups of candidates alike, and every output equals decoding the row on its own."""
     from tiny_model import tiny_loaded
 
-    from nodes.runtime.decoding import common_prefix_length, shared_prefix_lengths
-    from nodes.runtime.runtime import Runtime
+    from gradprompt.nodes.runtime.decoding import common_prefix_length, shared_prefix_lengths
+    from gradprompt.nodes.runtime.runtime import Runtime
 
     rt = Runtime(tiny_loaded(), placement)
     base = rt.encode_prompt("Let's think step by step.")
@@ -297,7 +297,7 @@ def test_ngram_drafting_gives_plain_greedy(tiny_rt, draft, widths):
 def test_guess_length_follows_measured_costs():
     """A guess is taken when the measured cost of the wider step is covered by the tokens it is
     expected to gain, and not otherwise."""
-    from nodes.runtime.decoding import _Row, choose_guess_length
+    from gradprompt.nodes.runtime.decoding import _Row, choose_guess_length
 
     rows = [_Row(DecodeJob((1, 2, 3), (1, 2), (5,), tuple(range(10, 40)))) for _ in range(4)]
     for r in rows:

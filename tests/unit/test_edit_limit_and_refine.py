@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from nodes.edit_limit import edit_limit, word_distance
-from nodes.refine import meta_prompt, parse_candidates
-from nodes.tasks import Example
+from gradprompt.nodes.edit_limit import edit_limit, word_distance
+from gradprompt.nodes.refine import meta_prompt, parse_candidates
+from gradprompt.nodes.tasks import Example
 
 
 def test_cosine_schedule_matches_gpo():
@@ -87,7 +87,7 @@ def test_meta_prompt_shows_the_current_prompt_and_dev_scored_prompts():
 
 
 def test_positions_per_step_decay_with_the_limit():
-    from nodes.edit_limit import positions_for_step
+    from gradprompt.nodes.edit_limit import positions_for_step
 
     limits = [edit_limit("cosine", t, 10, 50, 10) for t in range(1, 11)]
     got = [positions_for_step(lim, 50, 10, 4) for lim in limits]
@@ -102,8 +102,8 @@ def test_a_chat_model_that_fails_is_recorded_and_the_step_goes_on(tmp_path, tiny
     that expects refinement can tell a failure from an empty reply)."""
     from langchain_core.language_models import BaseChatModel
 
-    import nodes.session
-    from graph import optimize
+    import gradprompt.nodes.session
+    from gradprompt.graph import optimize
 
     class Failing(BaseChatModel):
         @property
@@ -113,7 +113,7 @@ def test_a_chat_model_that_fails_is_recorded_and_the_step_goes_on(tmp_path, tiny
         def _generate(self, messages, stop=None, run_manager=None, **kwargs):
             raise ConnectionError("the chat server went away")
 
-    monkeypatch.setattr(nodes.session, "_runtime", lambda *args: tiny_rt)
+    monkeypatch.setattr(gradprompt.nodes.session, "_runtime", lambda *args: tiny_rt)
     small = {"train": 3, "dev": 3, "test": 3, "batch_size": 2, "max_new_tokens": 2, "n_evaluate": 2, "top_k": 4}
     result = optimize("builtin:compare", steps=2, run_dir=tmp_path, trajectory=False, chat_model=Failing(), **small)
     assert [h["refine_error"] for h in result.history] == ["ConnectionError: the chat server went away"] * 2

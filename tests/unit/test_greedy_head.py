@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nodes.runtime.greedy_head import GreedyHead, greedy_head
+from gradprompt.nodes.runtime.greedy_head import GreedyHead, greedy_head
 
 
 def _near_ties(vocab: int, dim: int, rows: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -67,9 +67,9 @@ def test_a_nan_hidden_state_takes_the_full_pass():
 def test_the_tiny_model_decodes_alike_with_and_without_it(tiny_rt, monkeypatch):
     """The decode with the head (where this machine has fast bfloat16) gives the tokens the plain
     float32 output layer gives."""
-    import nodes.runtime.greedy_head as gh
-    from nodes.runtime.decoding import DecodeJob
-    from nodes.tasks import builtin_task
+    import gradprompt.nodes.runtime.greedy_head as gh
+    from gradprompt.nodes.runtime.decoding import DecodeJob
+    from gradprompt.nodes.tasks import builtin_task
 
     rt = tiny_rt
     contexts = rt.contexts([e.question for e in builtin_task("compare").examples[:6]], rt.encode_prompt("Think."))

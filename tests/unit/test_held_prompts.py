@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from graph import optimize
-from store.trajectory import TrajectoryRecord, TrajectoryStore
+from gradprompt.graph import optimize
+from gradprompt.store.trajectory import TrajectoryRecord, TrajectoryStore
 
 SMALL = {
     "train": 4,

@@ -14,7 +14,7 @@ def test_store_imports_without_graph(tmp_path):
     code = (
         "import sys, pkgutil, importlib, store\n"
         "for m in pkgutil.iter_modules(store.__path__): importlib.import_module(f'store.{m.name}')\n"
-        "from store.checkpoints import open_runs\n"
+        "from gradprompt.store.checkpoints import open_runs\n"
         "runs = open_runs(sys.argv[1])\n"
         "with runs.persistence() as (saver, rollouts): pass\n"
         "print(sorted(m for m in sys.modules if m == 'graph' or m.startswith('graph.')))\n"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from nodes.errors import GradpromptError
-from store.locks import check_run_id, run_lock, store_folder_lock
+from gradprompt.nodes.errors import GradpromptError
+from gradprompt.store.locks import check_run_id, run_lock, store_folder_lock
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,7 +21,7 @@ def _hold(kind: str, folder: Path, run_id: str = "r1") -> subprocess.Popen:
     code = textwrap.dedent(f"""
         import sys, time
         from pathlib import Path
-        from store.locks import run_lock, store_folder_lock
+        from gradprompt.store.locks import run_lock, store_folder_lock
         lock = run_lock(Path(sys.argv[1]), {run_id!r}, "resume") if {kind!r} == "run" else \\
             store_folder_lock(Path(sys.argv[1]))
         with lock:
@@ -90,7 +90,7 @@ def test_locks_are_reentrant_within_a_process_and_released_after(tmp_path):
 
 
 def test_a_store_folder_in_use_elsewhere_is_refused_with_the_server_named(tmp_path):
-    from store.trajectory import TrajectoryStore
+    from gradprompt.store.trajectory import TrajectoryStore
 
     folder = tmp_path / "store"
     TrajectoryStore(folder)  # create it while free

@@ -8,9 +8,9 @@ import io
 import pytest
 from rich.console import Console
 
-from nodes.greater import rollout
-from nodes.runtime import decoding, progress_bars
-from nodes.tasks import builtin_task
+from gradprompt.nodes.greater import rollout
+from gradprompt.nodes.runtime import decoding, progress_bars
+from gradprompt.nodes.tasks import builtin_task
 
 
 @pytest.fixture
@@ -50,7 +50,7 @@ def test_rollout_reports_every_row_and_counts_usage(tiny_rt, terminal, monkeypat
 
         return original(*args, on_done=both, **kwargs)
 
-    monkeypatch.setattr("nodes.runtime.runtime.reason_and_answer", spy)
+    monkeypatch.setattr("gradprompt.nodes.runtime.runtime.reason_and_answer", spy)
     task = builtin_task("compare")
     examples = task.examples[:5]
     prompts = [tuple(tiny_rt.encode_prompt("Think step by step.")), ()]
@@ -66,8 +66,8 @@ def test_rollout_reports_every_row_and_counts_usage(tiny_rt, terminal, monkeypat
 
 
 def test_backward_passes_are_counted(tiny_rt):
-    from nodes.greater import forced_rows
-    from nodes.runtime.scoring import position_gradient, token_chunks
+    from gradprompt.nodes.greater import forced_rows
+    from gradprompt.nodes.runtime.scoring import position_gradient, token_chunks
 
     task = builtin_task("compare")
     examples = task.examples[:3]

@@ -14,8 +14,8 @@ import helpers
 import pytest
 from helpers import TINY_MODEL_RUN
 
-from graph import optimize, run_values
-from nodes.errors import GradpromptError
+from gradprompt.graph import optimize, run_values
+from gradprompt.nodes.errors import GradpromptError
 
 TESTS = Path(__file__).resolve().parents[1]
 ROOT = TESTS.parent
@@ -83,11 +83,11 @@ def _python(code: str, *, with_tests: bool = True) -> subprocess.CompletedProces
 ON_TINY = """
     import sys
     sys.path.insert(0, {tests!r})
-    import nodes.session
-    from nodes.runtime.runtime import Runtime
+    import gradprompt.nodes.session
+    from gradprompt.nodes.runtime.runtime import Runtime
     from tiny_model import tiny_loaded
     rt = Runtime(tiny_loaded())
-    nodes.session._runtime = lambda *args: rt
+    gradprompt.nodes.session._runtime = lambda *args: rt
 """
 
 
@@ -98,7 +98,7 @@ def test_a_run_from_examples_resumes_after_a_kill_and_needs_its_metric(tmp_path)
         + f"""
     import os, signal
     import helpers
-    from graph import optimize
+    from gradprompt.graph import optimize
 
     seen = []
     def kill(node, update, settings):
@@ -117,7 +117,7 @@ def test_a_run_from_examples_resumes_after_a_kill_and_needs_its_metric(tmp_path)
     # another process without the metric's module on its path: one clear error, nothing run
     refused = _python(
         f"""
-    from graph import resume
+    from gradprompt.graph import resume
     resume("r", run_dir={runs!r})
     """,
         with_tests=False,
@@ -130,7 +130,7 @@ def test_a_run_from_examples_resumes_after_a_kill_and_needs_its_metric(tmp_path)
         ON_TINY.format(tests=str(TESTS))
         + f"""
     import helpers
-    from graph import resume
+    from gradprompt.graph import resume
     result = resume("r", run_dir={runs!r})
     print(result.steps, result.scores["baseline"]["test"], len(helpers.METRIC_CALLS) > 0)
     """

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nodes.greater import decode_jobs, rollout
-from nodes.runtime.decoding import DecodeJob
-from nodes.tasks import Example, builtin_task, detect_answer_format
-from nodes.tasks.readout import Readout, ReadoutMode, readout_of
+from gradprompt.nodes.greater import decode_jobs, rollout
+from gradprompt.nodes.runtime.decoding import DecodeJob
+from gradprompt.nodes.tasks import Example, builtin_task, detect_answer_format
+from gradprompt.nodes.tasks.readout import Readout, ReadoutMode, readout_of
 
 PROMPT = "Let's think step by step."
 

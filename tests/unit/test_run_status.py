@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 from helpers import TINY_MODEL_RUN
 
-import nodes.reason
-import nodes.session
-from graph import fork, list_runs, optimize, run_values
-from graph.api import ApprovalPending
-from graph.cli import main
-from graph.removal import remove_runs
-from nodes.errors import GradpromptError
+import gradprompt.nodes.reason
+import gradprompt.nodes.session
+from gradprompt.graph import fork, list_runs, optimize, run_values
+from gradprompt.graph.api import ApprovalPending
+from gradprompt.graph.cli import main
+from gradprompt.graph.removal import remove_runs
+from gradprompt.nodes.errors import GradpromptError
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = TINY_MODEL_RUN
@@ -37,7 +37,7 @@ def _hold(run_dir: Path, run_id: str) -> subprocess.Popen:
     """Another process holding the run, as a process driving it does."""
     code = textwrap.dedent(f"""
         import sys, time
-        from store.checkpoints import open_runs
+        from gradprompt.store.checkpoints import open_runs
         with open_runs(sys.argv[1]).lock({run_id!r}, "resume"):
             print("held", flush=True)
             time.sleep(600)
@@ -58,7 +58,7 @@ def test_each_status_reads_what_the_run_is_doing(tmp_path, on_tiny_model, monkey
         raise RuntimeError("the model went away\nsecond line of the error")
 
     with monkeypatch.context() as m:
-        m.setattr(nodes.reason, "rollouts", broken)
+        m.setattr(gradprompt.nodes.reason, "rollouts", broken)
         with pytest.raises(RuntimeError):
             optimize("builtin:compare", steps=1, run_dir=runs, run_id="broken", **SMALL)
 
@@ -138,14 +138,14 @@ def test_rm_removes_checkpoints_cache_rows_and_folder_and_refuses_a_held_run(tmp
 
 
 def test_runs_show_history_prints_examples_from_the_rollout_cache(tmp_path, on_tiny_model, capsys):
-    from graph.run_index import step_examples
+    from gradprompt.graph.run_index import step_examples
 
     runs = tmp_path / "runs"
     result = optimize("builtin:compare", steps=2, run_dir=runs, run_id="seen", **SMALL)
     shown = step_examples("seen", 2, run_dir=runs)
     assert sorted(shown) == [0, 1]
-    from nodes.greater import rollout
-    from nodes.session import selection_pool, session
+    from gradprompt.nodes.greater import rollout
+    from gradprompt.nodes.session import selection_pool, session
 
     sess = session(run_values("seen", run_dir=runs)["settings"])
     pool = selection_pool(sess)[:2]
@@ -162,8 +162,8 @@ def test_runs_show_history_prints_examples_from_the_rollout_cache(tmp_path, on_t
 
 
 def test_evaluate_shows_examples_and_compares_prompts_paired(tmp_path, on_tiny_model, capsys):
-    from graph.evaluation import evaluate_prompts
-    from nodes.selection import paired_gain
+    from gradprompt.graph.evaluation import evaluate_prompts
+    from gradprompt.nodes.selection import paired_gain
 
     args = ["evaluate", "--task", "builtin:compare", "--dev", "6", "--max-new-tokens", "3", "--show", "3"]
     code, text = _cli(capsys, *args, "--prompt", "Answer.", "--prompt", "Think first, then answer.")
@@ -187,7 +187,7 @@ def test_evaluate_shows_examples_and_compares_prompts_paired(tmp_path, on_tiny_m
 
 
 def test_rm_store_records_only_on_request(tmp_path, on_tiny_model):
-    from store.trajectory import open_store
+    from gradprompt.store.trajectory import open_store
 
     runs, store = tmp_path / "runs", str(tmp_path / "store")
     kept = {**SMALL, "trajectory": True, "retrieve_k": 0}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nodes.runtime.scoring import forced_losses, forced_row, one_hot_loss, position_gradient
-from nodes.tasks import builtin_task
+from gradprompt.nodes.runtime.scoring import forced_losses, forced_row, one_hot_loss, position_gradient
+from gradprompt.nodes.tasks import builtin_task
 
 QUESTIONS = [e.question for e in builtin_task("compare").examples[:4]]
 PROMPT = "Let's think step by step."
@@ -128,7 +128,7 @@ def test_batched_generation_equals_one_at_a_time(tiny_rt):
 
 
 def test_window_gradients_equal_one_position_at_a_time(tiny_rt64):
-    from nodes.runtime.scoring import window_gradients
+    from gradprompt.nodes.runtime.scoring import window_gradients
 
     rt = tiny_rt64
     prompt = tuple(rt.encode_prompt(PROMPT))
@@ -153,8 +153,8 @@ def test_prefix_cached_gradient_equals_the_whole_sequence(placement, positions, 
     forward and backward over whole sequences, for every placement."""
     from tiny_model import tiny_loaded
 
-    from nodes.runtime.runtime import Runtime
-    from nodes.runtime.scoring import token_chunks, window_gradients
+    from gradprompt.nodes.runtime.runtime import Runtime
+    from gradprompt.nodes.runtime.scoring import token_chunks, window_gradients
 
     rt = Runtime(tiny_loaded(dtype=torch.float64), placement)
     prompt = tuple(rt.encode_prompt(PROMPT))

@@ -9,11 +9,11 @@ import pytest
 import torch
 from scipy.stats import binomtest
 
-from nodes.greater import gradient_batch, pool_order, rollout
-from nodes.rollout_cache import RolloutCache, cache_namespace
-from nodes.runtime.candidates import example_groups
-from nodes.runtime.runtime import PLAIN_TOKEN
-from nodes.selection import (
+from gradprompt.nodes.greater import gradient_batch, pool_order, rollout
+from gradprompt.nodes.rollout_cache import RolloutCache, cache_namespace
+from gradprompt.nodes.runtime.candidates import example_groups
+from gradprompt.nodes.runtime.runtime import PLAIN_TOKEN
+from gradprompt.nodes.selection import (
     Contender,
     Outcome,
     RaceResult,
@@ -25,7 +25,7 @@ from nodes.selection import (
     slices_for,
     update_best,
 )
-from nodes.tasks import builtin_task
+from gradprompt.nodes.tasks import builtin_task
 
 
 def outcomes(correct: list[bool], logprob: float = -1.0) -> list[Outcome]:
@@ -231,8 +231,8 @@ def test_the_vocabulary_is_scanned_once_per_tokenizer_not_per_runtime():
     """Runtimes of one model with other placements share the scan; another vocabulary gets its own."""
     from tiny_model import tiny_loaded
 
-    from nodes.runtime import runtime as runtime_module
-    from nodes.runtime.runtime import Runtime
+    from gradprompt.nodes.runtime import runtime as runtime_module
+    from gradprompt.nodes.runtime.runtime import Runtime
 
     loaded = tiny_loaded()
     runtime_module._MASKS.clear()

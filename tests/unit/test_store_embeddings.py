@@ -7,9 +7,9 @@ import shutil
 
 import pytest
 
-from nodes.errors import GradpromptError
-from store.embeddings import bundled_embedding_path
-from store.trajectory import TrajectoryRecord, TrajectoryStore
+from gradprompt.nodes.errors import GradpromptError
+from gradprompt.store.embeddings import bundled_embedding_path
+from gradprompt.store.trajectory import TrajectoryRecord, TrajectoryStore
 
 
 def _record(text: str) -> TrajectoryRecord:

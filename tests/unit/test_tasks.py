@@ -6,8 +6,15 @@ import json
 
 import pytest
 
-from nodes.errors import GradpromptError
-from nodes.tasks import BUILTIN_TASKS, AnswerFormat, AnswerKind, builtin_task, detect_answer_format, load_task
+from gradprompt.nodes.errors import GradpromptError
+from gradprompt.nodes.tasks import (
+    BUILTIN_TASKS,
+    AnswerFormat,
+    AnswerKind,
+    builtin_task,
+    detect_answer_format,
+    load_task,
+)
 
 BBH_KINDS = {
     "boolean_expressions": AnswerKind.TRUE_FALSE,
@@ -259,7 +266,7 @@ def test_closed_answer_splits_hold_the_answers_in_the_task_proportions(seed):
     whatever the seed; open answers are split by plain shuffling."""
     from collections import Counter
 
-    from nodes.tasks import Example, Task
+    from gradprompt.nodes.tasks import Example, Task
 
     labels = ["positive"] * 60 + ["negative"] * 30 + ["neutral"] * 10
     task = Task.from_examples("t", [Example(f"review {i}", a) for i, a in enumerate(labels)])

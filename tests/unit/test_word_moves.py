@@ -9,16 +9,16 @@ import random
 import pytest
 import torch
 
-from nodes.edit_limit import word_distance
-from nodes.greater import forced_rows, rollout
-from nodes.phrase_edits import all_edits, phrases, sample_edits
-from nodes.readability import is_known, readability
-from nodes.runtime import word_units
-from nodes.runtime.candidates import example_groups, propose_candidates
-from nodes.settings import RunSettings, StepSettings
-from nodes.tasks import builtin_task
-from nodes.tasks.readout import readout_of
-from nodes.word_moves import next_slot, propose_word_moves
+from gradprompt.nodes.edit_limit import word_distance
+from gradprompt.nodes.greater import forced_rows, rollout
+from gradprompt.nodes.phrase_edits import all_edits, phrases, sample_edits
+from gradprompt.nodes.readability import is_known, readability
+from gradprompt.nodes.runtime import word_units
+from gradprompt.nodes.runtime.candidates import example_groups, propose_candidates
+from gradprompt.nodes.settings import RunSettings, StepSettings
+from gradprompt.nodes.tasks import builtin_task
+from gradprompt.nodes.tasks.readout import readout_of
+from gradprompt.nodes.word_moves import next_slot, propose_word_moves
 
 PROMPT = "Solve the problem, explain your reasoning."
 
@@ -100,7 +100,7 @@ def test_word_candidates_come_only_from_the_top_k_rule(tiny_rt, step):
     slot, or one of the top-k with the prompt read on its own, both recomputed here from the
     model's own next-token distributions."""
     propose, prompt, examples, settings = step
-    from nodes.word_moves import next_token_logprobs
+    from gradprompt.nodes.word_moves import next_token_logprobs
 
     for slot in (1, 4):
         proposal = propose(slot)
@@ -187,7 +187,7 @@ def _reading_nll_by_hand(rt, ids) -> float:
 
 
 def test_fluency_ranks_moves_by_what_they_add_to_the_whole_prompt(tiny_rt):
-    from nodes.word_moves import WordMove, choose_moves
+    from gradprompt.nodes.word_moves import WordMove, choose_moves
 
     rt = tiny_rt
     current = tuple(rt.encode_prompt("Solve the problem."))
@@ -204,7 +204,7 @@ def test_fluency_ranks_moves_by_what_they_add_to_the_whole_prompt(tiny_rt):
 
     chosen, dropped = choose_moves(rt, current, [*moves, deletion], 4, 1.0)
     assert dropped == 0 and chosen[-1].prompt == deletion.prompt, "the deletion comes after the ranked moves"
-    from nodes.runtime.scoring import reading_nll
+    from gradprompt.nodes.runtime.scoring import reading_nll
 
     assert reading_nll(rt, [()])[0] == pytest.approx(_reading_nll_by_hand(rt, ()), abs=2e-3), "an empty message"
     base = _reading_nll_by_hand(rt, current)
@@ -234,8 +234,8 @@ def test_phrase_edits_and_retrieved_prompts_keep_to_the_fluency_limit(tiny_rt):
     prompts over it are not raced, and are counted."""
     from types import SimpleNamespace
 
-    from nodes.proposers import PhraseEdits, Retrieval, StepView
-    from nodes.runtime.scoring import reading_nll
+    from gradprompt.nodes.proposers import PhraseEdits, Retrieval, StepView
+    from gradprompt.nodes.runtime.scoring import reading_nll
 
     rt = tiny_rt
     prompt = tuple(rt.encode_prompt("Solve the problem, explain your reasoning, and check it."))
@@ -272,7 +272,7 @@ def test_phrase_edits_and_retrieved_prompts_keep_to_the_fluency_limit(tiny_rt):
 
 def _complete_by_recomputing(rt, prefix, first_tokens):
     """The plain reference: every pass feeds each row's whole sequence again."""
-    from nodes.word_moves import MAX_WORD_TOKENS
+    from gradprompt.nodes.word_moves import MAX_WORD_TOKENS
 
     words = []
     for t in first_tokens:
@@ -290,7 +290,7 @@ def _complete_by_recomputing(rt, prefix, first_tokens):
 
 @pytest.mark.parametrize("prefix_text", ["", "Solve the"])
 def test_words_are_completed_as_recomputing_each_row_whole_would(tiny_rt, prefix_text):
-    from nodes.word_moves import complete_words
+    from gradprompt.nodes.word_moves import complete_words
 
     prefix = tuple(tiny_rt.encode_prompt(prefix_text))
     first_mask, later_mask = word_units.word_start_masks(tiny_rt.tokenizer, len(tiny_rt.tokenizer))
