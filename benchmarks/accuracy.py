@@ -40,9 +40,9 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from gradprompt.errors import GradpromptError  # noqa: E402
 from gradprompt.graph.api import make_settings, resume, start_run  # noqa: E402
 from gradprompt.graph.sweep import PlannedRun, SweepOutcome, sweep  # noqa: E402
-from gradprompt.nodes.errors import GradpromptError  # noqa: E402
 from gradprompt.nodes.finalize import RULES  # noqa: E402
 from gradprompt.nodes.greater import rollout  # noqa: E402
 from gradprompt.nodes.proposers import source_totals  # noqa: E402

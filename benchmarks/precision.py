@@ -48,8 +48,8 @@ from accuracy import (  # noqa: E402
     task_specs,
 )
 
+from gradprompt.errors import GradpromptError  # noqa: E402
 from gradprompt.graph.api import make_settings  # noqa: E402
-from gradprompt.nodes.errors import GradpromptError  # noqa: E402
 from gradprompt.nodes.greater import rollout  # noqa: E402
 from gradprompt.nodes.selection import paired_gain  # noqa: E402
 from gradprompt.nodes.session import session  # noqa: E402

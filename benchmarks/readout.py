@@ -43,8 +43,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from accuracy import DEFAULT_INITIAL, STEP_BY_STEP, default_data_dir, resumable_rows, task_specs  # noqa: E402
 
+from gradprompt.errors import GradpromptError  # noqa: E402
 from gradprompt.graph.api import make_settings  # noqa: E402
-from gradprompt.nodes.errors import GradpromptError  # noqa: E402
 from gradprompt.nodes.greater import rollout  # noqa: E402
 from gradprompt.nodes.session import session  # noqa: E402
 from gradprompt.nodes.tasks.answer_types import AnswerKind, question_letters  # noqa: E402

@@ -18,25 +18,11 @@ _CHECKOUT = Path(__file__).resolve().parent.parent
 if (_CHECKOUT / "pyproject.toml").is_file() and (_CHECKOUT / "nodes" / "__init__.py").is_file():
     __path__.append(str(_CHECKOUT))
 
-from gradprompt.graph import (  # noqa: E402 (the path above decides where these come from)
-    OptimizationResult,
-    Predictor,
-    RunStopped,
-    build_graph,
-    evaluate_prompt,
-    evaluate_prompts,
-    fork,
-    list_runs,
-    load,
-    optimize,
-    prompt_template,
-    remove_runs,
-    report,
-    resume,
-    run_values,
-)
+from gradprompt.errors import GradpromptError as GradpromptError  # noqa: E402 (light: no model code)
 
-__all__ = [
+# The rest of the public API loads on first use (it brings torch, transformers and LangGraph):
+# importing a light module such as gradprompt.errors does not load the whole graph first.
+_PUBLIC = {
     "OptimizationResult",
     "Predictor",
     "RunStopped",
@@ -52,4 +38,17 @@ __all__ = [
     "report",
     "resume",
     "run_values",
-]
+}
+__all__ = sorted({*_PUBLIC, "GradpromptError"})
+
+
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        from gradprompt import graph
+
+        return getattr(graph, name)
+    raise AttributeError(f"module 'gradprompt' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_PUBLIC})

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from gradprompt.errors import GradpromptError
 from gradprompt.graph.threads import config, run_graph
-from gradprompt.nodes.errors import GradpromptError
 from gradprompt.store.checkpoints import open_runs
 
 Approver = Callable[[dict], dict]  # approval request -> {"action": ..., "prompt": ...}

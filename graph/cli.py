@@ -10,9 +10,9 @@ import argparse
 import os
 import sys
 
+from gradprompt.errors import GradpromptError
 from gradprompt.graph.commands import approve, evaluate, optimize, predict, report, runs, store, sweep
 from gradprompt.graph.commands.common import common_flags
-from gradprompt.nodes.errors import GradpromptError
 
 COMMANDS = (optimize, runs, approve, evaluate, predict, report, sweep, store)
 

@@ -6,9 +6,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from gradprompt.errors import GradpromptError
 from gradprompt.graph.lifecycle import make_settings
 from gradprompt.graph.run_index import run_values
-from gradprompt.nodes.errors import GradpromptError
 from gradprompt.nodes.greater import rollout
 from gradprompt.nodes.selection import paired_gain
 from gradprompt.nodes.session import load_inputs, session
@@ -114,7 +114,7 @@ def report(
         raise GradpromptError(f"run {run_id} has no finished step yet: resume it, then ask for its report")
     extra = None
     if score_dev:
-        from gradprompt.graph.lifecycle import with_run_inputs
+        from gradprompt.graph.run_inputs import with_run_inputs
 
         with_run_inputs(open_runs(run_dir, checkpointer), run_id, values["settings"])
         sess = session(RunSettings.model_validate(values["settings"]))

@@ -13,8 +13,8 @@ from typing import Any
 
 from langchain_core.prompts import ChatPromptTemplate
 
+from gradprompt.errors import GradpromptError
 from gradprompt.graph.predict import Predictor
-from gradprompt.nodes.errors import GradpromptError
 from gradprompt.nodes.runtime.chat_layout import Placement
 
 FORMATS = ("text", "json", "langchain")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 
+from gradprompt.errors import GradpromptError
 from gradprompt.graph.builder import FIRST_STEP_NODE, LAST_STEP_NODE
-from gradprompt.graph.lifecycle import with_run_inputs
+from gradprompt.graph.run_inputs import with_run_inputs
 from gradprompt.graph.threads import config, run_graph
-from gradprompt.nodes.errors import GradpromptError
 from gradprompt.nodes.session import session
 from gradprompt.nodes.settings import RunSettings
 from gradprompt.store.checkpoints import new_run_id, open_runs

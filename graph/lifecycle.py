@@ -20,10 +20,11 @@ from typing import Any
 from langgraph.types import Command
 from pydantic import ValidationError
 
+from gradprompt.errors import GradpromptError
 from gradprompt.graph.approval_protocol import ApprovalPending, Approver, pending_request
 from gradprompt.graph.context import Context
+from gradprompt.graph.run_inputs import with_run_inputs
 from gradprompt.graph.threads import config, run_graph
-from gradprompt.nodes.errors import GradpromptError
 from gradprompt.nodes.runtime.model_loading import check_model
 from gradprompt.nodes.session import load_inputs
 from gradprompt.nodes.settings import RunSettings
@@ -191,26 +192,6 @@ def result_of(values: dict) -> OptimizationResult:
         test_examples=final.get("test_examples", 0),
         final=final,
     )
-
-
-def with_run_inputs(runs, run_id: str, settings: dict) -> None:
-    """Make what a run needs besides its checkpoint available in this process: the examples it
-    was given in memory (kept with the run) and its metric (imported by path), each with one clear
-    error when it cannot be had."""
-    from gradprompt.nodes.tasks.inline import is_inline, register_rows
-    from gradprompt.nodes.tasks.metric import load_metric
-
-    task = settings.get("task", "")
-    if is_inline(task):
-        rows = runs.read_examples(run_id)
-        if rows is None:
-            raise GradpromptError(
-                f"run {run_id} was started with in-memory examples, but they are not kept with it in {runs.where}: "
-                "start it again with optimize(examples=...)"
-            )
-        register_rows(task, rows)
-    if settings.get("metric"):
-        load_metric(settings["metric"])
 
 
 def start_run(

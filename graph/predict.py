@@ -20,10 +20,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from gradprompt.graph.lifecycle import with_run_inputs
+from gradprompt.errors import GradpromptError
 from gradprompt.graph.run_index import run_values
+from gradprompt.graph.run_inputs import with_run_inputs
 from gradprompt.nodes.answering import answer_questions
-from gradprompt.nodes.errors import GradpromptError
 from gradprompt.nodes.session import Session, load_inputs, session
 from gradprompt.nodes.settings import RunSettings
 from gradprompt.nodes.tasks.confidence import wilson_interval

@@ -7,7 +7,7 @@ from typing import Any
 
 from langchain_core.runnables import Runnable, RunnableConfig
 
-from gradprompt.nodes.errors import GradpromptError
+from gradprompt.errors import GradpromptError
 
 
 def _question(value: Any) -> str:

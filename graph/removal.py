@@ -12,8 +12,8 @@ from contextlib import ExitStack
 
 from langgraph.store.base import PutOp
 
+from gradprompt.errors import GradpromptError
 from gradprompt.graph.threads import config
-from gradprompt.nodes.errors import GradpromptError
 from gradprompt.nodes.settings import RunSettings
 from gradprompt.store.checkpoints import open_runs
 
@@ -22,7 +22,7 @@ _PAGE = 1000
 
 def _namespace(runs, run_id: str, info: dict) -> tuple[str, ...] | None:
     """The rollout-cache namespace of a run (None when its task data can no longer be read)."""
-    from gradprompt.graph.lifecycle import with_run_inputs
+    from gradprompt.graph.run_inputs import with_run_inputs
     from gradprompt.nodes.session import rollout_namespace
 
     try:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import ast
 import re
 
+from gradprompt.errors import GradpromptError
 from gradprompt.graph.approval_protocol import pending_request
 from gradprompt.graph.threads import config, run_graph
-from gradprompt.nodes.errors import GradpromptError
 from gradprompt.store.checkpoints import open_runs
 
 _HOLDER = re.compile(r"^(?P<who>pid \d+ on [^,]+), (?P<doing>[^,]*?)(?:, since (?P<since>.+))?$")
@@ -125,7 +125,7 @@ def step_examples(run_id: str, n: int, *, run_dir=None, checkpointer=None) -> di
     """For every finished step, the first ``n`` pool examples of the step's current prompt: the
     model's reasoning, the text read as its answer and the gold answer, read back from the run's
     rollout cache (the tokenizer turns reasoning tokens into text; nothing is generated again)."""
-    from gradprompt.graph.lifecycle import with_run_inputs
+    from gradprompt.graph.run_inputs import with_run_inputs
     from gradprompt.nodes.session import rollout_cache, selection_pool, session
 
     runs = open_runs(run_dir, checkpointer)

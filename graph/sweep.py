@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gradprompt.nodes.errors import GradpromptError
+from gradprompt.errors import GradpromptError
 from gradprompt.store.locks import check_run_id
 
 STATUSES = ("done", "running", "failed", "waiting", "queued")

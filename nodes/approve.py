@@ -13,7 +13,7 @@ import difflib
 
 from langgraph.types import interrupt
 
-from gradprompt.nodes.errors import GradpromptError
+from gradprompt.errors import GradpromptError
 from gradprompt.nodes.evaluate import pool_rollout
 from gradprompt.nodes.selection import discordant
 from gradprompt.nodes.session import scored, session

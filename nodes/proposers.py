@@ -9,7 +9,8 @@ here and one line in the node that runs it:
   (:mod:`nodes.word_moves`) or, as in the paper, single tokens (:mod:`nodes.greater`);
 - ``phrase``: model-free phrase edits after GrIPS (:mod:`nodes.phrase_edits`);
 - ``retrieval``: the best-scoring similar past prompt within the edit limit (GPO);
-- ``refinement``: whole prompts written by a chat model (GPO's generation-based update);
+- ``refinement``: whole prompts written by a chat model (GPO's generation-based update,
+  :class:`nodes.refine.Refinement`);
 - ``human``: a person's edit at approval (:mod:`nodes.approve`).
 """
 
@@ -219,21 +220,6 @@ class Retrieval:
                 return [Candidate(tuple(r["prompt"]), self.source, "retrieved", fluency_cost=cost)]
         view.notes["disfluent"] = view.notes.get("disfluent", 0) + 1
         return []
-
-
-class Refinement:
-    """Whole prompts a chat model writes from the retrieved trajectory (see :mod:`nodes.refine`)."""
-
-    source = "refinement"
-
-    def __init__(self, chat_model):
-        self.chat_model = chat_model
-
-    def propose(self, view: StepView) -> list[Candidate]:
-        from gradprompt.nodes.refine import ask_chat_model
-
-        texts = ask_chat_model(view, self.chat_model)
-        return [Candidate(tuple(view.sess.rt.encode_prompt(t)), self.source, "rewritten") for t in texts]
 
 
 def gradient_proposer(settings, n: int) -> Proposer:

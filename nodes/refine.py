@@ -13,7 +13,7 @@ import re
 
 from gradprompt.nodes.chat_model import local_chat_model
 from gradprompt.nodes.edit_limit import word_distance
-from gradprompt.nodes.proposers import Refinement, StepView
+from gradprompt.nodes.proposers import Candidate, StepView
 from gradprompt.nodes.session import gradient_examples, session
 
 PROMPT_BLOCK = re.compile(r"<prompt>(.*?)</prompt>", re.DOTALL | re.IGNORECASE)
@@ -70,6 +70,19 @@ def parse_candidates(reply: str, current: str, limit: int) -> tuple[list[str], i
 def refining(settings, chat_model) -> bool:
     """Whether the run refines: as set, or (unset) when a chat model was passed in."""
     return settings.variant != "paper" and (settings.refine if settings.refine is not None else chat_model is not None)
+
+
+class Refinement:
+    """Whole prompts a chat model writes from the retrieved trajectory."""
+
+    source = "refinement"
+
+    def __init__(self, chat_model):
+        self.chat_model = chat_model
+
+    def propose(self, view: StepView) -> list[Candidate]:
+        texts = ask_chat_model(view, self.chat_model)
+        return [Candidate(tuple(view.sess.rt.encode_prompt(t)), self.source, "rewritten") for t in texts]
 
 
 def ask_chat_model(view: StepView, chat) -> list[str]:

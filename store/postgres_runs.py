@@ -18,8 +18,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from gradprompt.nodes.errors import GradpromptError
+from gradprompt.errors import GradpromptError
 from gradprompt.store.locks import check_run_id, held_once
+from gradprompt.store.run_info import checked_info
 
 SCHEMES = ("postgresql", "postgres")
 _SETUP_LOCK = 0x67726164  # one advisory key for the schema set-up of every gradprompt database
@@ -171,8 +172,6 @@ class PostgresRuns:
         return None if row is None else row["info"]
 
     def read_info(self, run_id: str) -> dict:
-        from gradprompt.store.checkpoints import checked_info
-
         damaged = (
             f"the index entry of run {run_id} in {self.where} is damaged (not what a run writes); restore the row of "
             "gradprompt_runs from a backup, or delete it to drop the run from the list"

@@ -28,7 +28,7 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlparse
 
-from gradprompt.nodes.errors import GradpromptError
+from gradprompt.errors import GradpromptError
 from gradprompt.store.embeddings import BUNDLED, embedding_identity, get_embedder
 from gradprompt.store.locks import store_folder_lock
 from gradprompt.store.paths import data_dir

@@ -6,7 +6,7 @@ import argparse
 import json
 import time
 
-from gradprompt.nodes.errors import GradpromptError
+from gradprompt.errors import GradpromptError
 
 
 def _positive_days(text: str) -> float:

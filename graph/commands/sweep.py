@@ -6,9 +6,9 @@ import argparse
 import json
 import sys
 
+from gradprompt.errors import GradpromptError
 from gradprompt.graph.commands.common import where
 from gradprompt.graph.commands.flags import SWEEP_FIELDS, add_settings_flags, settings_from
-from gradprompt.nodes.errors import GradpromptError
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:

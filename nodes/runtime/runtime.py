@@ -13,7 +13,7 @@ from functools import cached_property, lru_cache
 
 import torch
 
-from gradprompt.nodes.errors import GradpromptError
+from gradprompt.errors import GradpromptError
 from gradprompt.nodes.runtime.batching import pad, run_chunked
 from gradprompt.nodes.runtime.chat_layout import ChatLayout, Encoded, Placement
 from gradprompt.nodes.runtime.decoding import Decoded, DecodeJob, reason_and_answer

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 
-from gradprompt.nodes.errors import GradpromptError
+from gradprompt.errors import GradpromptError
 from gradprompt.nodes.tasks.task import Example, Task
 
 SIZE = 300

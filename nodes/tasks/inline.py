@@ -14,7 +14,7 @@ import re
 import threading
 from typing import Any
 
-from gradprompt.nodes.errors import GradpromptError
+from gradprompt.errors import GradpromptError
 from gradprompt.nodes.tasks.task import Example, Task
 
 KIND = "examples"

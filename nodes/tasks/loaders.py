@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from gradprompt.nodes.errors import GradpromptError
+from gradprompt.errors import GradpromptError
 from gradprompt.nodes.tasks.task import Example, Task
 
 QUESTION_FIELDS = ("question", "input", "prompt", "query", "text")

@@ -13,7 +13,7 @@ import importlib
 from collections.abc import Callable
 from functools import lru_cache
 
-from gradprompt.nodes.errors import GradpromptError
+from gradprompt.errors import GradpromptError
 
 Metric = Callable[[str, str], bool | float]
 

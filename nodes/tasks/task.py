@@ -6,7 +6,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 
-from gradprompt.nodes.errors import GradpromptError
+from gradprompt.errors import GradpromptError
 from gradprompt.nodes.tasks.answer_types import AnswerFormat, detect_answer_format
 from gradprompt.nodes.tasks.readout import CLOSED_KINDS
 

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from gradprompt.nodes.errors import GradpromptError
+from gradprompt.errors import GradpromptError
 from gradprompt.nodes.greater import next_position, pool_order, propose, rollout
 from gradprompt.nodes.rollout_cache import RolloutCache, cache_namespace
 from gradprompt.nodes.runtime.model_loading import load_model

@@ -9,11 +9,11 @@ import json
 import pytest
 from helpers import SMALL_RUN
 
+from gradprompt.errors import GradpromptError
 from gradprompt.graph.cli import main
 from gradprompt.graph.export import export, load_template, prompt_template
 from gradprompt.graph.lifecycle import optimize
 from gradprompt.graph.predict import Predictor, load
-from gradprompt.nodes.errors import GradpromptError
 from gradprompt.nodes.runtime.chat_layout import ChatLayout
 from gradprompt.nodes.session import rollout_cache
 from gradprompt.store.checkpoints import open_runs

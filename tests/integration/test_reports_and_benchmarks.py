@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from helpers import SMALL_RUN, run_cli
 
+from gradprompt.errors import GradpromptError
 from gradprompt.graph import optimize, report
-from gradprompt.nodes.errors import GradpromptError
 
 pytestmark = pytest.mark.model
 

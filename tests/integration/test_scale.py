@@ -63,7 +63,7 @@ def test_bad_checkpointer_is_one_clear_error(tmp_path, postgres_server):
 
 
 def test_postgres_run_index_and_locks_across_processes(tmp_path, pg):
-    from gradprompt.nodes.errors import GradpromptError
+    from gradprompt.errors import GradpromptError
     from gradprompt.store.checkpoints import open_runs
 
     runs = open_runs(tmp_path, pg)
@@ -122,9 +122,9 @@ def test_postgres_statuses_examples_and_rm(tmp_path, pg, tiny_rt, monkeypatch):
     import psycopg
 
     import gradprompt.nodes.session
+    from gradprompt.errors import GradpromptError
     from gradprompt.graph import fork, remove_runs
     from gradprompt.graph.api import ApprovalPending, resume
-    from gradprompt.nodes.errors import GradpromptError
 
     monkeypatch.setattr(gradprompt.nodes.session, "_runtime", lambda *args: tiny_rt)
     small = {"train": 3, "dev": 3, "test": 3, "batch_size": 2, "max_new_tokens": 2, "n_evaluate": 2, "top_k": 4,
@@ -295,8 +295,8 @@ def _head(pg: str, run_id: str) -> str:
 
 
 def test_sweep_plans_and_reads_files(tmp_path):
+    from gradprompt.errors import GradpromptError
     from gradprompt.graph.sweep import plan, read_sweep_file
-    from gradprompt.nodes.errors import GradpromptError
 
     runs = plan("n", ["builtin:compare", "bbh:/a/navigate.json", "bbh:/b/navigate.json"], ["smollm2"], [0, 1, 0])
     assert [r.run_id for r in runs][:2] == ["n-compare-smollm2-s0", "n-compare-smollm2-s1"]

@@ -14,8 +14,8 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
+from gradprompt.errors import GradpromptError
 from gradprompt.graph import optimize
-from gradprompt.nodes.errors import GradpromptError
 from gradprompt.store.embeddings import get_embedder
 from gradprompt.store.trajectory import TrajectoryRecord, TrajectoryStore
 

@@ -7,8 +7,8 @@ import math
 
 import pytest
 
+from gradprompt.errors import GradpromptError
 from gradprompt.nodes.answering import answer_questions, renormalised
-from gradprompt.nodes.errors import GradpromptError
 from gradprompt.nodes.greater import rollout
 from gradprompt.nodes.tasks import Example, builtin_task, detect_answer_format
 from gradprompt.nodes.tasks.readout import readout_of

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from tiny_model import CHATML, GEMMA, LLAMA3, MISTRAL, tiny_tokenizer
 
-from gradprompt.nodes.errors import GradpromptError
+from gradprompt.errors import GradpromptError
 from gradprompt.nodes.runtime.chat_layout import ChatLayout
 
 TEMPLATES = {"chatml": CHATML, "llama3": LLAMA3, "mistral": MISTRAL, "gemma": GEMMA}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gradprompt.nodes.errors import GradpromptError
+from gradprompt.errors import GradpromptError
 from gradprompt.store.locks import check_run_id, run_lock, store_folder_lock
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,7 +70,7 @@ def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path):
 def _taken_elsewhere(folder: Path) -> str:
     """What another process gets when it tries to take run r1: 'ok', or the refusal."""
     code = (
-        "import sys; from pathlib import Path; from store.locks import run_lock\n"
+        "import sys; from pathlib import Path; from gradprompt.store.locks import run_lock\n"
         "try:\n"
         "    with run_lock(Path(sys.argv[1]), 'r1', 'resume'): print('ok')\n"
         "except Exception as exc: print(exc)"

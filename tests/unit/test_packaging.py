@@ -56,7 +56,7 @@ def test_the_console_script_and_the_api_name_the_package():
     assert script.value == "gradprompt.graph.cli:main"
     assert script.load() is gradprompt.graph.cli.main
     assert gradprompt.optimize is gradprompt.graph.api.optimize
-    assert set(gradprompt.__all__) == set(gradprompt.graph.__all__)
+    assert set(gradprompt.__all__) == {*gradprompt.graph.__all__, "GradpromptError"}
 
 
 def test_the_built_wheel_holds_only_the_gradprompt_package(tmp_path):

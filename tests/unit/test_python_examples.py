@@ -14,8 +14,8 @@ import helpers
 import pytest
 from helpers import TINY_MODEL_RUN
 
+from gradprompt.errors import GradpromptError
 from gradprompt.graph import optimize, run_values
-from gradprompt.nodes.errors import GradpromptError
 
 TESTS = Path(__file__).resolve().parents[1]
 ROOT = TESTS.parent

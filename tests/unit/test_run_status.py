@@ -17,11 +17,11 @@ from helpers import TINY_MODEL_RUN
 
 import gradprompt.nodes.reason
 import gradprompt.nodes.session
+from gradprompt.errors import GradpromptError
 from gradprompt.graph import fork, list_runs, optimize, run_values
 from gradprompt.graph.api import ApprovalPending
 from gradprompt.graph.cli import main
 from gradprompt.graph.removal import remove_runs
-from gradprompt.nodes.errors import GradpromptError
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = TINY_MODEL_RUN

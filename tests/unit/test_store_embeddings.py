@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from gradprompt.nodes.errors import GradpromptError
+from gradprompt.errors import GradpromptError
 from gradprompt.store.embeddings import bundled_embedding_path
 from gradprompt.store.trajectory import TrajectoryRecord, TrajectoryStore
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from gradprompt.nodes.errors import GradpromptError
+from gradprompt.errors import GradpromptError
 from gradprompt.nodes.tasks import (
     BUILTIN_TASKS,
     AnswerFormat,
