@@ -19,11 +19,6 @@ def _score(item: dict) -> str:
     return f"accuracy {acc:.2f}{where}" + (f", gold log-prob {lp:.2f}" if lp is not None else "")
 
 
-def plain_diff(diff: list[dict]) -> str:
-    """The word diff as text: removed words as ``[-old-]``, added ones as ``{+new+}``."""
-    return _diff_text(diff).plain
-
-
 def _diff_text(diff: list[dict]) -> Text:
     """The word diff with its markers, removed words also red and struck, added ones green."""
     text = Text()

@@ -9,20 +9,13 @@ from typing import Any
 from gradprompt.errors import GradpromptError
 from gradprompt.graph.lifecycle import make_settings
 from gradprompt.graph.run_index import run_values
+from gradprompt.nodes.finalize import majority_rate
 from gradprompt.nodes.greater import rollout
 from gradprompt.nodes.selection import paired_gain
 from gradprompt.nodes.session import load_inputs, session
 from gradprompt.nodes.settings import RunSettings
 from gradprompt.nodes.tasks.confidence import wilson_interval
 from gradprompt.store.checkpoints import open_runs
-
-
-def _majority(sess, examples) -> dict:
-    """The split's most common gold answer and its share: what answering one label always gets."""
-    if not examples:
-        return {"answer": None, "accuracy": None}
-    answer, count = Counter(sess.task.answer_format.normalize_gold(e.answer) for e in examples).most_common(1)[0]
-    return {"answer": answer, "accuracy": count / len(examples)}
 
 
 def _scored(r, weight: float) -> dict:
@@ -81,7 +74,7 @@ def evaluate_prompts(
         "examples": len(examples),
         "readout": "choice" if sess.readout.chooses else "generate",
         "max_new_tokens": s.max_new_tokens,
-        "majority_answer": _majority(sess, examples),
+        "majority_answer": majority_rate(sess, examples),
         "prompts": [{"prompt": p, **_scored(r, s.score_nll_weight)} for p, r in zip(prompts, rolled, strict=True)],
         "comparisons": comparisons,
         "shown": shown,

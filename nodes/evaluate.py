@@ -15,10 +15,11 @@ def pool_rollout(sess, store, prompt) -> Rollout:
     return rollouts(sess, store, selection_pool(sess), [tuple(prompt)])[0]
 
 
-def race_candidates(sess, store, prompts: list[tuple[int, ...]], current: Rollout):
-    """Race ``prompts`` against ``current`` on the pool, each slice in one batched, cached decode,
-    with the current prompt's reasoning as every candidate's draft."""
-    pool = selection_pool(sess)
+def race_candidates(sess, store, prompts: list[tuple[int, ...]], current: Rollout, examples=None):
+    """Race ``prompts`` against ``current`` on ``examples`` (the selection pool unless given: the
+    baselines and a warm start race the same way), each slice in one batched, cached decode, with
+    the current prompt's reasoning as every candidate's draft."""
+    pool = selection_pool(sess) if examples is None else examples
 
     def evaluate_slice(alive: list[tuple[int, ...]], start: int, stop: int):
         rolled = rollouts(sess, store, pool[start:stop], alive, drafts=current.reasonings[start:stop])

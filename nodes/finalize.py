@@ -84,14 +84,14 @@ def _accuracy(correct: list[bool]) -> dict:
     return {"accuracy": sum(correct) / n, "right": sum(correct), "n": n, "ci95": [low, high]}
 
 
-def majority_rate(sess: Session) -> dict:
-    """Test accuracy of always giving the test split's most common gold answer: what a prompt that
-    collapses the model onto one answer can reach at best."""
-    fmt, test = sess.task.answer_format, sess.splits.test
-    if not test:
+def majority_rate(sess: Session, examples) -> dict:
+    """The most common gold answer of ``examples`` and its share: what always giving one answer
+    gets, the best a prompt that collapses the model onto one label can reach."""
+    if not examples:
         return {"answer": None, "accuracy": None}
-    answer, count = Counter(fmt.normalize_gold(e.answer) for e in test).most_common(1)[0]
-    return {"answer": answer, "accuracy": count / len(test)}
+    fmt = sess.task.answer_format
+    answer, count = Counter(fmt.normalize_gold(e.answer) for e in examples).most_common(1)[0]
+    return {"answer": answer, "accuracy": count / len(examples)}
 
 
 def advice(sess: Session) -> str:
@@ -207,7 +207,7 @@ def finalize(state: dict, store=None) -> dict:
             "rule": st.final_rule,
             "tests": list(choice.tests),
             "rules": rules_summary(sess, choices, pick, dev_of, test),
-            "majority_answer": majority_rate(sess),
+            "majority_answer": majority_rate(sess, sess.splits.test),
             "dev_candidates": on_dev,
             # where in dev_candidates the best optimized prompt on dev is, chosen or not
             "dev_leader": None if choice.leader < 0 else choice.leader + 1,

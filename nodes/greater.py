@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from gradprompt.nodes.prompt_ids import PromptIds
 from gradprompt.nodes.rollout_cache import RolloutCache
 from gradprompt.nodes.runtime.candidates import example_groups, propose_candidates
 from gradprompt.nodes.runtime.decoding import DecodeJob
@@ -24,7 +25,6 @@ from gradprompt.nodes.tasks.answer_types import AnswerFormat
 from gradprompt.nodes.tasks.readout import Readout, readout_of
 from gradprompt.nodes.tasks.task import Example
 
-PromptIds = tuple[int, ...]
 Answers = Readout | AnswerFormat  # an answer format alone is read the default way (see readout_of)
 
 
@@ -191,15 +191,6 @@ class Proposal:
     ranked: list[int] = field(default_factory=list)  # candidates, most negative gradient first
     # further positions of a multi-position edit: (position, candidates, gradients, ranked)
     more: list[tuple[int, list[int], list[float], list[int]]] = field(default_factory=list)
-
-    @property
-    def positions(self) -> list[int]:
-        return [self.position, *(m[0] for m in self.more)]
-
-    def prompt_with(self, token: int) -> PromptIds:
-        p = list(self.base_prompt)
-        p[self.position] = token
-        return tuple(p)
 
     def top_prompts(self, n: int) -> list[PromptIds]:
         """The ``n`` best edits. With several positions the j-th edit puts each position's j-th

@@ -15,9 +15,9 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from gradprompt.nodes.prompt_ids import PromptIds
 from gradprompt.nodes.runtime import word_units
 
-PromptIds = tuple[int, ...]
 _FUNCTION_WORDS = (
     "a an the of to in on for with by from at as and or but if then than that which who whom whose "
     "what when where why how is are was were be been being this these those it its your you their "

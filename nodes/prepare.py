@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import time
 
-from gradprompt.nodes.selection import SelectionConfig, final_choice, race, rank_key, update_best
+from gradprompt.nodes.evaluate import race_candidates
+from gradprompt.nodes.selection import final_choice, rank_key, update_best
 from gradprompt.nodes.session import Session, rollouts, scored, selection_pool, session, trajectory_of
 from gradprompt.nodes.settings import DEFAULT_PROMPT
 from gradprompt.store.checkpoints import new_run_id
@@ -67,11 +68,7 @@ def _raced(sess: Session, pool: list, sources: list[dict], cache_store) -> tuple
     dev = sess.splits.dev
     (initial,) = rollouts(sess, cache_store, dev, [pool[0]], label="warm start on dev")
 
-    def evaluate_slice(alive: list[tuple[int, ...]], start: int, stop: int):
-        drafts = initial.reasonings[start:stop]
-        return [r.outcomes for r in rollouts(sess, cache_store, dev[start:stop], alive, drafts=drafts)]
-
-    result = race(pool[1:], initial.outcomes, evaluate_slice, SelectionConfig.from_settings(st))
+    result = race_candidates(sess, cache_store, pool[1:], initial, dev)
     sources[0].update(dev_accuracy=initial.accuracy, dev_examples=len(dev))
     for src, c in zip(sources[1:], result.contenders, strict=True):
         src.update(dev_accuracy=sum(c.correct) / max(1, c.evaluated), dev_examples=c.evaluated)
@@ -94,11 +91,7 @@ def race_baselines(sess: Session, initial: tuple[int, ...], others: dict, cache_
     prompts = list(names)
     (first,) = rollouts(sess, cache_store, pool, [initial], label="baselines on the pool")
 
-    def evaluate_slice(alive: list[tuple[int, ...]], start: int, stop: int):
-        drafts = first.reasonings[start:stop]
-        return [r.outcomes for r in rollouts(sess, cache_store, pool[start:stop], alive, drafts=drafts)]
-
-    result = race(prompts[1:], first.outcomes, evaluate_slice, SelectionConfig.from_settings(sess.settings))
+    result = race_candidates(sess, cache_store, prompts[1:], first, pool)
     entries, finished = [], [0]
     for i, prompt in enumerate(prompts):
         if i == 0:

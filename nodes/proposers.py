@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gradprompt.nodes.edit_limit import positions_for_step, word_distance
+from gradprompt.nodes.prompt_ids import PromptIds
 
-PromptIds = tuple[int, ...]
 SOURCES = ("gradient", "phrase", "retrieval", "refinement", "human")
 
 

@@ -24,8 +24,6 @@ from langgraph.store.memory import InMemoryStore
 from gradprompt.nodes.selection import Outcome
 from gradprompt.nodes.tasks.task import Example
 
-PromptIds = tuple[int, ...]
-
 
 def _digest(*parts: str) -> str:
     return hashlib.sha1("\x1f".join(parts).encode()).hexdigest()

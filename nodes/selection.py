@@ -38,9 +38,9 @@ from typing import Literal
 
 from scipy.stats import binomtest
 
+from gradprompt.nodes.prompt_ids import PromptIds
 from gradprompt.nodes.tasks.confidence import Z95
 
-PromptIds = tuple[int, ...]
 Acceptance = Literal["always", "not_worse", "better"]
 
 

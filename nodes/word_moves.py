@@ -35,6 +35,7 @@ from dataclasses import dataclass, replace
 import torch
 from transformers import DynamicCache
 
+from gradprompt.nodes.prompt_ids import PromptIds
 from gradprompt.nodes.readability import is_known
 from gradprompt.nodes.runtime import word_units
 from gradprompt.nodes.runtime.batching import pad, run_chunked
@@ -44,7 +45,6 @@ from gradprompt.nodes.runtime.scoring import fluency_costs, window_gradients
 from gradprompt.nodes.settings import StepSettings
 from gradprompt.nodes.tasks.task import Example
 
-PromptIds = tuple[int, ...]
 MAX_WORD_TOKENS = 4  # a completed word is at most this many tokens
 
 

@@ -24,7 +24,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from gradprompt.errors import GradpromptError
 from gradprompt.store.locks import check_run_id, holder_of, run_lock, run_lock_path, serialized
 from gradprompt.store.paths import data_dir
-from gradprompt.store.run_info import checked_info
+from gradprompt.store.runs import Runs, checked_info
 
 DB_NAME = "checkpoints.sqlite"
 ROLLOUTS_DB = "rollouts.sqlite"
@@ -115,10 +115,6 @@ def read_decision(run_dir: str | os.PathLike | None, run_id: str) -> dict | None
 
 def clear_decision(run_dir: str | os.PathLike | None, run_id: str) -> None:
     (runs_dir(run_dir) / run_id / "decision.json").unlink(missing_ok=True)
-
-
-def read_run_info(run_dir: str | os.PathLike | None, run_id: str) -> dict:
-    return RunFolder(run_dir).read_info(run_id)
 
 
 def list_run_ids(run_dir: str | os.PathLike | None = None) -> list[str]:
@@ -213,7 +209,7 @@ def checkpointer_url(checkpointer: str | None = None) -> str | None:
     return url
 
 
-def open_runs(run_dir: str | os.PathLike | None = None, checkpointer: str | None = None):
+def open_runs(run_dir: str | os.PathLike | None = None, checkpointer: str | None = None) -> Runs:
     """The place runs live: a PostgreSQL database when a URL is given, else the runs folder."""
     url = checkpointer_url(checkpointer)
     if url is None:

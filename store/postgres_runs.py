@@ -20,7 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from gradprompt.errors import GradpromptError
 from gradprompt.store.locks import check_run_id, held_once
-from gradprompt.store.run_info import checked_info
+from gradprompt.store.runs import checked_info
 
 SCHEMES = ("postgresql", "postgres")
 _SETUP_LOCK = 0x67726164  # one advisory key for the schema set-up of every gradprompt database
@@ -40,10 +40,6 @@ _HAS_EXAMPLES = (
 )
 _ADD_EXAMPLES = "ALTER TABLE gradprompt_runs ADD COLUMN IF NOT EXISTS examples JSONB"
 _checked: set[str] = set()
-
-
-def is_postgres_url(location: str | None) -> bool:
-    return bool(location) and urlsplit(str(location)).scheme in SCHEMES
 
 
 def shown(url: str) -> str:
@@ -86,7 +82,7 @@ class PostgresRuns:
         return shown(self.url)
 
     # -- connections ---------------------------------------------------------------------------
-    def connect(self, **kwargs):
+    def _connect(self, **kwargs):
         """A psycopg connection; a database that is down or refuses us is one clear error."""
         import psycopg
         from psycopg.rows import dict_row
@@ -104,7 +100,7 @@ class PostgresRuns:
 
     @contextmanager
     def _conn(self) -> Iterator:
-        conn = self.connect()
+        conn = self._connect()
         try:
             with conn:
                 conn.execute(_INDEX_DDL)
@@ -222,7 +218,7 @@ class PostgresRuns:
 
         def acquire():
             holder = f"gradprompt pid {os.getpid()} on {socket.gethostname()}, {doing} {run_id}"[:63]
-            conn = self.connect(application_name=holder)
+            conn = self._connect(application_name=holder)
             if not conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (key,)).fetchone()["ok"]:
                 who = self._holder(conn, key)
                 conn.close()

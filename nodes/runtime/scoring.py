@@ -8,8 +8,8 @@ GReaTer takes the gradient of that loss with respect to a one-hot vector over th
 tokens at the edited prompt position, where ``one_hot @ E[candidates]`` replaces that position's
 embedding. Because the map is linear, the gradient for candidate ``c`` equals
 ``<dL/de, E[c]>`` plus the direct effect of ``c`` as the NLL *target* at that position,
-``-log p(c | prefix) * weight / len(prompt)``. :func:`position_gradient` computes ``dL/de`` and
-the next-token log-probabilities at the position in one forward and one backward pass, so the
+``-log p(c | prefix) * weight / len(prompt)``. :func:`window_gradients` computes ``dL/de`` and
+the next-token log-probabilities at each position in one forward and one backward pass, so the
 candidate set can be chosen from that same forward and scored afterwards for free.
 :func:`one_hot_loss` is the literal one-hot formulation; tests check the two agree.
 """
@@ -260,13 +260,6 @@ def window_gradients(
         )
         for i in range(len(positions))
     ]
-
-
-def position_gradient(
-    rt: Runtime, rows: Sequence[ForcedRow], position: int, *, temperature: float, nll_weight: float
-) -> PositionGradient:
-    """One forward and one backward over the whole batch at the current tokens."""
-    return window_gradients(rt, rows, [position], temperature=temperature, nll_weight=nll_weight)[0]
 
 
 def one_hot_loss(

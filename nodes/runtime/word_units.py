@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 import torch
 
-PromptIds = tuple[int, ...]
+from gradprompt.nodes.prompt_ids import PromptIds
+
 FIRST_WORD = re.compile(r"[A-Za-z]+")  # a token that can start the prompt's first word
 LATER_WORD = re.compile(r" [A-Za-z]+")  # ... and any other word
 _PIECES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # tokenizer -> every token's text

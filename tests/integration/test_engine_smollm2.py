@@ -128,8 +128,8 @@ def test_window_proposal_edits_several_positions(smollm2_rt):
     proposal = propose(
         rt, task.answer_format, settings, examples, prompt, 1, current.reasonings, random.Random(0), n_positions=3
     )
-    assert proposal.positions == [1, 2, 3]
+    assert [proposal.position, *(m[0] for m in proposal.more)] == [1, 2, 3]
     for edited in proposal.top_prompts(3):
         assert edited[0] == prompt[0] and edited[4:] == prompt[4:]
     best = proposal.top_prompts(1)[0]
-    assert [best[p] for p in proposal.positions] == [proposal.ranked[0], *(m[3][0] for m in proposal.more)]
+    assert [best[p] for p in (1, 2, 3)] == [proposal.ranked[0], *(m[3][0] for m in proposal.more)]

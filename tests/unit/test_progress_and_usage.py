@@ -67,7 +67,7 @@ def test_rollout_reports_every_row_and_counts_usage(tiny_rt, terminal, monkeypat
 
 def test_backward_passes_are_counted(tiny_rt):
     from gradprompt.nodes.greater import forced_rows
-    from gradprompt.nodes.runtime.scoring import position_gradient, token_chunks
+    from gradprompt.nodes.runtime.scoring import token_chunks, window_gradients
 
     task = builtin_task("compare")
     examples = task.examples[:3]
@@ -75,7 +75,7 @@ def test_backward_passes_are_counted(tiny_rt):
     reasonings = rollout(tiny_rt, task.answer_format, examples, [prompt], 6)[0].reasonings
     rows = forced_rows(tiny_rt, task.answer_format, examples, prompt, reasonings)
     before = tiny_rt.usage.snapshot()
-    position_gradient(tiny_rt, rows, 1, temperature=0.2, nll_weight=0.2)
+    window_gradients(tiny_rt, rows, [1], temperature=0.2, nll_weight=0.2)
     used = tiny_rt.usage.snapshot() - before
     # per chunk of rows: the shared prefix without gradient, then the rest forward and backward
     chunks = len(token_chunks(rows, tiny_rt.grad_batch_tokens, [r.prompt[0] + 1 for r in rows]))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gradprompt.nodes.runtime.scoring import forced_losses, forced_row, one_hot_loss, position_gradient
+from gradprompt.nodes.runtime.scoring import forced_losses, forced_row, one_hot_loss, window_gradients
 from gradprompt.nodes.tasks import builtin_task
 
 QUESTIONS = [e.question for e in builtin_task("compare").examples[:4]]
@@ -40,7 +40,7 @@ def test_fused_gradient_equals_one_hot_autograd(tiny_rt64, position):
     prompt = tuple(rt.encode_prompt(PROMPT))
     rows = _rows(rt, prompt)
     cands = _candidates(rt, prompt[position])
-    fused = position_gradient(rt, rows, position, **SETTINGS).candidate_gradients(rt.embedding_matrix, cands)
+    fused = window_gradients(rt, rows, [position], **SETTINGS)[0].candidate_gradients(rt.embedding_matrix, cands)
 
     weights = torch.zeros(len(cands), dtype=torch.float64)
     weights[0] = 1.0
@@ -59,7 +59,7 @@ def test_gradient_matches_finite_difference_along_interpolation(tiny_rt64, reaso
     position = 2
     rows = _rows(rt, prompt, reasoning_len)
     cands = _candidates(rt, prompt[position])
-    grads = position_gradient(rt, rows, position, **SETTINGS).candidate_gradients(rt.embedding_matrix, cands)
+    grads = window_gradients(rt, rows, [position], **SETTINGS)[0].candidate_gradients(rt.embedding_matrix, cands)
     eps = 1e-5
     base = torch.zeros(len(cands), dtype=torch.float64)
     base[0] = 1.0
@@ -81,8 +81,8 @@ def test_batched_losses_and_gradients_equal_one_at_a_time(tiny_rt):
     rows = _rows(rt, prompt)
     assert len({len(r.ids) for r in rows}) > 1, "rows must differ in length to exercise padding"
     position = 1
-    batched = position_gradient(rt, rows, position, **SETTINGS)
-    singles = [position_gradient(rt, [r], position, **SETTINGS) for r in rows]
+    batched = window_gradients(rt, rows, [position], **SETTINGS)[0]
+    singles = [window_gradients(rt, [r], [position], **SETTINGS)[0] for r in rows]
     torch.testing.assert_close(batched.answer_ce, torch.cat([s.answer_ce for s in singles]), rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(batched.prompt_nll, torch.cat([s.prompt_nll for s in singles]), rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(
@@ -135,7 +135,7 @@ def test_window_gradients_equal_one_position_at_a_time(tiny_rt64):
     rows = _rows(rt, prompt)
     window = window_gradients(rt, rows, [1, 2, 4], **SETTINGS)
     for pos, got in zip([1, 2, 4], window, strict=True):
-        alone = position_gradient(rt, rows, pos, **SETTINGS)
+        alone = window_gradients(rt, rows, [pos], **SETTINGS)[0]
         torch.testing.assert_close(got.embed_grad, alone.embed_grad, rtol=1e-9, atol=1e-10)
         torch.testing.assert_close(got.position_logprobs, alone.position_logprobs)
         cands = _candidates(rt, prompt[pos])
