@@ -30,7 +30,7 @@ from gradprompt.nodes.reason import reason
 from gradprompt.nodes.record import record
 from gradprompt.nodes.refine import refine
 from gradprompt.nodes.retrieve import retrieve
-from gradprompt.nodes.rollout_cache import generated
+from gradprompt.nodes.rollout_cache import counting_rollouts
 from gradprompt.nodes.select import select
 
 STEP_NODES: list[tuple[str, Callable[..., dict]]] = [
@@ -56,7 +56,6 @@ def _timed(name: str, fn: Callable[..., dict]) -> Callable[..., dict]:
     wanted = inspect.signature(fn).parameters
 
     def node(state: State, runtime: Runtime[Context]) -> dict:
-        rolled_before = generated()
         start = time.perf_counter()
         context = getattr(runtime, "context", None)
         kwargs = {}
@@ -64,7 +63,8 @@ def _timed(name: str, fn: Callable[..., dict]) -> Callable[..., dict]:
             kwargs["chat_model"] = getattr(context, "chat_model", None)
         if "store" in wanted:
             kwargs["store"] = getattr(runtime, "store", None)
-        update = fn(state, **kwargs)
+        with counting_rollouts() as rolled:
+            update = fn(state, **kwargs)
         base = update.get("timings", state.get("timings", {}))
         if name == FIRST_STEP_NODE:
             base = {}
@@ -73,7 +73,7 @@ def _timed(name: str, fn: Callable[..., dict]) -> Callable[..., dict]:
         spent = update.get("spent", state.get("spent")) or {}
         update["spent"] = {
             "seconds": round(spent.get("seconds", 0.0) + took, 3),
-            "rollouts": spent.get("rollouts", 0) + generated() - rolled_before,
+            "rollouts": spent.get("rollouts", 0) + rolled[0],
         }
         return update
 

@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 from helpers import TINY_MODEL_RUN
 
-from gradprompt.graph import optimize, resume
+from gradprompt.graph import optimize, resume, run_values
 from gradprompt.graph.api import ApprovalPending
 from gradprompt.nodes.settings import RunSettings
 
@@ -53,3 +53,30 @@ def test_rollout_budget_counts_generated_rollouts_across_processes(tmp_path, on_
 
     small = optimize("builtin:compare", steps=6, max_rollouts=1, run_dir=tmp_path / "other", **SMALL)
     assert small.steps == 1 and small.stop_reason.startswith("rollout budget of 1 spent")
+
+
+def test_two_runs_in_one_process_count_only_their_own_rollouts(tmp_path, on_tiny_model):
+    """Two runs at once in one process (as two threads of a server): each run's spent rollouts are
+    the rollouts it generated, which its own cache holds once each, never the other run's."""
+    import threading
+
+    results, errors = {}, []
+
+    def run(name: str, task: str) -> None:
+        try:
+            results[name] = optimize(task, steps=3, run_dir=tmp_path / name, run_id=name, **SMALL)
+        except Exception as exc:  # surfaced below: a thread's exception would otherwise vanish
+            errors.append(exc)
+
+    runs = (("a", "builtin:compare"), ("b", "builtin:arithmetic"))
+    threads = [threading.Thread(target=run, args=run_of) for run_of in runs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    for name in ("a", "b"):
+        spent = run_values(name, run_dir=tmp_path / name)["spent"]
+        with sqlite3.connect(tmp_path / name / "rollouts.sqlite") as db:
+            cached = db.execute("SELECT count(*) FROM store").fetchone()[0]
+        assert spent["rollouts"] == cached > 0, name
