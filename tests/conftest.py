@@ -23,7 +23,11 @@ DATA_DIR = Path(os.environ.get("GRADPROMPT_DATA_DIR", ROOT.parent / "shared" / "
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     if not DATA_DIR.is_dir():
-        pytest.skip(f"benchmark data folder {DATA_DIR} is absent (set GRADPROMPT_DATA_DIR to use it)")
+        from helpers import unavailable
+
+        unavailable(
+            f"benchmark data folder {DATA_DIR} is absent (set GRADPROMPT_DATA_DIR to use it)", setup_provides=False
+        )
     return DATA_DIR
 
 

@@ -9,6 +9,8 @@ import sys
 import time
 from collections.abc import Callable
 
+import pytest
+
 from gradprompt.store.chroma_server import free_port  # noqa: F401 (the tests' name for it)
 
 # A run small enough to take seconds per step on a CPU with the bundled model.
@@ -83,19 +85,22 @@ def start_cli(*args: str, run_dir) -> subprocess.Popen:
 
 
 def wait_until(ready: Callable[[], bool], proc: subprocess.Popen, what: str, limit: float = 600) -> None:
-    """Poll ``ready`` until it holds; fail early if ``proc`` dies, and after ``limit`` seconds."""
+    """Poll ``ready`` until it holds; fail early if ``proc`` dies, and after ``limit`` seconds with
+    the last error ``ready`` raised (a server not up yet refuses connections; any other error shows
+    in the failure instead of vanishing)."""
     deadline = time.time() + limit
+    last: Exception | None = None
     while time.time() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"{what}: the process exited with {proc.returncode}")
+            raise AssertionError(f"{what}: the process exited with {proc.returncode} (last check: {last!r})")
         try:
             if ready():
                 return
-        except Exception:  # not up yet
-            pass
+        except Exception as exc:  # not up yet, or broken: kept for the failure message
+            last = exc
         time.sleep(0.3)
     proc.kill()
-    raise AssertionError(f"{what}: not ready after {limit}s")
+    raise AssertionError(f"{what}: not ready after {limit}s (last check: {last!r})") from last
 
 
 def serve(command: list[str], port: int, what: str, **popen) -> subprocess.Popen:
@@ -182,3 +187,12 @@ def call_cli(*args: str, run_dir, env: dict | None = None) -> subprocess.Complet
             else:
                 os.environ[k] = v
     return subprocess.CompletedProcess(command, code, out.getvalue(), err.getvalue())
+
+
+def unavailable(what: str, *, setup_provides: bool) -> None:
+    """Skip a test whose outside resource is absent here, saying which (``make test`` lists skip
+    reasons); where the resource must be there (``make setup`` installs it on this platform, or
+    in a CI run, which sets ``CI``), fail instead, so a test that should run is never skipped."""
+    if os.environ.get("CI") or (setup_provides and sys.platform != "win32"):
+        pytest.fail(f"{what} (make setup provides it here; a skip would hide the test)")
+    pytest.skip(what)

@@ -7,7 +7,7 @@ import json
 import sys
 
 import pytest
-from helpers import SMALL_RUN, call_cli, flags, run_cli
+from helpers import SMALL_RUN, call_cli, flags, run_cli, unavailable
 from langgraph.types import Command
 
 from gradprompt.graph import build_graph, optimize
@@ -97,7 +97,10 @@ def test_optimize_asks_at_the_terminal_with_the_display_paused(tmp_path):
     """`optimize --approve` in a pseudo-terminal: each request is shown with its change spelled out
     without colour, nothing redraws over the question while it waits, and the answers typed
     (edit, reject, approve) are applied before the run goes on to its end."""
-    pexpect = pytest.importorskip("pexpect")
+    try:
+        import pexpect
+    except ImportError:
+        unavailable("no pexpect here to drive a pseudo-terminal", setup_provides=True)
     from helpers import ENV
 
     from gradprompt.graph import run_values

@@ -15,7 +15,7 @@ import uuid
 from collections import Counter
 
 import pytest
-from helpers import ENV, SMALL_RUN, call_cli, flags, free_port, node_runs, run_cli, start_cli, wait_until
+from helpers import ENV, SMALL_RUN, call_cli, flags, free_port, node_runs, run_cli, start_cli, unavailable, wait_until
 from servers import local_postgres, postgres_bin
 
 from gradprompt.graph import list_runs, optimize, run_values
@@ -28,7 +28,9 @@ TINY = {**SMALL_RUN, "train": 3, "dev": 3, "test": 3, "max_new_tokens": 6, "refi
 @pytest.fixture(scope="module")
 def postgres_server():
     if postgres_bin() is None:
-        pytest.skip("no PostgreSQL server binaries here (Debian's postgresql, or `pip install pgserver`)")
+        unavailable(
+            "no PostgreSQL server binaries here (Debian's postgresql, or `pip install pgserver`)", setup_provides=True
+        )
     with local_postgres(durable=False) as url:
         yield url
 
@@ -247,11 +249,18 @@ def test_sweep_on_two_workers_survives_a_dead_worker_and_an_interruption(tmp_pat
         killed_worker = None
         try:
             # a worker dies mid-run: Ray retries the run, which resumes from its checkpoints
-            wait_until(lambda: _worker_of(pg, "s-compare-smollm2-s0") is not None, proc, "a run started", 900)
-            wait_until(
-                lambda: run_values("s-compare-smollm2-s0", checkpointer=pg).get("step", 0) >= 1, proc, "step 1", 900
-            )
-            killed_worker = _worker_of(pg, "s-compare-smollm2-s0")
+            held: list[int] = []
+
+            def holder_past_step_0() -> bool:
+                """The worker holding the run once step 0 is checkpointed, read in one check: a run
+                that finished in between has no holder, and no pid comes back to kill."""
+                pid = _worker_of(pg, "s-compare-smollm2-s0")
+                if pid is not None and run_values("s-compare-smollm2-s0", checkpointer=pg).get("step", 0) >= 1:
+                    held.append(pid)
+                return bool(held)
+
+            wait_until(holder_past_step_0, proc, "a worker holding the run after step 0", 900)
+            killed_worker = held[0]
             os.kill(killed_worker, signal.SIGKILL)
 
             def one_finished() -> bool:
