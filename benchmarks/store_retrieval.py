@@ -39,7 +39,9 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from gradprompt.store.trajectory import TrajectoryRecord, TrajectoryStore, holding  # noqa: E402
+from gradprompt.store.chroma_client import holding  # noqa: E402
+from gradprompt.store.trajectory import TrajectoryStore  # noqa: E402
+from gradprompt.store.trajectory_record import TrajectoryRecord  # noqa: E402
 
 TASKS = [f"task{i:02d}" for i in range(40)]
 MODELS = ["smollm2", "qwen2.5-0.5b", "llama-3.2-1b"]

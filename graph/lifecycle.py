@@ -107,7 +107,7 @@ def in_use(runs, run_id: str, doing: str, settings: dict | None = None) -> Itera
     with ExitStack() as stack:
         stack.enter_context(runs.lock(run_id, doing))
         if settings and settings.get("trajectory", True):
-            from gradprompt.store.trajectory import holding
+            from gradprompt.store.chroma_client import holding
 
             stack.enter_context(holding(settings.get("store")))
         yield

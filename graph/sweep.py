@@ -206,7 +206,7 @@ def sweep(
     product of tasks, models and seeds by an explicit list; ``job`` replaces :func:`run_one` (it
     must resume a run the same way, e.g. call it first) for callers that do more per run."""
     from gradprompt.store.checkpoints import checkpointer_url, runs_dir
-    from gradprompt.store.trajectory import default_location, is_server
+    from gradprompt.store.chroma_client import default_location, is_server
 
     if workers < 1:
         raise GradpromptError(f"--workers must be at least 1 (got {workers})")

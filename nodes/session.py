@@ -168,7 +168,7 @@ def trajectory_record(sess: Session, state: dict, **fields):
     model, the task data and splits it was scored on, the gradprompt version and when."""
     import time
 
-    from gradprompt.store.trajectory import TrajectoryRecord, gradprompt_version
+    from gradprompt.store.trajectory_record import TrajectoryRecord, gradprompt_version
 
     return TrajectoryRecord(
         task=sess.task.name,

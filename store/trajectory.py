@@ -15,145 +15,29 @@ itself. A store written with one collection for every model is moved to this lay
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import threading
-import weakref
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
-from urllib.parse import urlparse
 
 from gradprompt.errors import GradpromptError
+from gradprompt.store import chroma_collections
+from gradprompt.store.chroma_client import chroma_client, default_location, held_client, holding, is_server
+from gradprompt.store.chroma_collections import (
+    COSINE,
+    OPENED,
+    TASKS,
+    Collections,
+    equal_filter,
+    get_all,
+    query_rows,
+)
 from gradprompt.store.embeddings import BUNDLED, embedding_identity, get_embedder
-from gradprompt.store.locks import store_folder_lock
-from gradprompt.store.paths import data_dir
-
-PROMPTS = "gradprompt-prompts"  # one collection for every model: the earlier layout, moved on open
-MODEL_PROMPTS = "gradprompt-prompts-"  # + a digest of the model name: one collection per model
-TASKS = "gradprompt-tasks"
-_COSINE = {"hnsw": {"space": "cosine"}}
-
-
-@dataclass(frozen=True)
-class TrajectoryRecord:
-    text: str
-    prompt_ids: list[int]
-    task: str
-    model: str
-    run_id: str
-    step: int
-    source: str  # initial | current | gradient | retrieval | refinement | human | dev
-    accepted: bool = False
-    score: float | None = None  # error rate + small NLL weight on the examples scored, lower is better
-    accuracy: float | None = None  # accuracy on the run's selection pool (or the part a race reached)
-    dev_accuracy: float | None = None
-    decided_by: str = "optimizer"
-    examples: int | None = None  # how many examples the accuracy is measured on
-    splits: str | None = None  # fingerprint of (task data, seed, split sizes) the scores belong to
-    data: str | None = None  # fingerprint of the task's examples
-    version: str | None = None  # gradprompt version that wrote the record
-    recorded: float | None = None  # when, in seconds since the epoch
-
-    @property
-    def id(self) -> str:
-        key = f"{self.run_id}|{self.step}|{self.source}|{','.join(map(str, self.prompt_ids))}"
-        return hashlib.sha1(key.encode()).hexdigest()
-
-    def metadata(self) -> dict:
-        meta = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("text", "prompt_ids")}
-        meta["prompt_ids"] = json.dumps(self.prompt_ids)
-        return {k: v for k, v in meta.items() if v is not None}
-
-    @classmethod
-    def from_chroma(cls, document: str, meta: dict) -> TrajectoryRecord:
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in meta.items() if k in known and k != "prompt_ids"}
-        return cls(text=document, prompt_ids=json.loads(meta.get("prompt_ids", "[]")), **values)
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class Hit:
-    record: TrajectoryRecord
-    similarity: float
-
-
-@lru_cache(maxsize=1)
-def gradprompt_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("gradprompt")
-    except PackageNotFoundError:  # run from a source tree that was never installed
-        return "unknown"
-
-
-def _client(location: str):
-    import chromadb
-    from chromadb.config import Settings
-
-    settings = Settings(anonymized_telemetry=False)
-    if is_server(location):
-        url = urlparse(location)
-        if not url.hostname or not url.port:
-            raise GradpromptError(f"store address {location!r} needs a host and a port, e.g. http://127.0.0.1:8000")
-        return chromadb.HttpClient(host=url.hostname, port=url.port, ssl=url.scheme == "https", settings=settings)
-    Path(location).mkdir(parents=True, exist_ok=True)
-    return chromadb.PersistentClient(path=location, settings=settings)
-
-
-def default_location() -> str:
-    return str(data_dir() / "trajectory")
-
-
-def is_server(location: str) -> bool:
-    return location.startswith(("http://", "https://"))
-
-
-_HELD: dict[str, list] = {}  # folder -> [open client or None, how many holds are open]
-_OPENED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # client -> its _Collections
-_HELD_LOCK = threading.Lock()
-
-
-@contextmanager
-def holding(location: str | None) -> Iterator[None]:
-    """Hold a store folder for the block (an embedded folder is for one process at a time); a
-    server needs no holding. While a folder is held (a run holds its store for its lifetime) every
-    operation on it shares one client, opened on first use and closed when the outermost hold
-    ends, so records other processes wrote before the hold began are seen."""
-    location = location or default_location()
-    if is_server(location):
-        yield
-        return
-    with store_folder_lock(Path(location)):
-        with _HELD_LOCK:
-            _HELD.setdefault(location, [None, 0])[1] += 1
-        try:
-            yield
-        finally:
-            with _HELD_LOCK:
-                entry = _HELD[location]
-                entry[1] -= 1
-                if entry[1] == 0:
-                    del _HELD[location]
-                    if entry[0] is not None:
-                        entry[0].close()
-
-
-def _held_client(location: str):
-    """The client shared by the current hold of a folder (opened now if it is the first use)."""
-    with _HELD_LOCK:
-        entry = _HELD[location]
-        if entry[0] is None:
-            entry[0] = _client(location)
-        return entry[0]
+from gradprompt.store.trajectory_record import Hit, TrajectoryRecord, better_record, record_rank
 
 
 class TrajectoryStore:
@@ -190,22 +74,22 @@ class TrajectoryStore:
         return self.embedder.embed(texts)
 
     @contextmanager
-    def _collections(self) -> Iterator[_Collections]:
+    def _collections(self) -> Iterator[Collections]:
         """The store's collections. A folder store is held (and its client kept) for the operation
         or, when a run holds it, for the run; a server keeps one client. A folder another process is
         using at the moment is refused."""
         with holding(self.location):
             yield from self._open_collections()
 
-    def _open_collections(self) -> Iterator[_Collections]:
+    def _open_collections(self) -> Iterator[Collections]:
         try:
-            client = self._server or (_client(self.location) if self.remote else _held_client(self.location))
-            opened = _OPENED.get(client)
+            client = self._server or (chroma_client(self.location) if self.remote else held_client(self.location))
+            opened = OPENED.get(client)
             if opened is None:  # once per client: a run's many reads and writes share one
-                tasks = client.get_or_create_collection(TASKS, configuration=_COSINE, embedding_function=None)
-                opened = _Collections(client, tasks)
+                tasks = client.get_or_create_collection(TASKS, configuration=COSINE, embedding_function=None)
+                opened = Collections(client, tasks)
                 opened.move_single_collection()
-                _OPENED[client] = opened
+                OPENED[client] = opened
         except GradpromptError:
             raise
         except Exception as exc:  # connection refused, a corrupted folder, a version mismatch
@@ -273,16 +157,16 @@ class TrajectoryStore:
                 return []
             wanted = min(total, 8 * k)
             if task is not None:
-                rows = _query(prompts, vector, wanted, {"task": task})
+                rows = query_rows(prompts, vector, wanted, {"task": task})
             elif exclude_task is None:
-                rows = _query(prompts, vector, wanted, None)
+                rows = query_rows(prompts, vector, wanted, None)
             else:
                 # unfiltered first, as a filter costs in proportion to what it matches; when the
                 # task's own prompts crowd out the others among the nearest, the filter after all
                 seen = min(total, 4 * wanted)
-                rows = [row for row in _query(prompts, vector, seen, None) if row[1]["task"] != exclude_task]
+                rows = [row for row in query_rows(prompts, vector, seen, None) if row[1]["task"] != exclude_task]
                 if len({doc for doc, _, _ in rows} - {exclude_text}) < k and seen < total:
-                    rows = _query(prompts, vector, wanted, {"task": {"$ne": exclude_task}})
+                    rows = query_rows(prompts, vector, wanted, {"task": {"$ne": exclude_task}})
         best: dict[str, Hit] = {}
         for doc, meta, dist in rows:
             if doc == exclude_text:
@@ -292,7 +176,7 @@ class TrajectoryStore:
                 record = replace(record, dev_accuracy=None, score=None)
             hit = Hit(record, 1.0 - float(dist))
             old = best.get(doc)
-            if old is None or _better(hit.record, old.record):
+            if old is None or better_record(hit.record, old.record):
                 best[doc] = hit
         return sorted(best.values(), key=lambda h: -h.similarity)[:k]
 
@@ -313,7 +197,7 @@ class TrajectoryStore:
             for prompts in opened.every_model() if model is None else [opened.of_model(model)]:
                 if prompts is None:
                     continue
-                got = _get_all(prompts, _where(where_equal), include)
+                got = get_all(prompts, equal_filter(where_equal), include)
                 vectors = got.get("embeddings") or [None] * len(got["ids"])
                 out += [
                     (TrajectoryRecord.from_chroma(d, m), v)
@@ -327,9 +211,9 @@ class TrajectoryStore:
         for r in self.records(task=task, model=model):
             if r.score is None and r.dev_accuracy is None:
                 continue
-            if r.text not in pool or _better(r, pool[r.text]):
+            if r.text not in pool or better_record(r, pool[r.text]):
                 pool[r.text] = r
-        return sorted(pool.values(), key=_rank)[:k]
+        return sorted(pool.values(), key=record_rank)[:k]
 
     def similar_tasks(self, questions: list[str], *, exclude: str, k: int) -> list[tuple[str, float]]:
         vector = _mean(self._embed(questions[:32]))
@@ -383,7 +267,7 @@ class TrajectoryStore:
             for prompts in opened.every_model() if model is None else [opened.of_model(model)]:
                 if prompts is None:
                     continue
-                got = _get_all(prompts, _where(given), ["metadatas"])
+                got = get_all(prompts, equal_filter(given), ["metadatas"])
                 doomed += [
                     (prompts, i, m["task"])
                     for i, m in zip(got["ids"], got["metadatas"], strict=True)
@@ -393,8 +277,8 @@ class TrajectoryStore:
             if not dry_run and doomed:
                 for prompts in {id(c): c for c, _, _ in doomed}.values():
                     ids = [i for c, i, _ in doomed if c is prompts]
-                    for start in range(0, len(ids), _PAGE):  # under the server's largest batch
-                        prompts.delete(ids=ids[start : start + _PAGE])
+                    for start in range(0, len(ids), chroma_collections.PAGE):  # under the server's largest batch
+                        prompts.delete(ids=ids[start : start + chroma_collections.PAGE])
                 left = opened.every_model()
                 for name in sorted({t for _, _, t in doomed}):
                     if not any(c.get(where={"task": name}, limit=1, include=[])["ids"] for c in left):
@@ -416,107 +300,6 @@ class TrajectoryStore:
                 fh.write(json.dumps(r.to_json()) + "\n")
         os.replace(tmp, path)
         return len(records)
-
-
-def _rank(r: TrajectoryRecord) -> tuple:
-    dev = -(r.dev_accuracy if r.dev_accuracy is not None else -1.0)
-    return (dev, r.score if r.score is not None else float("inf"))
-
-
-def _better(a: TrajectoryRecord, b: TrajectoryRecord) -> bool:
-    return _rank(a) < _rank(b)
-
-
-_PAGE = 5000  # rows per read or delete: one read of a large store overflows SQLite's variable limit
-
-
-class _Collections:
-    """The open collections of a store: the tasks, and the prompts of each model."""
-
-    def __init__(self, client, tasks):
-        self.client = client
-        self.tasks = tasks
-        self._models: dict[str, object] = {}
-
-    def of_model(self, model: str, create: bool = False):
-        """The collection of a model's prompts (None when nothing was recorded for it)."""
-        if model in self._models:
-            return self._models[model]
-        name = MODEL_PROMPTS + hashlib.sha1(model.encode()).hexdigest()[:20]
-        if create:
-            found = self.client.get_or_create_collection(
-                name, configuration=_COSINE, metadata={"model": model}, embedding_function=None
-            )
-        elif name in self._names():
-            found = self.client.get_collection(name, embedding_function=None)
-        else:
-            return None
-        self._models[model] = found
-        return found
-
-    def every_model(self) -> list:
-        return [self.client.get_collection(n, embedding_function=None) for n in self._names() if n != PROMPTS]
-
-    def _names(self) -> list[str]:
-        return [c.name for c in self.client.list_collections() if c.name.startswith(PROMPTS)]
-
-    def upsert(self, records: list[TrajectoryRecord], vectors: list[list[float]]) -> None:
-        by_model: dict[str, list[int]] = {}
-        for i, r in enumerate(records):
-            by_model.setdefault(r.model, []).append(i)
-        for model, rows in by_model.items():
-            prompts = self.of_model(model, create=True)
-            for start in range(0, len(rows), _PAGE):
-                part = rows[start : start + _PAGE]
-                prompts.upsert(
-                    ids=[records[i].id for i in part],
-                    documents=[records[i].text for i in part],
-                    embeddings=[vectors[i] for i in part],
-                    metadatas=[records[i].metadata() for i in part],
-                )
-
-    def move_single_collection(self) -> None:
-        """Move a store written with one collection for every model to one collection per model.
-        Records keep their ids, so a move interrupted and done again (or done by two processes
-        sharing a server) stores each record once; the old collection goes when it is empty."""
-        if PROMPTS not in self._names():
-            return
-        old = self.client.get_collection(PROMPTS, embedding_function=None)
-        while True:
-            page = old.get(limit=_PAGE, include=["documents", "metadatas", "embeddings"])
-            if not page["ids"]:
-                break
-            rows = zip(page["documents"], page["metadatas"], strict=True)
-            records = [TrajectoryRecord.from_chroma(d, m) for d, m in rows]
-            self.upsert(records, [[float(x) for x in v] for v in page["embeddings"]])
-            old.delete(ids=page["ids"])
-        self.client.delete_collection(PROMPTS)
-
-
-def _query(prompts, vector: list[list[float]], n: int, where: dict | None) -> list[tuple[str, dict, float]]:
-    """The ``n`` nearest rows: (document, metadata, cosine distance)."""
-    include = ["documents", "metadatas", "distances"]
-    got = prompts.query(query_embeddings=vector, n_results=n, where=where, include=include)
-    return list(zip(got["documents"][0], got["metadatas"][0], got["distances"][0], strict=True))
-
-
-def _get_all(collection, where: dict | None, include: list[str]) -> dict[str, list]:
-    """Every matching row of a collection, read a page at a time."""
-    out: dict[str, list] = {"ids": [], **{k: [] for k in include}}
-    offset = 0
-    while True:
-        page = collection.get(where=where, include=include, limit=_PAGE, offset=offset)
-        for key in out:
-            out[key].extend(page[key] if page[key] is not None else [])
-        if len(page["ids"]) < _PAGE:
-            return out
-        offset += _PAGE
-
-
-def _where(equal: dict) -> dict | None:
-    """A Chroma filter: every metadata field equal to the given value."""
-    clauses = [{k: v} for k, v in equal.items()]
-    return None if not clauses else clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
 
 def _folder_size(folder: Path) -> int:

@@ -17,7 +17,8 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from gradprompt.errors import GradpromptError
 from gradprompt.graph import optimize
 from gradprompt.store.embeddings import get_embedder
-from gradprompt.store.trajectory import TrajectoryRecord, TrajectoryStore
+from gradprompt.store.trajectory import TrajectoryStore
+from gradprompt.store.trajectory_record import TrajectoryRecord
 
 # the shared small run, with the default best list and refinement reply bound
 SMALL = {k: v for k, v in SMALL_RUN.items() if k not in ("keep_best", "refine_max_new_tokens")}
@@ -76,7 +77,7 @@ def test_a_store_with_one_collection_for_every_model_is_moved_on_open(tmp_path):
     import chromadb
     from chromadb.config import Settings
 
-    from gradprompt.store.trajectory import MODEL_PROMPTS, PROMPTS
+    from gradprompt.store.chroma_collections import MODEL_PROMPTS, PROMPTS
 
     location = tmp_path / "store"
     records = [_record(t, i, model="m1" if i % 2 else "m2") for i, t in enumerate(TEXTS)]
@@ -115,7 +116,8 @@ def test_dev_scores_of_other_splits_do_not_steer_a_run(tmp_path):
 def test_writes_are_idempotent_and_survive_a_restart(tmp_path):
     location = tmp_path / "store"
     code = textwrap.dedent(f"""
-        from gradprompt.store.trajectory import TrajectoryRecord, TrajectoryStore
+        from gradprompt.store.trajectory import TrajectoryStore
+        from gradprompt.store.trajectory_record import TrajectoryRecord
         s = TrajectoryStore({str(location)!r})
         recs = [TrajectoryRecord(text=t, prompt_ids=[i], task="t", model="m", run_id="r", step=i,
                                  source="gradient", score=0.5) for i, t in enumerate({TEXTS!r})]
@@ -139,7 +141,7 @@ def test_second_task_retrieves_and_warm_starts_from_the_first(tmp_path):
     assert sum(r.accepted for r in recorded if r.source != "dev") == 2  # one accepted update per step
     from gradprompt.graph import run_values
     from gradprompt.nodes.session import data_fingerprint, session, splits_fingerprint
-    from gradprompt.store.trajectory import gradprompt_version
+    from gradprompt.store.trajectory_record import gradprompt_version
 
     sess = session(run_values(first.run_id, run_dir=tmp_path)["settings"])
     assert {(r.model, r.data, r.splits, r.version) for r in recorded} == {
@@ -164,7 +166,7 @@ def test_prune_by_age_task_model_and_run_and_stats_show_size(tmp_path, monkeypat
 
     from helpers import call_cli
 
-    monkeypatch.setattr("gradprompt.store.trajectory._PAGE", 2)  # reads of many pages, as in a large store
+    monkeypatch.setattr("gradprompt.store.chroma_collections.PAGE", 2)  # reads of many pages, as in a large store
 
     location = tmp_path / "store"
     store = TrajectoryStore(location)
@@ -224,7 +226,8 @@ def chroma_server(tmp_path):
 def test_two_processes_share_one_server(chroma_server):
     code = textwrap.dedent("""
         import sys
-        from gradprompt.store.trajectory import TrajectoryRecord, TrajectoryStore
+        from gradprompt.store.trajectory import TrajectoryStore
+        from gradprompt.store.trajectory_record import TrajectoryRecord
         s = TrajectoryStore(sys.argv[1])
         for i in range(40):
             s.add([TrajectoryRecord(text=f"prompt {sys.argv[2]} number {i}", prompt_ids=[i], task="t", model="m",

@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from gradprompt.graph import optimize
-from gradprompt.store.trajectory import TrajectoryRecord, TrajectoryStore
+from gradprompt.store.trajectory import TrajectoryStore
+from gradprompt.store.trajectory_record import TrajectoryRecord
 
 SMALL = {
     "train": 4,

@@ -9,7 +9,8 @@ import pytest
 
 from gradprompt.errors import GradpromptError
 from gradprompt.store.embeddings import bundled_embedding_path
-from gradprompt.store.trajectory import TrajectoryRecord, TrajectoryStore
+from gradprompt.store.trajectory import TrajectoryStore
+from gradprompt.store.trajectory_record import TrajectoryRecord
 
 
 def _record(text: str) -> TrajectoryRecord:
