@@ -7,6 +7,7 @@ does not depend on what other tests stored before it. The slowest cell takes abo
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -20,6 +21,29 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.i
 
 def test_there_are_notebooks():
     assert {p.name for p in NOTEBOOKS} >= {"quickstart.ipynb", "approval_and_reuse.ipynb"}
+
+
+# What each notebook must print, line by line: a cell that fails quietly or prints something else
+# leaves its line out.
+Q = r"""(?:'.*'|".*")"""  # a string as repr() prints it, in either quote
+EXPECTED = {
+    "quickstart.ipynb": [
+        r"^official variant, run \S+$",
+        rf"^baseline : \{{'dev': [0-9.]+, 'test': [0-9.]+\}} {Q}$",
+        rf"^optimized: \{{'dev': [0-9.]+, 'test': [0-9.]+\}} {Q}$",
+        rf"^step 1 position \d+: {Q}$",
+        rf"^{Q} -> .+ \{{.+\}}$",
+        r"^in a chain: \[.+\]$",
+        rf"^fork \S+ started from {Q}$",
+    ],
+    "approval_and_reuse.ipynb": [
+        rf"^step 0: {Q} -> {Q}$",
+        rf"^0 accepted {Q} by (human|optimizer)$",
+        rf"^started from: {Q}$",
+        r"^retrieved at step 0: \[.*\]$",
+        rf"^[01]\.\d+ \S+ \S+ {Q}$",
+    ],
+}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -36,4 +60,6 @@ def test_notebook_runs_with_outputs_cleared_in_the_repository(path, tmp_path, mo
     ).execute()
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
-    assert any("optimized" in o.get("text", "") or "accepted" in o.get("text", "") for o in outputs)
+    printed = "".join(o.get("text", "") for o in outputs)
+    missing = [line for line in EXPECTED[path.name] if not re.search(line, printed, re.MULTILINE)]
+    assert missing == [], printed
