@@ -274,9 +274,9 @@ def _on_test(settings, runs: Path, prompts: list[tuple[int, ...]]) -> list:
     already there from finalize, so only new prompts cost model calls)."""
     from gradprompt.store.checkpoints import open_rollout_store
 
-    sess = session(settings)
     with open_rollout_store(runs) as store:
-        return rollouts(sess, store, sess.splits.test, prompts)
+        sess = session(settings, cache_store=store)
+        return rollouts(sess, sess.splits.test, prompts)
 
 
 def audit_dev_leader(row: dict, settings, runs: Path) -> dict | None:
@@ -310,13 +310,13 @@ def judge_again(row: dict, settings, runs: Path) -> dict:
     from gradprompt.store.checkpoints import open_rollout_store
 
     values = run_values(row["run_id"], run_dir=runs)
-    sess = session(settings)
     with open_rollout_store(runs) as store:
-        judged, dev, choices = final_choices(sess, store, values)
+        sess = session(settings, cache_store=store)
+        judged, dev, choices = final_choices(sess, values)
         picks = rule_picks(judged, choices)
         leader = choices[settings.final_rule].leader + 1  # 0: there was no finalist
         wanted = list(dict.fromkeys([judged[0], *picks.values(), judged[leader]]))
-        test = dict(zip(wanted, rollouts(sess, store, sess.splits.test, wanted), strict=True))
+        test = dict(zip(wanted, rollouts(sess, sess.splits.test, wanted), strict=True))
     row["dev_leader"] = None  # the audit of the final choice, among the finalists judged now
     if leader:
         row["dev_leader"] = {

@@ -92,9 +92,10 @@ def optimized(run_id: str, spec: str, fixed: dict, settings: dict, runs: Path) -
 
 def scored(spec: str, fixed: dict, settings: dict, runs: Path, split: str, prompts: list[tuple[int, ...]]) -> list:
     """Rollouts of prompts on a split through the arm's rollout cache (most are already there)."""
-    sess = session(make_settings(spec, model=fixed["model"], seed=fixed["seed"], **settings))
+    settings = make_settings(spec, model=fixed["model"], seed=fixed["seed"], **settings)
     with open_rollout_store(runs) as cache:
-        return rollouts(sess, cache, getattr(sess.splits, split), prompts)
+        sess = session(settings, cache_store=cache)
+        return rollouts(sess, getattr(sess.splits, split), prompts)
 
 
 def held_after_steps(values: dict) -> list[tuple[tuple[int, ...], float]]:

@@ -10,18 +10,17 @@ added to a step (retrieval before ``reason``, refinement after ``propose``, huma
 
 from __future__ import annotations
 
-import inspect
 import itertools
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
-from gradprompt.graph.context import Context
-from gradprompt.graph.state import State
 from gradprompt.nodes.advance import advance
 from gradprompt.nodes.approve import approve
+from gradprompt.nodes.context import Context
 from gradprompt.nodes.evaluate import evaluate
 from gradprompt.nodes.finalize import finalize
 from gradprompt.nodes.prepare import prepare
@@ -32,6 +31,9 @@ from gradprompt.nodes.refine import refine
 from gradprompt.nodes.retrieve import retrieve
 from gradprompt.nodes.rollout_cache import counting_rollouts
 from gradprompt.nodes.select import select
+from gradprompt.nodes.session import session
+from gradprompt.nodes.settings import RunSettings
+from gradprompt.nodes.state import State
 
 STEP_NODES: list[tuple[str, Callable[..., dict]]] = [
     ("retrieve", retrieve),
@@ -48,23 +50,30 @@ FIRST_STEP_NODE = STEP_NODES[0][0]
 LAST_STEP_NODE = STEP_NODES[-1][0]
 
 
-def _timed(name: str, fn: Callable[..., dict]) -> Callable[..., dict]:
-    """Wrap a node so the seconds it took land in the step's ``timings`` and, with the rollouts it
-    generated, in the run's ``spent`` (what time and rollout budgets count, across processes), and
-    hand it what it asks for by name: the caller's chat model (runtime context) and the graph's
-    store (the run's rollout cache lives there)."""
-    wanted = inspect.signature(fn).parameters
+def run_runtime(state: State, runtime: Runtime[Context]) -> Runtime[Context]:
+    """The runtime a node gets: the caller's context with the run's session in it, holding the
+    graph's store as its rollout cache. The driver's session serves while the state's settings are
+    the ones it was built for; a run without one (the server), or whose settings a person changed
+    mid-run, gets the session of its current settings, loaded once per process."""
+    context = runtime.context if isinstance(runtime.context, Context) else Context()
+    settings = RunSettings.model_validate(state["settings"])
+    sess = context.session
+    if sess is None or sess.settings != settings:
+        sess = session(settings)
+    if sess.cache_store is not runtime.store:
+        sess = replace(sess, cache_store=runtime.store)
+    return runtime.override(context=replace(context, session=sess))
+
+
+def _timed(name: str, fn: Callable[[State, Runtime[Context]], dict]) -> Callable[..., dict]:
+    """Wrap a node so it gets the run's runtime (:func:`run_runtime`) and the seconds it took land in
+    the step's ``timings`` and, with the rollouts it generated, in the run's ``spent`` (what time
+    and rollout budgets count, across processes)."""
 
     def node(state: State, runtime: Runtime[Context]) -> dict:
         start = time.perf_counter()
-        context = getattr(runtime, "context", None)
-        kwargs = {}
-        if "chat_model" in wanted:
-            kwargs["chat_model"] = getattr(context, "chat_model", None)
-        if "store" in wanted:
-            kwargs["store"] = getattr(runtime, "store", None)
         with counting_rollouts() as rolled:
-            update = fn(state, **kwargs)
+            update = fn(state, run_runtime(state, runtime))
         base = update.get("timings", state.get("timings", {}))
         if name == FIRST_STEP_NODE:
             base = {}

@@ -22,11 +22,11 @@ from pydantic import ValidationError
 
 from gradprompt.errors import GradpromptError
 from gradprompt.graph.approval_protocol import ApprovalPending, Approver, pending_request
-from gradprompt.graph.context import Context
 from gradprompt.graph.run_inputs import with_run_inputs
 from gradprompt.graph.threads import config, run_graph
+from gradprompt.nodes.context import Context
 from gradprompt.nodes.runtime.model_loading import check_model
-from gradprompt.nodes.session import load_inputs
+from gradprompt.nodes.session import load_inputs, session
 from gradprompt.nodes.settings import RunSettings
 from gradprompt.store.checkpoints import new_run_id, open_runs
 from gradprompt.store.locks import check_run_id
@@ -136,26 +136,34 @@ class StopRequest:
 
 
 def drive(
-    graph, run_id: str, graph_input, on_update: Update | None, chat_model=None, approver: Approver | None = None
+    graph,
+    run_id: str,
+    graph_input,
+    settings: dict,
+    on_update: Update | None,
+    chat_model=None,
+    approver: Approver | None = None,
 ) -> dict:
     """Run the graph to the end, checkpointing every node durably. A stop request ends it at the
     next node boundary; an approval request goes to ``approver`` or, without one, ends the call
-    with :class:`ApprovalPending` (the run stays resumable)."""
+    with :class:`ApprovalPending` (the run stays resumable).
+
+    The run's session (model, task, splits) is built here, once for the run, from ``settings``,
+    and handed to every node in the graph's runtime context."""
+    context = Context(chat_model=chat_model, session=session(settings))
     with StopRequest() as stop:
-        settings: dict = {}
         while True:
             stream = graph.stream(
                 graph_input,
                 config(run_id),
                 stream_mode="updates",
                 durability="sync",
-                context=Context(chat_model=chat_model),
+                context=context,
             )
             for chunk in stream:
                 for node, update in chunk.items():
                     if not isinstance(update, dict):
                         continue
-                    settings = settings or graph.get_state(config(run_id)).values.get("settings", {})
                     if on_update is not None:
                         on_update(node, update, settings)
                 if stop.requested:
@@ -229,7 +237,13 @@ def start_run(
         if on_start:
             on_start(run_id)
         values = drive(
-            graph, run_id, {"run_id": run_id, "settings": settings.model_dump()}, on_update, chat_model, approver
+            graph,
+            run_id,
+            {"run_id": run_id, "settings": settings.model_dump()},
+            settings.model_dump(),
+            on_update,
+            chat_model,
+            approver,
         )
     return result_of(values)
 
@@ -310,7 +324,8 @@ def resume(
             raise NoCheckpointYet(f"run {run_id} has no checkpoint yet: start it again with `gradprompt optimize`")
         if not snapshot.next:
             return result_of(snapshot.values)
-        with_run_inputs(runs, run_id, snapshot.values.get("settings") or info["settings"])
+        settings = snapshot.values.get("settings") or info["settings"]
+        with_run_inputs(runs, run_id, settings)
         graph_input, answer = None, None
         request = pending_request(snapshot)
         if request is not None:
@@ -319,7 +334,7 @@ def resume(
                 raise ApprovalPending(run_id, request)
             graph_input = Command(resume=answer if answer is not None else approver(request))
         try:
-            values = drive(graph, run_id, graph_input, on_update, chat_model, approver)
+            values = drive(graph, run_id, graph_input, settings, on_update, chat_model, approver)
         finally:
             if answer is not None:  # forget the answer once the step it was for has moved on
                 now = pending_request(graph.get_state(config(run_id)))

@@ -135,11 +135,11 @@ def step_examples(run_id: str, n: int, *, run_dir=None, checkpointer=None) -> di
     if not values.get("history"):
         return {}
     with_run_inputs(runs, run_id, values["settings"])
-    sess = session(values["settings"])
-    pool = selection_pool(sess)[: max(n, 0)]
     out: dict[int, list[dict]] = {}
     with runs.persistence() as (_, store):
-        cache = rollout_cache(sess, store)
+        sess = session(values["settings"], cache_store=store)
+        pool = selection_pool(sess)[: max(n, 0)]
+        cache = rollout_cache(sess)
         for h in values["history"]:
             got = cache.get(h["prompt"], pool)
             out[h["step"]] = [

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from langgraph.runtime import Runtime
+
+from gradprompt.nodes.context import Context
 from gradprompt.nodes.greater import next_position
-from gradprompt.nodes.session import session
+from gradprompt.nodes.state import State
 from gradprompt.nodes.word_moves import next_slot
 
 
@@ -23,8 +26,8 @@ def stop_reason(settings, step: int, stale: int, accuracy: float | None, spent: 
     return ""
 
 
-def advance(state: dict) -> dict:
-    sess = session(state["settings"])
+def advance(state: State, runtime: Runtime[Context]) -> dict:
+    sess = runtime.context.session
     decision = state["decision"]
     prompt = tuple(decision["prompt"])
     step = state["step"] + 1

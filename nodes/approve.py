@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import difflib
 
+from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
 from gradprompt.errors import GradpromptError
+from gradprompt.nodes.context import Context
 from gradprompt.nodes.evaluate import pool_rollout
 from gradprompt.nodes.selection import discordant
-from gradprompt.nodes.session import scored, session
+from gradprompt.nodes.session import scored
+from gradprompt.nodes.state import State
 
 ACTIONS = ("approve", "reject", "edit")
 
@@ -71,8 +74,8 @@ def parse_answer(answer) -> tuple[str, str | None]:
     return answer["action"], text
 
 
-def approve(state: dict, store=None) -> dict:
-    sess = session(state["settings"])
+def approve(state: State, runtime: Runtime[Context]) -> dict:
+    sess = runtime.context.session
     if not sess.settings.human_approval:
         return {}
     action, text = parse_answer(interrupt(approval_request(state)))
@@ -82,8 +85,8 @@ def approve(state: dict, store=None) -> dict:
     if action == "reject":
         return {"decision": {**state["current"], "by": "human"}}
     ids = tuple(sess.rt.encode_prompt(text.strip()))
-    current = pool_rollout(sess, store, state["prompt"])
-    rolled = pool_rollout(sess, store, ids)
+    current = pool_rollout(sess, state["prompt"])
+    rolled = pool_rollout(sess, ids)
     only_new, only_old = discordant(rolled.correct, current.correct)
     edited = scored(
         sess,

@@ -4,25 +4,29 @@ Every candidate from every source goes through here; the racing rule is in :mod:
 
 from __future__ import annotations
 
+from langgraph.runtime import Runtime
+
+from gradprompt.nodes.context import Context
 from gradprompt.nodes.edit_limit import word_distance
 from gradprompt.nodes.greater import Rollout
 from gradprompt.nodes.selection import SelectionConfig, discordant, race
-from gradprompt.nodes.session import rollouts, scored, selection_pool, session
+from gradprompt.nodes.session import rollouts, scored, selection_pool
+from gradprompt.nodes.state import State
 
 
-def pool_rollout(sess, store, prompt) -> Rollout:
+def pool_rollout(sess, prompt) -> Rollout:
     """A prompt's results on the whole pool (rolled out only where the cache lacks them)."""
-    return rollouts(sess, store, selection_pool(sess), [tuple(prompt)])[0]
+    return rollouts(sess, selection_pool(sess), [tuple(prompt)])[0]
 
 
-def race_candidates(sess, store, prompts: list[tuple[int, ...]], current: Rollout, examples=None):
+def race_candidates(sess, prompts: list[tuple[int, ...]], current: Rollout, examples=None):
     """Race ``prompts`` against ``current`` on ``examples`` (the selection pool unless given: the
     baselines and a warm start race the same way), each slice in one batched, cached decode, with
     the current prompt's reasoning as every candidate's draft."""
     pool = selection_pool(sess) if examples is None else examples
 
     def evaluate_slice(alive: list[tuple[int, ...]], start: int, stop: int):
-        rolled = rollouts(sess, store, pool[start:stop], alive, drafts=current.reasonings[start:stop])
+        rolled = rollouts(sess, pool[start:stop], alive, drafts=current.reasonings[start:stop])
         return [r.outcomes for r in rolled]
 
     return race(prompts, current.outcomes, evaluate_slice, SelectionConfig.from_settings(sess.settings))
@@ -63,8 +67,8 @@ def not_held(state: dict, candidates: list[dict]) -> tuple[list[dict], int]:
     return kept, len(candidates) - len(kept)
 
 
-def evaluate(state: dict, store=None) -> dict:
-    sess = session(state["settings"])
+def evaluate(state: State, runtime: Runtime[Context]) -> dict:
+    sess = runtime.context.session
     st = sess.settings
     rejected = dict(state.get("rejected") or {})
     offered = list(state.get("offered", []))
@@ -77,8 +81,8 @@ def evaluate(state: dict, store=None) -> dict:
     candidates, over = within_limit(sess, state, offered)
     candidates = [c for c in candidates if list(c["prompt"]) != list(state["prompt"])]
     candidates, seen = not_held(state, candidates)
-    current = pool_rollout(sess, store, state["prompt"])
-    result = race_candidates(sess, store, [tuple(c["prompt"]) for c in candidates], current)
+    current = pool_rollout(sess, state["prompt"])
+    result = race_candidates(sess, [tuple(c["prompt"]) for c in candidates], current)
     by_prompt = {c.prompt: c for c in result.contenders}
     evaluated = [
         raced_entry(sess, c, by_prompt[tuple(c["prompt"])], current, result.pool_size, state["step"])

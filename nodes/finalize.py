@@ -16,10 +16,14 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import replace
 
+from langgraph.runtime import Runtime
+
+from gradprompt.nodes.context import Context
 from gradprompt.nodes.readability import readability
 from gradprompt.nodes.selection import FinalChoice, final_choice, paired_gain
-from gradprompt.nodes.session import Session, rollouts, session, trajectory_of, trajectory_record
+from gradprompt.nodes.session import Session, rollouts, trajectory_of, trajectory_record
 from gradprompt.nodes.settings import DEFAULT_PROMPT
+from gradprompt.nodes.state import State
 from gradprompt.nodes.tasks.confidence import wilson_interval
 
 RULES = ("shared_alpha", "fixed_sequence", "pool_order", "bonferroni", "margin")
@@ -99,7 +103,7 @@ def advice(sess: Session) -> str:
     return f"try more steps or a larger dev split (e.g. --steps {max(2 * s.steps, 10)} --dev {max(2 * s.dev, 100)})"
 
 
-def final_choices(sess: Session, store, state: dict) -> tuple[list, list, dict[str, FinalChoice]]:
+def final_choices(sess: Session, state: dict) -> tuple[list, list, dict[str, FinalChoice]]:
     """The dev verdict of every final rule on a finished search: the prompts dev judged (the
     initial one first, then the finalists in test order), their dev rollouts, and each rule's
     choice. Cached rollouts make it cheap to ask again of a run that has ended."""
@@ -108,7 +112,7 @@ def final_choices(sess: Session, store, state: dict) -> tuple[list, list, dict[s
     start = start_of(state)
     candidates, pool_rank = finalists(baseline, start, ranked, sess.settings.final_candidates)
     judged = [baseline, *candidates]
-    dev = rollouts(sess, store, sess.splits.dev, judged, label="dev evaluation")
+    dev = rollouts(sess, sess.splits.dev, judged, label="dev evaluation")
     tested_in = {rule: pool_rank if rule == "pool_order" else range(len(candidates)) for rule in RULES}
     apart = start != baseline
     alpha = sess.settings.final_alpha
@@ -136,10 +140,10 @@ def rules_summary(sess: Session, choices: dict[str, FinalChoice], picks: dict, d
     }
 
 
-def finalize(state: dict, store=None) -> dict:
-    sess = session(state["settings"])
+def finalize(state: State, runtime: Runtime[Context]) -> dict:
+    sess = runtime.context.session
     st = sess.settings
-    judged, dev, choices = final_choices(sess, store, state)
+    judged, dev, choices = final_choices(sess, state)
     baseline, candidates = judged[0], judged[1:]
     choice = choices[st.final_rule]
     pick = rule_picks(judged, choices)
@@ -151,7 +155,7 @@ def finalize(state: dict, store=None) -> dict:
         dict(
             zip(
                 reported,
-                rollouts(sess, store, sess.splits.test, reported, label="test evaluation"),
+                rollouts(sess, sess.splits.test, reported, label="test evaluation"),
                 strict=True,
             )
         )
@@ -221,10 +225,10 @@ def finalize(state: dict, store=None) -> dict:
 def _record_dev(sess: Session, state: dict, on_dev: list[dict], chosen: int) -> None:
     """Dev accuracy is the trajectory's most trustworthy score: keep it with the prompts, tagged with
     the splits it was measured on so runs with other splits do not take it as theirs."""
-    store = trajectory_of(sess)
-    if store is None:
+    trajectory = trajectory_of(sess)
+    if trajectory is None:
         return
-    store.add(
+    trajectory.add(
         [
             trajectory_record(
                 sess,

@@ -23,25 +23,29 @@ from __future__ import annotations
 
 import time
 
+from langgraph.runtime import Runtime
+
+from gradprompt.nodes.context import Context
 from gradprompt.nodes.evaluate import race_candidates
 from gradprompt.nodes.selection import final_choice, rank_key, update_best
-from gradprompt.nodes.session import Session, rollouts, scored, selection_pool, session, trajectory_of
+from gradprompt.nodes.session import Session, rollouts, scored, selection_pool, trajectory_of
 from gradprompt.nodes.settings import DEFAULT_PROMPT
+from gradprompt.nodes.state import State
 from gradprompt.store.checkpoints import new_run_id
 
 EMPTY: tuple[int, ...] = ()
 
 
-def _warm_start(sess: Session, initial: tuple[int, ...], cache_store=None) -> tuple[tuple[int, ...], dict]:
-    store = trajectory_of(sess)
+def _warm_start(sess: Session, initial: tuple[int, ...]) -> tuple[tuple[int, ...], dict]:
+    trajectory = trajectory_of(sess)
     questions = [e.question for e in sess.task.examples[:32]]
-    if store is None:
+    if trajectory is None:
         return initial, {}
-    similar = store.similar_tasks(questions, exclude=sess.task.name, k=3)
+    similar = trajectory.similar_tasks(questions, exclude=sess.task.name, k=3)
     pool = [initial]
     sources = [{"task": sess.task.name, "text": sess.rt.decode(initial), "initial": True}]
     for task, similarity in similar:
-        for r in store.best(task=task, model=sess.settings.model, k=2):
+        for r in trajectory.best(task=task, model=sess.settings.model, k=2):
             ids = tuple(r.prompt_ids)
             if ids and ids not in pool:
                 pool.append(ids)
@@ -50,8 +54,8 @@ def _warm_start(sess: Session, initial: tuple[int, ...], cache_store=None) -> tu
         return initial, {"considered": sources, "chosen": 0}
     st = sess.settings
     if st.warm_start_rule == "race":
-        return _raced(sess, pool, sources, cache_store)
-    dev = rollouts(sess, cache_store, sess.splits.dev, pool, label="warm start on dev")
+        return _raced(sess, pool, sources)
+    dev = rollouts(sess, sess.splits.dev, pool, label="warm start on dev")
     for src, r in zip(sources, dev, strict=True):
         src["dev_accuracy"] = r.accuracy
         src["dev_gold_logprob"] = r.gold_logprob
@@ -62,13 +66,13 @@ def _warm_start(sess: Session, initial: tuple[int, ...], cache_store=None) -> tu
     return pool[best], {"considered": sources, "chosen": best, "rule": "best"}
 
 
-def _raced(sess: Session, pool: list, sources: list[dict], cache_store) -> tuple[tuple[int, ...], dict]:
+def _raced(sess: Session, pool: list, sources: list[dict]) -> tuple[tuple[int, ...], dict]:
     """Stored prompts (``pool[1:]``) race the initial one (``pool[0]``) on dev."""
     st = sess.settings
     dev = sess.splits.dev
-    (initial,) = rollouts(sess, cache_store, dev, [pool[0]], label="warm start on dev")
+    (initial,) = rollouts(sess, dev, [pool[0]], label="warm start on dev")
 
-    result = race_candidates(sess, cache_store, pool[1:], initial, dev)
+    result = race_candidates(sess, pool[1:], initial, dev)
     sources[0].update(dev_accuracy=initial.accuracy, dev_examples=len(dev))
     for src, c in zip(sources[1:], result.contenders, strict=True):
         src.update(dev_accuracy=sum(c.correct) / max(1, c.evaluated), dev_examples=c.evaluated)
@@ -82,23 +86,23 @@ def _raced(sess: Session, pool: list, sources: list[dict], cache_store) -> tuple
     return pool[chosen], {"considered": sources, "chosen": chosen, "rule": "race", "reason": reason}
 
 
-def race_baselines(sess: Session, initial: tuple[int, ...], others: dict, cache_store=None) -> tuple[list[dict], int]:
+def race_baselines(sess: Session, initial: tuple[int, ...], others: dict) -> tuple[list[dict], int]:
     """The initial prompt and ``others`` (prompt -> name) raced on the pool; every baseline as the
     state records it, and the index of the best one that ran the whole pool (0, the initial
     prompt, on ties)."""
     pool = selection_pool(sess)
     names = {initial: "initial", **{p: n for p, n in others.items() if p != initial}}
     prompts = list(names)
-    (first,) = rollouts(sess, cache_store, pool, [initial], label="baselines on the pool")
+    (first,) = rollouts(sess, pool, [initial], label="baselines on the pool")
 
-    result = race_candidates(sess, cache_store, prompts[1:], first, pool)
+    result = race_candidates(sess, prompts[1:], first, pool)
     entries, finished = [], [0]
     for i, prompt in enumerate(prompts):
         if i == 0:
             got, stopped = first, ""
         else:
             contender = result.contenders[i - 1]
-            got = rollouts(sess, cache_store, pool[: contender.evaluated], [prompt])[0]
+            got = rollouts(sess, pool[: contender.evaluated], [prompt])[0]
             stopped = contender.stopped or ("" if contender.evaluated == len(pool) else "not reached")
             if not stopped:
                 finished.append(i)
@@ -114,7 +118,7 @@ def race_baselines(sess: Session, initial: tuple[int, ...], others: dict, cache_
                 stopped=stopped,
             )
         )
-    outcomes = {i: rollouts(sess, cache_store, pool, [prompts[i]])[0].outcomes for i in finished}
+    outcomes = {i: rollouts(sess, pool, [prompts[i]])[0].outcomes for i in finished}
     best = max(finished, key=lambda i: (rank_key(outcomes[i])[:2], -i))
     return entries, best
 
@@ -131,12 +135,12 @@ def _start_reason(entries: list[dict], best: int, pool_size: int) -> str:
     )
 
 
-def prepare(state: dict, store=None) -> dict:
-    sess = session(state["settings"])
+def prepare(state: State, runtime: Runtime[Context]) -> dict:
+    sess = runtime.context.session
     st = sess.settings
     initial = tuple(sess.rt.encode_prompt(st.initial_prompt))
     began = time.perf_counter()
-    warm_prompt, warm = _warm_start(sess, initial, store) if st.warm_start else (initial, {})
+    warm_prompt, warm = _warm_start(sess, initial) if st.warm_start else (initial, {})
     if warm:  # what the warm start cost in model time, kept with its choice
         warm["seconds"] = round(time.perf_counter() - began, 3)
     trajectory = trajectory_of(sess)
@@ -156,7 +160,7 @@ def prepare(state: dict, store=None) -> dict:
             others[tuple(sess.rt.encode_prompt(named))] = "answer format"
         if warm_prompt != initial:
             others = {warm_prompt: "warm start", **others}
-        baselines, pick = race_baselines(sess, initial, others, store)
+        baselines, pick = race_baselines(sess, initial, others)
         chosen = baselines[pick]
         begin = {
             "prompt": chosen["prompt"],

@@ -4,16 +4,19 @@ proposer interface (:mod:`nodes.proposers`). They join the retrieved prompt in `
 
 from __future__ import annotations
 
+from langgraph.runtime import Runtime
+
+from gradprompt.nodes.context import Context
 from gradprompt.nodes.proposers import PhraseEdits, StepView, gradient_proposer
-from gradprompt.nodes.session import session
+from gradprompt.nodes.state import State
 
 WHOLE_RANKING = 1 << 30  # the paper variant scans the whole gradient ranking for an edit not held before
 
 
-def propose(state: dict, store=None) -> dict:
-    sess = session(state["settings"])
+def propose(state: State, runtime: Runtime[Context]) -> dict:
+    sess = runtime.context.session
     st = sess.settings
-    view = StepView(sess, state, store)
+    view = StepView(sess, state)
     official = st.variant == "official"
     scan = not official and st.moves == "tokens"
     proposers = [gradient_proposer(st, WHOLE_RANKING if scan else st.n_evaluate)]

@@ -55,11 +55,10 @@ class Candidate:
 
 @dataclass
 class StepView:
-    """What a proposer may read: the run's shared objects, the state and the rollout cache."""
+    """What a proposer may read: the run's shared objects (its rollout cache among them) and the state."""
 
     sess: Any  # nodes.session.Session
     state: dict
-    store: Any = None
     notes: dict[str, Any] = field(default_factory=dict)  # what a proposer reports back (kept in state)
 
     @property
@@ -92,7 +91,7 @@ class _Gradient:
 
         sess = view.sess
         examples = gradient_examples(sess, view.step)
-        current = rollouts(sess, view.store, examples, [view.prompt])[0]
+        current = rollouts(sess, examples, [view.prompt])[0]
         rng = random.Random(f"{sess.settings.seed}:{view.step}:groups")
         return sess, examples, current.reasonings, rng
 

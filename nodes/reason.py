@@ -7,11 +7,15 @@ rollout cache; only what is missing (the initial prompt, a human edit) reaches t
 
 from __future__ import annotations
 
-from gradprompt.nodes.session import rollouts, scored, selection_pool, session
+from langgraph.runtime import Runtime
+
+from gradprompt.nodes.context import Context
+from gradprompt.nodes.session import rollouts, scored, selection_pool
+from gradprompt.nodes.state import State
 
 
-def reason(state: dict, store=None) -> dict:
-    sess = session(state["settings"])
+def reason(state: State, runtime: Runtime[Context]) -> dict:
+    sess = runtime.context.session
     prompt = tuple(state["prompt"])
-    current = rollouts(sess, store, selection_pool(sess), [prompt], label="current prompt on the pool")[0]
+    current = rollouts(sess, selection_pool(sess), [prompt], label="current prompt on the pool")[0]
     return {"current": scored(sess, prompt, "current", current, step=state["step"], correct=current.correct)}

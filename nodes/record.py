@@ -7,9 +7,13 @@ takes only prompts scored on the whole selection pool (see :func:`nodes.selectio
 
 from __future__ import annotations
 
+from langgraph.runtime import Runtime
+
+from gradprompt.nodes.context import Context
 from gradprompt.nodes.proposers import source_counts
 from gradprompt.nodes.selection import update_best
-from gradprompt.nodes.session import Session, session, trajectory_of, trajectory_record
+from gradprompt.nodes.session import Session, trajectory_of, trajectory_record
+from gradprompt.nodes.state import State
 
 _SLIM = (
     "prompt",
@@ -44,8 +48,8 @@ def _on_pool(c: dict, pool_size: int) -> bool:
     return c.get("examples") == pool_size and c.get("accuracy") is not None
 
 
-def record(state: dict) -> dict:
-    sess = session(state["settings"])
+def record(state: State, runtime: Runtime[Context]) -> dict:
+    sess = runtime.context.session
     st = sess.settings
     decision = state["decision"]
     changed = decision["prompt"] != state["prompt"]
@@ -95,8 +99,8 @@ def record(state: dict) -> dict:
 
 def _write_trajectory(sess: Session, state: dict, decision: dict) -> None:
     """Every evaluated candidate of the step, accepted or not, goes to the shared trajectory."""
-    store = trajectory_of(sess)
-    if store is None:
+    trajectory = trajectory_of(sess)
+    if trajectory is None:
         return
     rows = []
     for c in [state["current"], *state["evaluated"]]:
@@ -114,4 +118,4 @@ def _write_trajectory(sess: Session, state: dict, decision: dict) -> None:
                 decided_by=decision.get("by", "optimizer"),
             )
         )
-    store.add(rows)
+    trajectory.add(rows)

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import re
 
+from langgraph.runtime import Runtime
+
 from gradprompt.nodes.chat_model import local_chat_model
+from gradprompt.nodes.context import Context
 from gradprompt.nodes.edit_limit import word_distance
 from gradprompt.nodes.proposers import Candidate, StepView
-from gradprompt.nodes.session import gradient_examples, session
+from gradprompt.nodes.session import gradient_examples
+from gradprompt.nodes.state import State
 
 PROMPT_BLOCK = re.compile(r"<prompt>(.*?)</prompt>", re.DOTALL | re.IGNORECASE)
 MAX_PROMPT_WORDS = 120
@@ -111,9 +115,10 @@ def ask_chat_model(view: StepView, chat) -> list[str]:
     return prompts[: st.refine_candidates]
 
 
-def refine(state: dict, chat_model=None) -> dict:
-    sess = session(state["settings"])
+def refine(state: State, runtime: Runtime[Context]) -> dict:
+    sess = runtime.context.session
     st = sess.settings
+    chat_model = runtime.context.chat_model
     if not refining(st, chat_model):
         return {}
     misses = state.get("refine_misses", 0)

@@ -8,9 +8,13 @@ one within the step's edit limit is offered as a whole prompt (:class:`nodes.pro
 
 from __future__ import annotations
 
+from langgraph.runtime import Runtime
+
+from gradprompt.nodes.context import Context
 from gradprompt.nodes.proposers import Retrieval, StepView
 from gradprompt.nodes.runtime import word_units
-from gradprompt.nodes.session import session, splits_fingerprint, step_edit_limit, trajectory_of
+from gradprompt.nodes.session import splits_fingerprint, step_edit_limit, trajectory_of
+from gradprompt.nodes.state import State
 
 
 def _token_at(sess, ids: list[int], position: int) -> int | None:
@@ -21,11 +25,11 @@ def _token_at(sess, ids: list[int], position: int) -> int | None:
     return ids[spans[position].start] if position < len(spans) and spans[position].is_word else None
 
 
-def retrieve(state: dict) -> dict:
-    sess = session(state["settings"])
+def retrieve(state: State, runtime: Runtime[Context]) -> dict:
+    sess = runtime.context.session
     st = sess.settings
     limit = step_edit_limit(sess, state["step"])
-    store = trajectory_of(sess)
+    trajectory = trajectory_of(sess)
     text = state["prompt_text"]
     out = {
         "edit_limit": limit,
@@ -36,12 +40,14 @@ def retrieve(state: dict) -> dict:
         "refine_reply": "",
         "refine_error": "",
     }
-    if store is None or st.retrieve_k == 0:
+    if trajectory is None or st.retrieve_k == 0:
         return out
     splits = splits_fingerprint(sess)
-    hits = store.similar(text, model=st.model, k=st.retrieve_k, task=sess.task.name, exclude_text=text, splits=splits)
+    hits = trajectory.similar(
+        text, model=st.model, k=st.retrieve_k, task=sess.task.name, exclude_text=text, splits=splits
+    )
     if st.cross_task and len(hits) < st.retrieve_k:
-        hits += store.similar(
+        hits += trajectory.similar(
             text, model=st.model, k=st.retrieve_k - len(hits), exclude_task=sess.task.name, exclude_text=text
         )
     retrieved = [

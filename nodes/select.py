@@ -4,13 +4,17 @@ still overrule it before it is applied."""
 
 from __future__ import annotations
 
+from langgraph.runtime import Runtime
+
+from gradprompt.nodes.context import Context
 from gradprompt.nodes.evaluate import pool_rollout
 from gradprompt.nodes.selection import Contender, RaceResult, accept
-from gradprompt.nodes.session import rollouts, selection_pool, session
+from gradprompt.nodes.session import rollouts, selection_pool
+from gradprompt.nodes.state import State
 
 
-def select(state: dict, store=None) -> dict:
-    sess = session(state["settings"])
+def select(state: State, runtime: Runtime[Context]) -> dict:
+    sess = runtime.context.session
     evaluated = state["evaluated"]
     current = state["current"]
     if sess.settings.variant == "paper":
@@ -18,10 +22,10 @@ def select(state: dict, store=None) -> dict:
             return {"decision": {**current, "reason": "no candidate"}}
         return {"decision": {**evaluated[0], "reason": "paper variant: the gradient argmax, unevaluated"}}
     pool = selection_pool(sess)
-    base = pool_rollout(sess, store, state["prompt"])
+    base = pool_rollout(sess, state["prompt"])
     contenders = []
     for c in evaluated:
-        got = rollouts(sess, store, pool[: c["examples"]], [c["prompt"]])[0]  # cached by the race
+        got = rollouts(sess, pool[: c["examples"]], [c["prompt"]])[0]  # cached by the race
         contenders.append(Contender(tuple(c["prompt"]), got.outcomes, "" if c["finished"] else c["stopped"]))
     decision = accept(
         tuple(state["prompt"]), base.outcomes, RaceResult(contenders, len(pool), []), sess.settings.acceptance

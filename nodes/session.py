@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from gradprompt.nodes.runtime.runtime import Runtime
 from gradprompt.nodes.settings import RunSettings
@@ -22,6 +23,7 @@ class Session:
     rt: Runtime
     task: Task
     splits: Splits
+    cache_store: Any = None  # the graph's LangGraph store, where the run's rollout cache lives
 
     @property
     def readout(self) -> Readout:
@@ -47,13 +49,14 @@ def _splits(
     return _task(spec, question_field, answer_field).split(seed, train, dev, test)
 
 
-def session(settings: RunSettings | dict) -> Session:
-    """The shared objects for a run's settings (a dict is what the graph state carries)."""
+def session(settings: RunSettings | dict, cache_store=None) -> Session:
+    """The shared objects for a run's settings (a dict is what the graph state carries), with the
+    LangGraph store that holds its rollout cache (None: rollouts are not cached)."""
     s = settings if isinstance(settings, RunSettings) else RunSettings.model_validate(settings)
     task = _task(s.task, s.question_field, s.answer_field)
     splits = _splits(s.task, s.question_field, s.answer_field, s.seed, s.train, s.dev, s.test)
     rt = _runtime(s.model, s.device, s.dtype, s.placement, s.max_batch)
-    return Session(s, rt, task, splits)
+    return Session(s, rt, task, splits, cache_store)
 
 
 def load_inputs(settings: RunSettings) -> tuple[Task, Splits]:
@@ -79,11 +82,11 @@ def gradient_examples(sess: Session, step: int) -> list:
     return [pool[i] for i in gradient_batch(pool, sess.settings.batch_size, sess.settings.seed, step)]
 
 
-def rollout_cache(sess: Session, store=None):
-    """The run's (prompt, example) rollout cache in ``store`` (the graph's LangGraph store)."""
+def rollout_cache(sess: Session):
+    """The run's (prompt, example) rollout cache in its LangGraph store."""
     from gradprompt.nodes.rollout_cache import RolloutCache
 
-    return RolloutCache(store, rollout_namespace(sess.settings))
+    return RolloutCache(sess.cache_store, rollout_namespace(sess.settings))
 
 
 def rollout_namespace(settings: RunSettings) -> tuple[str, ...]:
@@ -96,7 +99,7 @@ def rollout_namespace(settings: RunSettings) -> tuple[str, ...]:
     return cache_namespace(rollout_fingerprint(settings, readout))
 
 
-def rollouts(sess: Session, store, examples, prompts, drafts=None, label: str | None = None) -> list:
+def rollouts(sess: Session, examples, prompts, drafts=None, label: str | None = None) -> list:
     """Rollouts of ``prompts`` on ``examples``, rolling out only what the run has not yet."""
     from gradprompt.nodes.greater import rollout
 
@@ -108,7 +111,7 @@ def rollouts(sess: Session, store, examples, prompts, drafts=None, label: str | 
         sess.settings.max_new_tokens,
         drafts=drafts,
         label=label,
-        cache=rollout_cache(sess, store),
+        cache=rollout_cache(sess),
     )
 
 

@@ -5,6 +5,7 @@ a LangChain chain, and bad input is one line with no output file."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 from helpers import SMALL_RUN
@@ -58,7 +59,7 @@ def test_predict_on_the_test_split_gives_the_runs_own_test_answers(finished, cap
     # the run's test evaluation of its final prompt, per example, from the run's rollout cache
     final_ids = result.best_prompt_ids
     with open_runs(run_dir).rollout_store() as store:
-        measured = rollout_cache(sess, store).get(final_ids, sess.splits.test)
+        measured = rollout_cache(replace(sess, cache_store=store)).get(final_ids, sess.splits.test)
     assert all(m is not None for m in measured)
     assert [r["text"] for r in rows] == [m.answer for m in measured]
     assert [r["correct"] for r in rows] == [m.correct for m in measured]

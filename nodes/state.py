@@ -8,7 +8,11 @@ right/wrong on the selection pool.
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any
+
+from typing_extensions import (
+    TypedDict,  # pydantic reads the schema (LangGraph server, Studio) only from this one on Python < 3.12
+)
 
 
 class Scored(TypedDict, total=False):
