@@ -284,7 +284,7 @@ def audit_dev_leader(row: dict, settings, runs: Path) -> dict | None:
     user gets (the final choice kept the initial prompt unless the leader's dev lead was
     significant): it checks that choice, showing whether the leads it turned down were real."""
     from gradprompt.graph.api import run_values
-    from gradprompt.nodes.selection import paired_gain
+    from gradprompt.nodes.decisions import paired_gain
 
     final = run_values(row["run_id"], run_dir=runs).get("final") or {}
     if final.get("dev_leader") is None:
@@ -305,8 +305,8 @@ def judge_again(row: dict, settings, runs: Path) -> dict:
     dev-leader audit over the finalists judged now (:func:`headline_from_rules` then sets the row's
     returned prompt as the run's rule decides it)."""
     from gradprompt.graph.api import run_values
+    from gradprompt.nodes.decisions import paired_gain
     from gradprompt.nodes.finalize import final_choices, rule_picks, rules_summary
-    from gradprompt.nodes.selection import paired_gain
     from gradprompt.store.checkpoints import open_rollout_store
 
     values = run_values(row["run_id"], run_dir=runs)
@@ -352,7 +352,7 @@ def trace_steps(row: dict, settings, runs: Path) -> list[dict]:
     """The test gain over the initial prompt of the prompt the search held after each step: how
     the gain grows (or not) with the number of steps, from one run."""
     from gradprompt.graph.api import run_values
-    from gradprompt.nodes.selection import paired_gain
+    from gradprompt.nodes.decisions import paired_gain
 
     values = run_values(row["run_id"], run_dir=runs)
     initial = tuple(values["final"]["baseline"]["prompt"])

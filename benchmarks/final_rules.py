@@ -6,7 +6,7 @@ on classification with reasoning the empty prompt is often the better start and 
 prompts overfit the pool; with direct answers the search's prompts carry the gain and the start is
 only a little better. This simulates dev outcomes for both cases and their mixtures (examples of
 varying difficulty shared by all prompts, as with one model) and runs every rule of
-:func:`nodes.selection.final_choice` on the same draws:
+:func:`nodes.decisions.final_choice` on the same draws:
 
 - ``shared_alpha`` (the default): the start and the search's prompts at alpha / 2 each, a passed
   test handing its level on;
@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gradprompt.nodes.selection import Outcome, final_choice  # noqa: E402
+from gradprompt.nodes.decisions import Outcome, final_choice  # noqa: E402
 
 # (name, true gain of the start, true gains of the search's three prompts in pool order), in points
 SCENARIOS = (

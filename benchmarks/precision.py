@@ -50,8 +50,8 @@ from accuracy import (  # noqa: E402
 
 from gradprompt.errors import GradpromptError  # noqa: E402
 from gradprompt.graph.api import make_settings  # noqa: E402
+from gradprompt.nodes.decisions import paired_gain  # noqa: E402
 from gradprompt.nodes.greater import rollout  # noqa: E402
-from gradprompt.nodes.selection import paired_gain  # noqa: E402
 from gradprompt.nodes.session import session  # noqa: E402
 from gradprompt.nodes.tasks.confidence import wilson_interval  # noqa: E402
 from gradprompt.nodes.tasks.readout import readout_of  # noqa: E402

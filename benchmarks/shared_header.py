@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 import gradprompt.nodes.runtime.decoding as decoding  # noqa: E402
 from gradprompt.graph.api import optimize  # noqa: E402
 from gradprompt.nodes.runtime.decoding import DecodeJob  # noqa: E402
-from gradprompt.nodes.runtime.runtime import Runtime  # noqa: E402
+from gradprompt.nodes.runtime.model_runtime import ModelRuntime  # noqa: E402
 
 PROMPTS = (
     "Classify the sentiment of the review.",
@@ -70,7 +70,7 @@ def alternate(fn, repeats: int) -> tuple[dict, list]:
     ]
 
 
-def decode_rows(rt: Runtime, questions: list[str], prompts, extractor, options) -> list[DecodeJob]:
+def decode_rows(rt: ModelRuntime, questions: list[str], prompts, extractor, options) -> list[DecodeJob]:
     return [
         DecodeJob(c.ids, c.prompt, extractor, (), (), options)
         for p in prompts
@@ -87,7 +87,7 @@ def main(argv=None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     rows_in = [json.loads(line) for line in args.data.read_text().splitlines()[:48]]
     questions = [r["question"] for r in rows_in]
-    rt = Runtime.from_spec("smollm2", "after", "cpu", "float32", 32)
+    rt = ModelRuntime.from_spec("smollm2", "after", "cpu", "float32", 32)
     extractor = rt.layout.text_ids(" The answer is")
     options = (tuple(rt.layout.text_ids(" positive")), tuple(rt.layout.text_ids(" negative")))
     results = []

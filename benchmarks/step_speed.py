@@ -57,11 +57,11 @@ import torch  # noqa: E402
 
 import gradprompt.nodes.greater as greater  # noqa: E402
 from gradprompt.graph.api import optimize  # noqa: E402
+from gradprompt.nodes.decisions import Outcome  # noqa: E402
+from gradprompt.nodes.runtime.model_runtime import ModelRuntime  # noqa: E402
 from gradprompt.nodes.runtime.progress_bars import progress_bar  # noqa: E402
-from gradprompt.nodes.runtime.runtime import Runtime  # noqa: E402
 from gradprompt.nodes.runtime.scoring import PositionGradient, window_gradients  # noqa: E402
 from gradprompt.nodes.runtime.usage import UsageCounts  # noqa: E402
-from gradprompt.nodes.selection import Outcome  # noqa: E402
 from gradprompt.nodes.settings import StepSettings  # noqa: E402
 from gradprompt.nodes.tasks.loaders import load_task  # noqa: E402
 from gradprompt.nodes.tasks.readout import readout_of  # noqa: E402
@@ -74,7 +74,7 @@ ENGINES = ("naive", "batched")
 # ----- the naive engine --------------------------------------------------------------------------
 
 
-def _logprob(rt: Runtime, seq: Sequence[int], tail: int) -> float:
+def _logprob(rt: ModelRuntime, seq: Sequence[int], tail: int) -> float:
     """log p of the last ``tail`` tokens of ``seq`` given the rest, from one plain forward."""
     logits = rt.model(input_ids=torch.tensor([list(seq)], device=rt.device)).logits[0]
     start = len(seq) - tail
@@ -82,7 +82,7 @@ def _logprob(rt: Runtime, seq: Sequence[int], tail: int) -> float:
     return float(logp.gather(1, torch.tensor(seq[start:], device=rt.device)[:, None]).sum())
 
 
-def naive_outcome(rt: Runtime, answers, ex, prompt, max_new: int) -> Outcome:
+def naive_outcome(rt: ModelRuntime, answers, ex, prompt, max_new: int) -> Outcome:
     """One example as the reference code does it: reasoning as a ``generate`` call, then the answer
     (a second ``generate``, or a forward per allowed answer to choose from a closed set), the prompt
     NLL and the gold answer's log-probability as further forwards."""
@@ -191,7 +191,7 @@ class PeakMemory:
 class Meter:
     """Seconds and model usage of one piece of work."""
 
-    def __init__(self, rt: Runtime):
+    def __init__(self, rt: ModelRuntime):
         self.rt = rt
         self.seconds = 0.0
         self.usage = UsageCounts()
@@ -217,7 +217,7 @@ class Meter:
 
 
 @torch.no_grad()
-def ceiling_rate(rt: Runtime, tokens: int, length: int = 128, repeats: int = 3) -> dict:
+def ceiling_rate(rt: ModelRuntime, tokens: int, length: int = 128, repeats: int = 3) -> dict:
     """Tokens per second of one large batched forward of the same model over ``tokens`` positions
     (rows of ``length``), logits at each row's last position only: the most a prefill-bound phase
     can get from this model on this machine. Median of ``repeats`` after a warm-up."""
@@ -248,7 +248,7 @@ def ceiling_rate(rt: Runtime, tokens: int, length: int = 128, repeats: int = 3) 
     }
 
 
-def phase_step(rt: Runtime, task, settings: StepSettings, examples, prompt) -> tuple[dict[str, dict], list]:
+def phase_step(rt: ModelRuntime, task, settings: StepSettings, examples, prompt) -> tuple[dict[str, dict], list]:
     """reason, propose+gradient and evaluate once; returns per-phase rows and the candidate scores.
     Calls go through the module so the naive engine, when patched in, is the one that runs."""
     fmt = readout_of(task.answer_format, settings.readout, settings.max_new_tokens)
@@ -302,7 +302,7 @@ def one_step_run(args, store: Path, run_dir: Path, **settings):
     )
 
 
-def graph_step(rt: Runtime, kind: str, args, store: Path, run_dir: Path) -> dict:
+def graph_step(rt: ModelRuntime, kind: str, args, store: Path, run_dir: Path) -> dict:
     """One step of the real graph; time and usage from the end of ``prepare`` to the end of the step."""
     marks: dict[str, tuple[float, UsageCounts]] = {}
 
@@ -461,7 +461,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
 
-    rt = Runtime.from_spec(args.model, device=args.device, dtype=args.dtype)
+    rt = ModelRuntime.from_spec(args.model, device=args.device, dtype=args.dtype)
     task = load_task(task_spec(args.task))
     pool = task.split(0, max(100, *args.batch_sizes), 10, 10).train
     prompt = tuple(rt.encode_prompt("Let's think step by step."))

@@ -54,7 +54,7 @@ from accuracy import (  # noqa: E402
 from gradprompt.errors import GradpromptError  # noqa: E402
 from gradprompt.graph.api import make_settings, run_values  # noqa: E402
 from gradprompt.graph.sweep import PlannedRun, run_one  # noqa: E402
-from gradprompt.nodes.selection import paired_gain  # noqa: E402
+from gradprompt.nodes.decisions import paired_gain  # noqa: E402
 from gradprompt.nodes.session import rollouts, session  # noqa: E402
 from gradprompt.store.checkpoints import open_rollout_store  # noqa: E402
 

@@ -9,9 +9,9 @@ from typing import Any
 from gradprompt.errors import GradpromptError
 from gradprompt.graph.lifecycle import make_settings
 from gradprompt.graph.run_index import run_values
+from gradprompt.nodes.decisions import paired_gain
 from gradprompt.nodes.finalize import majority_rate
 from gradprompt.nodes.greater import rollout
-from gradprompt.nodes.selection import paired_gain
 from gradprompt.nodes.session import load_inputs, session
 from gradprompt.nodes.settings import RunSettings
 from gradprompt.nodes.tasks.confidence import wilson_interval

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gradprompt.nodes.greater import PromptIds, decode_job
-from gradprompt.nodes.runtime.runtime import Runtime
+from gradprompt.nodes.runtime.model_runtime import ModelRuntime
 from gradprompt.nodes.tasks.readout import Readout
 
 
@@ -40,7 +40,7 @@ def renormalised(logprobs: Sequence[float]) -> list[float]:
 
 
 def answer_questions(
-    rt: Runtime,
+    rt: ModelRuntime,
     readout: Readout,
     prompt: PromptIds,
     questions: Sequence[str],

@@ -16,8 +16,8 @@ from langgraph.types import interrupt
 
 from gradprompt.errors import GradpromptError
 from gradprompt.nodes.context import Context
+from gradprompt.nodes.decisions import discordant
 from gradprompt.nodes.evaluate import pool_rollout
-from gradprompt.nodes.selection import discordant
 from gradprompt.nodes.session import scored
 from gradprompt.nodes.state import State
 

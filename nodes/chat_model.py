@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from gradprompt.nodes.runtime.runtime import Runtime
+from gradprompt.nodes.runtime.model_runtime import ModelRuntime
 
 
 @lru_cache(maxsize=4)
-def _local_chat(rt: Runtime, max_new_tokens: int):
+def _local_chat(rt: ModelRuntime, max_new_tokens: int):
     from langchain_huggingface import ChatHuggingFace, HuggingFacePipeline
     from transformers import pipeline
 
@@ -29,6 +29,6 @@ def _local_chat(rt: Runtime, max_new_tokens: int):
     return ChatHuggingFace(llm=llm, tokenizer=rt.tokenizer, model_id=rt.loaded.spec)
 
 
-def local_chat_model(rt: Runtime, max_new_tokens: int = 160):
+def local_chat_model(rt: ModelRuntime, max_new_tokens: int = 160):
     """``ChatHuggingFace`` over the already-loaded model: no second copy of the weights."""
     return _local_chat(rt, max_new_tokens)

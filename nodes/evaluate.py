@@ -1,15 +1,15 @@
 """evaluate: race the step's candidate prompts against the current one on the selection pool
 (official variant), or pass the gradient's top candidate through unevaluated (paper variant).
-Every candidate from every source goes through here; the racing rule is in :mod:`nodes.selection`."""
+Every candidate from every source goes through here; the racing rule is in :mod:`nodes.decisions`."""
 
 from __future__ import annotations
 
 from langgraph.runtime import Runtime
 
 from gradprompt.nodes.context import Context
+from gradprompt.nodes.decisions import SelectionConfig, discordant, race
 from gradprompt.nodes.edit_limit import word_distance
 from gradprompt.nodes.greater import Rollout
-from gradprompt.nodes.selection import SelectionConfig, discordant, race
 from gradprompt.nodes.session import rollouts, scored, selection_pool
 from gradprompt.nodes.state import State
 

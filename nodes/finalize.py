@@ -1,6 +1,6 @@
 """finalize: the honest end of a run. The search's start (when a baseline won the race before
 step 0), the best prompts on the pool and the initial one are scored on the dev split; the initial
-prompt is kept unless a finalist passes the run's final rule (:func:`nodes.selection.final_choice`,
+prompt is kept unless a finalist passes the run's final rule (:func:`nodes.decisions.final_choice`,
 finalists in the order :func:`finalists` fixes). Then
 the initial prompt, the chosen one, the empty prompt and "Let's think step by step." are scored on
 the test split, and the gains over the initial prompt on dev and test are reported as paired
@@ -19,8 +19,8 @@ from dataclasses import replace
 from langgraph.runtime import Runtime
 
 from gradprompt.nodes.context import Context
+from gradprompt.nodes.decisions import FinalChoice, final_choice, paired_gain
 from gradprompt.nodes.readability import readability
-from gradprompt.nodes.selection import FinalChoice, final_choice, paired_gain
 from gradprompt.nodes.session import Session, rollouts, trajectory_of, trajectory_record
 from gradprompt.nodes.settings import DEFAULT_PROMPT
 from gradprompt.nodes.state import State

@@ -1,6 +1,6 @@
 """The GReaTer step's model work as the graph nodes call it: roll out prompts (through the run's
 rollout cache), propose token edits by gradient, move the edit position. Which prompt wins is
-decided in :mod:`nodes.selection`.
+decided in :mod:`nodes.decisions`.
 
 Prompts are token-id tuples throughout; text is produced only for people to read.
 """
@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 
 import torch
 
+from gradprompt.nodes.decisions import Outcome
 from gradprompt.nodes.prompt_ids import PromptIds
 from gradprompt.nodes.rollout_cache import RolloutCache
 from gradprompt.nodes.runtime.candidates import example_groups, propose_candidates
 from gradprompt.nodes.runtime.decoding import DecodeJob
-from gradprompt.nodes.runtime.runtime import Runtime
+from gradprompt.nodes.runtime.model_runtime import ModelRuntime
 from gradprompt.nodes.runtime.scoring import ForcedRow, forced_row, window_gradients
-from gradprompt.nodes.selection import Outcome
 from gradprompt.nodes.settings import StepSettings
 from gradprompt.nodes.tasks.answer_types import AnswerFormat
 from gradprompt.nodes.tasks.readout import Readout, readout_of
@@ -89,7 +89,7 @@ class Rollout:
 
 
 def decode_jobs(
-    rt: Runtime, readout: Readout, pairs: Sequence[tuple[PromptIds, Example, Sequence[int]]]
+    rt: ModelRuntime, readout: Readout, pairs: Sequence[tuple[PromptIds, Example, Sequence[int]]]
 ) -> list[DecodeJob]:
     """The decode of each (prompt, example, draft): its chat context, the readout's extractor, the
     gold answer's tokens and, for a closed answer set, every allowed answer's tokens."""
@@ -97,7 +97,7 @@ def decode_jobs(
 
 
 def decode_job(
-    rt: Runtime, readout: Readout, prompt: PromptIds, question: str, gold: str | None, draft: Sequence[int] = ()
+    rt: ModelRuntime, readout: Readout, prompt: PromptIds, question: str, gold: str | None, draft: Sequence[int] = ()
 ) -> DecodeJob:
     """One question's decode with ``prompt``, read the run's way; without a gold answer (a new
     question) only its log-probability is missing, never anything the answer depends on."""
@@ -109,7 +109,7 @@ def decode_job(
 
 
 def rollout_pairs(
-    rt: Runtime,
+    rt: ModelRuntime,
     answers: Answers,
     pairs: Sequence[tuple[PromptIds, Example, Sequence[int]]],
     max_new_tokens: int,
@@ -142,7 +142,7 @@ def gold_margin(job: DecodeJob, decoded) -> float | None:
 
 
 def rollout(
-    rt: Runtime,
+    rt: ModelRuntime,
     answers: Answers,
     examples: Sequence[Example],
     prompts: Sequence[PromptIds],
@@ -206,7 +206,11 @@ class Proposal:
 
 
 def forced_rows(
-    rt: Runtime, answers: Answers, examples: Sequence[Example], prompt: PromptIds, reasonings: Sequence[Sequence[int]]
+    rt: ModelRuntime,
+    answers: Answers,
+    examples: Sequence[Example],
+    prompt: PromptIds,
+    reasonings: Sequence[Sequence[int]],
 ) -> list[ForcedRow]:
     """The teacher-forced ``question+prompt | reasoning | extractor | gold answer`` of each example,
     with the extractor the answer is read at (no reasoning at all in direct mode)."""
@@ -220,7 +224,7 @@ def forced_rows(
     return rows
 
 
-def _next_token_logprobs(rt: Runtime, examples: Sequence[Example], prompt: PromptIds) -> torch.Tensor:
+def _next_token_logprobs(rt: ModelRuntime, examples: Sequence[Example], prompt: PromptIds) -> torch.Tensor:
     """(B, V) log-probs of the token right after the prompt, for growing it by one token."""
     from gradprompt.nodes.runtime.batching import pad
 
@@ -235,7 +239,7 @@ def _next_token_logprobs(rt: Runtime, examples: Sequence[Example], prompt: Promp
 
 
 def propose(
-    rt: Runtime,
+    rt: ModelRuntime,
     answers: Answers,
     settings: StepSettings,
     examples: Sequence[Example],
@@ -284,7 +288,7 @@ def propose(
     return Proposal(pos0, base[pos0], base, cands0, values0, ranked0, more)
 
 
-def next_position(rt: Runtime, prompt: PromptIds, position: int) -> int:
+def next_position(rt: ModelRuntime, prompt: PromptIds, position: int) -> int:
     """Left-to-right sweep; past the end, wrap to the start if the prompt ends a sentence,
     otherwise grow it by one token (position == len(prompt) means 'append')."""
     nxt = position + 1

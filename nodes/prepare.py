@@ -26,8 +26,8 @@ import time
 from langgraph.runtime import Runtime
 
 from gradprompt.nodes.context import Context
+from gradprompt.nodes.decisions import final_choice, rank_key, update_best
 from gradprompt.nodes.evaluate import race_candidates
-from gradprompt.nodes.selection import final_choice, rank_key, update_best
 from gradprompt.nodes.session import Session, rollouts, scored, selection_pool, trajectory_of
 from gradprompt.nodes.settings import DEFAULT_PROMPT
 from gradprompt.nodes.state import State
@@ -168,7 +168,7 @@ def prepare(state: State, runtime: Runtime[Context]) -> dict:
             "name": chosen["baseline"],
             "reason": _start_reason(baselines, pick, len(selection_pool(sess))),
         }
-        best, _ = update_best([], [{**b, "correct": b["right"]} for b in baselines if b["finished"]], st.keep_best)
+        best, _ = update_best([], [b for b in baselines if b["finished"]], st.keep_best)
     start = tuple(begin["prompt"])
     return {
         "run_id": state.get("run_id") or new_run_id(sess.task.name),

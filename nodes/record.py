@@ -2,7 +2,7 @@
 
 The history lives in the checkpointed state, so ``runs show`` reads it back from any checkpoint;
 it holds scores and token ids, not reasoning, to keep every snapshot small. The best-prompt list
-takes only prompts scored on the whole selection pool (see :func:`nodes.selection.update_best`).
+takes only prompts scored on the whole selection pool (see :func:`nodes.decisions.update_best`).
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 from langgraph.runtime import Runtime
 
 from gradprompt.nodes.context import Context
+from gradprompt.nodes.decisions import update_best
 from gradprompt.nodes.proposers import source_counts
-from gradprompt.nodes.selection import update_best
 from gradprompt.nodes.session import Session, trajectory_of, trajectory_record
 from gradprompt.nodes.state import State
 
@@ -83,7 +83,7 @@ def record(state: State, runtime: Runtime[Context]) -> dict:
     full = [_slim(c) for c in [state["current"], *state["evaluated"]] if _on_pool(c, pool_size)]
     best, improved = update_best(
         state.get("best", []),
-        [{**c, "correct": c["right"]} for c in full],
+        full,
         st.keep_best,
     )
     deleted = list(state.get("deleted_phrases", []))

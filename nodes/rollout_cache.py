@@ -22,7 +22,7 @@ from functools import lru_cache
 from langgraph.store.base import BaseStore, GetOp, PutOp
 from langgraph.store.memory import InMemoryStore
 
-from gradprompt.nodes.selection import Outcome
+from gradprompt.nodes.decisions import Outcome
 from gradprompt.nodes.tasks.task import Example
 
 

@@ -1,4 +1,4 @@
-"""select: the update this step proposes, by the run's acceptance rule (:func:`nodes.selection.accept`)
+"""select: the update this step proposes, by the run's acceptance rule (:func:`nodes.decisions.accept`)
 over the race's finishers (official variant), or the gradient argmax (paper variant). A person may
 still overrule it before it is applied."""
 
@@ -7,8 +7,8 @@ from __future__ import annotations
 from langgraph.runtime import Runtime
 
 from gradprompt.nodes.context import Context
+from gradprompt.nodes.decisions import Contender, RaceResult, accept
 from gradprompt.nodes.evaluate import pool_rollout
-from gradprompt.nodes.selection import Contender, RaceResult, accept
 from gradprompt.nodes.session import rollouts, selection_pool
 from gradprompt.nodes.state import State
 

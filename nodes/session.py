@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from gradprompt.nodes.runtime.runtime import Runtime
+from gradprompt.nodes.runtime.model_runtime import ModelRuntime
 from gradprompt.nodes.settings import RunSettings
 from gradprompt.nodes.tasks import Splits, Task, load_task
 from gradprompt.nodes.tasks.readout import Readout, readout_of
@@ -20,7 +20,7 @@ from gradprompt.nodes.tasks.readout import Readout, readout_of
 @dataclass(frozen=True)
 class Session:
     settings: RunSettings
-    rt: Runtime
+    rt: ModelRuntime
     task: Task
     splits: Splits
     cache_store: Any = None  # the graph's LangGraph store, where the run's rollout cache lives
@@ -33,8 +33,8 @@ class Session:
 
 
 @lru_cache(maxsize=4)
-def _runtime(model: str, device: str, dtype: str, placement: str, max_batch: int) -> Runtime:
-    return Runtime.from_spec(model, placement=placement, device=device, dtype=dtype, max_batch=max_batch)
+def _runtime(model: str, device: str, dtype: str, placement: str, max_batch: int) -> ModelRuntime:
+    return ModelRuntime.from_spec(model, placement=placement, device=device, dtype=dtype, max_batch=max_batch)
 
 
 @lru_cache(maxsize=16)

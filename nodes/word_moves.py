@@ -40,7 +40,7 @@ from gradprompt.nodes.readability import is_known
 from gradprompt.nodes.runtime import word_units
 from gradprompt.nodes.runtime.batching import pad, run_chunked
 from gradprompt.nodes.runtime.candidates import example_groups, propose_candidates
-from gradprompt.nodes.runtime.runtime import Runtime
+from gradprompt.nodes.runtime.model_runtime import ModelRuntime
 from gradprompt.nodes.runtime.scoring import fluency_costs, window_gradients
 from gradprompt.nodes.settings import StepSettings
 from gradprompt.nodes.tasks.task import Example
@@ -79,11 +79,11 @@ class WordProposal:
     disfluent: int = 0  # moves not raced: they read worse than the fluency limit allows
 
 
-def _encode(rt: Runtime):
+def _encode(rt: ModelRuntime):
     return rt.layout.text_ids
 
 
-def next_token_logprobs(rt: Runtime, pairs: Sequence[tuple[str, PromptIds]]) -> torch.Tensor:
+def next_token_logprobs(rt: ModelRuntime, pairs: Sequence[tuple[str, PromptIds]]) -> torch.Tensor:
     """(N, V) log-probabilities of the token after each (question, prompt prefix), batched."""
 
     def chunk(items):
@@ -97,7 +97,7 @@ def next_token_logprobs(rt: Runtime, pairs: Sequence[tuple[str, PromptIds]]) -> 
     return torch.stack(run_chunked(list(pairs), chunk, rt.max_batch, key=lambda qp: len(qp[0]) + len(qp[1])))
 
 
-def complete_words(rt: Runtime, prefix: PromptIds, first_tokens: Sequence[int]) -> list[PromptIds]:
+def complete_words(rt: ModelRuntime, prefix: PromptIds, first_tokens: Sequence[int]) -> list[PromptIds]:
     """Each first token grown into a whole word: while the model's likeliest next token after the
     prompt's text so far glues letters onto it, it is appended. Only the prompt's own words are the
     context (no question): how a word ends depends on the words just before it, and the rows stay a
@@ -137,7 +137,7 @@ def complete_words(rt: Runtime, prefix: PromptIds, first_tokens: Sequence[int]) 
 
 
 def propose_word_moves(
-    rt: Runtime,
+    rt: ModelRuntime,
     forced_rows,
     settings: StepSettings,
     examples: Sequence[Example],
@@ -215,7 +215,7 @@ def propose_word_moves(
 
 
 def reading_candidates(
-    rt: Runtime, prefix: PromptIds, starts: torch.Tensor, exclude: Sequence[int], k: int
+    rt: ModelRuntime, prefix: PromptIds, starts: torch.Tensor, exclude: Sequence[int], k: int
 ) -> list[int]:
     """The ``k`` likeliest word starts after ``prefix`` with the prompt read on its own, as a
     user's message: the words the model expects in an instruction there ("Please", "What", "Read"),
@@ -234,7 +234,7 @@ def reading_candidates(
 
 
 def choose_moves(
-    rt: Runtime,
+    rt: ModelRuntime,
     prompt: PromptIds,
     moves: list[WordMove],
     n: int,

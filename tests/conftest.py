@@ -35,9 +35,9 @@ def data_dir() -> Path:
 def tiny_rt():
     from tiny_model import tiny_loaded
 
-    from gradprompt.nodes.runtime.runtime import Runtime
+    from gradprompt.nodes.runtime.model_runtime import ModelRuntime
 
-    return Runtime(tiny_loaded())
+    return ModelRuntime(tiny_loaded())
 
 
 @pytest.fixture(scope="session")
@@ -46,16 +46,16 @@ def tiny_rt64():
     import torch
     from tiny_model import tiny_loaded
 
-    from gradprompt.nodes.runtime.runtime import Runtime
+    from gradprompt.nodes.runtime.model_runtime import ModelRuntime
 
-    return Runtime(tiny_loaded(dtype=torch.float64))
+    return ModelRuntime(tiny_loaded(dtype=torch.float64))
 
 
 @pytest.fixture(scope="session")
 def smollm2_rt():
-    from gradprompt.nodes.runtime.runtime import Runtime
+    from gradprompt.nodes.runtime.model_runtime import ModelRuntime
 
-    return Runtime.from_spec("smollm2", device="cpu")
+    return ModelRuntime.from_spec("smollm2", device="cpu")
 
 
 @pytest.fixture()

@@ -23,7 +23,7 @@ import torch
 from transformers import DynamicCache
 
 from gradprompt.nodes.runtime.batching import pad, run_chunked
-from gradprompt.nodes.runtime.runtime import Runtime
+from gradprompt.nodes.runtime.model_runtime import ModelRuntime
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class ForcedLosses:
     position_logprobs: torch.Tensor | None  # (B, V) log p(. | prefix) at the edited position
 
 
-def _logits_from(rt: Runtime, rows: Sequence[ForcedRow], positions: list[int], edit_embeds, prefix: bool):
+def _logits_from(rt: ModelRuntime, rows: Sequence[ForcedRow], positions: list[int], edit_embeds, prefix: bool):
     """Per row, the logits predicting its prompt tokens (from ``max(prompt[0], 1)`` on) and its
     answer tokens, with the embeddings at ``positions`` replaced.
 
@@ -119,7 +119,7 @@ def _logits_from(rt: Runtime, rows: Sequence[ForcedRow], positions: list[int], e
 
 
 def forced_losses(
-    rt: Runtime,
+    rt: ModelRuntime,
     rows: Sequence[ForcedRow],
     position: int | Sequence[int] | None,
     *,
@@ -214,7 +214,7 @@ def token_chunks(rows: Sequence[ForcedRow], budget: int, skip: Sequence[int] | N
 
 
 def window_gradients(
-    rt: Runtime,
+    rt: ModelRuntime,
     rows: Sequence[ForcedRow],
     positions: Sequence[int],
     *,
@@ -263,7 +263,7 @@ def window_gradients(
 
 
 def one_hot_loss(
-    rt: Runtime,
+    rt: ModelRuntime,
     rows: Sequence[ForcedRow],
     position: int,
     candidates: torch.Tensor,
@@ -286,7 +286,7 @@ def one_hot_loss(
 
 
 @torch.no_grad()
-def prompt_nll(rt: Runtime, contexts: Sequence) -> list[float]:
+def prompt_nll(rt: ModelRuntime, contexts: Sequence) -> list[float]:
     """Mean NLL of each context's prompt tokens given what precedes them (0 for empty prompts)."""
 
     def chunk(items):
@@ -302,7 +302,7 @@ def prompt_nll(rt: Runtime, contexts: Sequence) -> list[float]:
 
 
 @torch.no_grad()
-def reading_nll(rt: Runtime, prompts: Sequence[Sequence[int]]) -> list[float]:
+def reading_nll(rt: ModelRuntime, prompts: Sequence[Sequence[int]]) -> list[float]:
     """NLL of each prompt read on its own as a whole user's message: its tokens and the end of the
     message after them.
 
@@ -324,7 +324,7 @@ def reading_nll(rt: Runtime, prompts: Sequence[Sequence[int]]) -> list[float]:
     return run_chunked(list(prompts), chunk, rt.max_batch, key=len)
 
 
-def fluency_costs(rt: Runtime, current: Sequence[int], prompts: Sequence[Sequence[int]]) -> list[float]:
+def fluency_costs(rt: ModelRuntime, current: Sequence[int], prompts: Sequence[Sequence[int]]) -> list[float]:
     """What each prompt adds to ``current``'s :func:`reading_nll` (negative: it reads better), in
     one batched call; the figure every source's fluency limit compares."""
     nll = reading_nll(rt, [tuple(current), *(tuple(p) for p in prompts)])

@@ -7,10 +7,10 @@ import random
 import pytest
 
 from gradprompt.errors import GradpromptError
+from gradprompt.nodes.decisions import SelectionConfig, accept, race
 from gradprompt.nodes.greater import next_position, pool_order, propose, rollout
 from gradprompt.nodes.rollout_cache import RolloutCache, cache_namespace
 from gradprompt.nodes.runtime.model_loading import load_model
-from gradprompt.nodes.selection import SelectionConfig, accept, race
 from gradprompt.nodes.settings import StepSettings
 from gradprompt.nodes.tasks import builtin_task
 

@@ -145,9 +145,9 @@ def test_candidates_sharing_a_prefix_decode_as_plain_greedy(placement, edit):
     from tiny_model import tiny_loaded
 
     from gradprompt.nodes.runtime.decoding import shared_prefix_lengths
-    from gradprompt.nodes.runtime.runtime import Runtime
+    from gradprompt.nodes.runtime.model_runtime import ModelRuntime
 
-    rt = Runtime(tiny_loaded(), placement)
+    rt = ModelRuntime(tiny_loaded(), placement)
     base = rt.encode_prompt("Let's think step by step.")
     pos = edit % len(base)
     prompts = [base] + [[*base[:pos], t, *base[pos + 1 :]] for t in (40, 77)]
@@ -196,9 +196,9 @@ def test_candidates_of_other_lengths_share_the_prefix_and_decode_as_plain_greedy
     from tiny_model import tiny_loaded
 
     from gradprompt.nodes.runtime.decoding import shared_prefix_lengths
-    from gradprompt.nodes.runtime.runtime import Runtime
+    from gradprompt.nodes.runtime.model_runtime import ModelRuntime
 
-    rt = Runtime(tiny_loaded(), placement)
+    rt = ModelRuntime(tiny_loaded(), placement)
     base = rt.encode_prompt("Let's think step by step.")
     prompts = [base, [*base[:3], 41, *base[3:]], [*base[:3], *base[4:]], [*base[:4], 55, 66, *base[4:]], []]
     extractor = rt.layout.text_ids(EXTRACTOR)
@@ -224,9 +224,9 @@ def test_the_header_every_question_shares_runs_once_and_decodes_as_plain_greedy(
     from tiny_model import tiny_loaded
 
     from gradprompt.nodes.runtime.decoding import common_prefix_length, shared_prefix_lengths
-    from gradprompt.nodes.runtime.runtime import Runtime
+    from gradprompt.nodes.runtime.model_runtime import ModelRuntime
 
-    rt = Runtime(tiny_loaded(), placement)
+    rt = ModelRuntime(tiny_loaded(), placement)
     base = rt.encode_prompt("Let's think step by step.")
     extractor = rt.layout.text_ids(EXTRACTOR)
     gold = tuple(rt.layout.text_ids(" Yes"))

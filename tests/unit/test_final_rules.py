@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import pytest
 from scipy.stats import binomtest
 
+from gradprompt.nodes.decisions import Outcome, final_choice, p_better
 from gradprompt.nodes.finalize import choose, finalists, start_of
-from gradprompt.nodes.selection import Outcome, final_choice, p_better
 
 
 def outcomes(correct: list[bool], margins: list[float] | None = None) -> list[Outcome]:

@@ -50,7 +50,7 @@ def test_rollout_reports_every_row_and_counts_usage(tiny_rt, terminal, monkeypat
 
         return original(*args, on_done=both, **kwargs)
 
-    monkeypatch.setattr("gradprompt.nodes.runtime.runtime.reason_and_answer", spy)
+    monkeypatch.setattr("gradprompt.nodes.runtime.model_runtime.reason_and_answer", spy)
     task = builtin_task("compare")
     examples = task.examples[:5]
     prompts = [tuple(tiny_rt.encode_prompt("Think step by step.")), ()]

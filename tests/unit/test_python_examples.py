@@ -85,9 +85,9 @@ ON_TINY = """
     import sys
     sys.path.insert(0, {tests!r})
     import gradprompt.nodes.session
-    from gradprompt.nodes.runtime.runtime import Runtime
+    from gradprompt.nodes.runtime.model_runtime import ModelRuntime
     from tiny_model import tiny_loaded
-    rt = Runtime(tiny_loaded())
+    rt = ModelRuntime(tiny_loaded())
     gradprompt.nodes.session._runtime = lambda *args: rt
 """
 

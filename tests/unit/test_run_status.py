@@ -163,7 +163,7 @@ def test_runs_show_history_prints_examples_from_the_rollout_cache(tmp_path, on_t
 
 def test_evaluate_shows_examples_and_compares_prompts_paired(tmp_path, on_tiny_model, capsys):
     from gradprompt.graph.evaluation import evaluate_prompts
-    from gradprompt.nodes.selection import paired_gain
+    from gradprompt.nodes.decisions import paired_gain
 
     args = ["evaluate", "--task", "builtin:compare", "--dev", "6", "--max-new-tokens", "3", "--show", "3"]
     code, text = _cli(capsys, *args, "--prompt", "Answer.", "--prompt", "Think first, then answer.")

@@ -153,10 +153,10 @@ def test_prefix_cached_gradient_equals_the_whole_sequence(placement, positions, 
     forward and backward over whole sequences, for every placement."""
     from tiny_model import tiny_loaded
 
-    from gradprompt.nodes.runtime.runtime import Runtime
+    from gradprompt.nodes.runtime.model_runtime import ModelRuntime
     from gradprompt.nodes.runtime.scoring import token_chunks, window_gradients
 
-    rt = Runtime(tiny_loaded(dtype=torch.float64), placement)
+    rt = ModelRuntime(tiny_loaded(dtype=torch.float64), placement)
     prompt = tuple(rt.encode_prompt(PROMPT))
     rows = _rows(rt, prompt, reasoning_len)
     whole = window_gradients(rt, rows, positions, **SETTINGS, prefix=False)

@@ -287,15 +287,15 @@ def accept(current: PromptIds, current_outcomes: Sequence[Outcome], result: Race
 
 # ----- 3. the best-prompt list ----------------------------------------------------------------------
 def update_best(best: list[dict], scored: Sequence[dict], keep: int) -> tuple[list[dict], bool]:
-    """Merge prompts scored on the whole pool (dicts with ``prompt``, ``correct``, ``gold_logprob``,
-    ``nll``, ``pool``) into the list; returns the new list and whether its top accuracy rose."""
+    """Merge prompts scored on the whole pool (dicts with ``prompt``, ``right``, ``gold_logprob``,
+    ``nll``) into the list; returns the new list and whether its top accuracy rose."""
     pool = {tuple(b["prompt"]): b for b in best}
-    before = max((b["correct"] for b in best), default=-1)
+    before = max((b["right"] for b in best), default=-1)
     for s in scored:
         pool.setdefault(tuple(s["prompt"]), s)
-    ranked = sorted(pool.values(), key=lambda b: (b["correct"], b["gold_logprob"], -b["nll"]), reverse=True)
+    ranked = sorted(pool.values(), key=lambda b: (b["right"], b["gold_logprob"], -b["nll"]), reverse=True)
     ranked = ranked[:keep]
-    after = ranked[0]["correct"] if ranked else -1
+    after = ranked[0]["right"] if ranked else -1
     return ranked, after > before
 
 

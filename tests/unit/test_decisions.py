@@ -1,4 +1,4 @@
-"""The search's decision rules (nodes/selection.py) on known counts, and the rollout cache and
+"""The search's decision rules (nodes/decisions.py) on known counts, and the rollout cache and
 racing path on the tiny random model."""
 
 from __future__ import annotations
@@ -9,11 +9,7 @@ import pytest
 import torch
 from scipy.stats import binomtest
 
-from gradprompt.nodes.greater import gradient_batch, pool_order, rollout
-from gradprompt.nodes.rollout_cache import RolloutCache, cache_namespace
-from gradprompt.nodes.runtime.candidates import example_groups
-from gradprompt.nodes.runtime.runtime import PLAIN_TOKEN
-from gradprompt.nodes.selection import (
+from gradprompt.nodes.decisions import (
     Contender,
     Outcome,
     RaceResult,
@@ -25,6 +21,10 @@ from gradprompt.nodes.selection import (
     slices_for,
     update_best,
 )
+from gradprompt.nodes.greater import gradient_batch, pool_order, rollout
+from gradprompt.nodes.rollout_cache import RolloutCache, cache_namespace
+from gradprompt.nodes.runtime.candidates import example_groups
+from gradprompt.nodes.runtime.model_runtime import PLAIN_TOKEN
 from gradprompt.nodes.tasks import builtin_task
 
 
@@ -124,9 +124,9 @@ def test_acceptance_without_finishers_stays_unless_always():
 
 
 def test_best_list_ranks_on_the_pool_and_reports_a_rise_in_accuracy():
-    a = {"prompt": [1], "correct": 5, "gold_logprob": -1.0, "nll": 2.0}
-    b = {"prompt": [2], "correct": 5, "gold_logprob": -0.5, "nll": 3.0}
-    c = {"prompt": [3], "correct": 6, "gold_logprob": -4.0, "nll": 1.0}
+    a = {"prompt": [1], "right": 5, "gold_logprob": -1.0, "nll": 2.0}
+    b = {"prompt": [2], "right": 5, "gold_logprob": -0.5, "nll": 3.0}
+    c = {"prompt": [3], "right": 6, "gold_logprob": -4.0, "nll": 1.0}
     best, rose = update_best([], [a], keep=2)
     assert rose and best == [a]
     best, rose = update_best(best, [b], keep=2)
@@ -231,19 +231,19 @@ def test_the_vocabulary_is_scanned_once_per_tokenizer_not_per_runtime():
     """Runtimes of one model with other placements share the scan; another vocabulary gets its own."""
     from tiny_model import tiny_loaded
 
-    from gradprompt.nodes.runtime import runtime as runtime_module
-    from gradprompt.nodes.runtime.runtime import Runtime
+    from gradprompt.nodes.runtime import model_runtime as runtime_module
+    from gradprompt.nodes.runtime.model_runtime import ModelRuntime
 
     loaded = tiny_loaded()
     runtime_module._MASKS.clear()
     scans = []
     real = loaded.tokenizer.batch_decode
     loaded.tokenizer.batch_decode = lambda ids, **kw: scans.append(len(ids)) or real(ids, **kw)
-    first = Runtime(loaded, placement="after").allowed_tokens
-    second = Runtime(loaded, placement="system").allowed_tokens
+    first = ModelRuntime(loaded, placement="after").allowed_tokens
+    second = ModelRuntime(loaded, placement="system").allowed_tokens
     assert len(scans) == 1 and torch.equal(first, second)
     loaded.tokenizer.add_tokens(["zebra"])  # a different vocabulary is scanned again
-    third = Runtime(loaded).allowed_tokens
+    third = ModelRuntime(loaded).allowed_tokens
     assert len(scans) == 2 and third.shape == first.shape
 
 

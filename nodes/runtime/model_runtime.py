@@ -55,7 +55,7 @@ def _by_question(job: DecodeJob) -> tuple:
     return (job.prompt[0], job.context[: job.prompt[0]], len(job.context))
 
 
-class Runtime:
+class ModelRuntime:
     """A model plus everything derived from it once: layout, stop ids, allowed-token mask."""
 
     def __init__(
@@ -87,7 +87,7 @@ class Runtime:
         device: str | None = None,
         dtype: str | None = None,
         max_batch: int = 32,
-    ) -> Runtime:
+    ) -> ModelRuntime:
         return cls(load_model(model, device, dtype), placement, max_batch)
 
     # ----- token facts ---------------------------------------------------------------------------
