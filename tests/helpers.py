@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -101,6 +102,26 @@ def wait_until(ready: Callable[[], bool], proc: subprocess.Popen, what: str, lim
         time.sleep(0.3)
     proc.kill()
     raise AssertionError(f"{what}: not ready after {limit}s (last check: {last!r})") from last
+
+
+def pause_inside_step(proc: subprocess.Popen, step: int, values: Callable[[], dict]) -> None:
+    """Until the run in ``proc`` is inside ``step`` (the steps before it finished, the step's own
+    nodes not yet through; ``values`` reads its state), and leave the process stopped there
+    (SIGSTOP). Each check stops the process first, so what it sees still holds when the caller
+    acts: a check of a running process could see the step and find the run finished a moment later."""
+
+    def inside() -> bool:
+        proc.send_signal(signal.SIGSTOP)
+        seen = False
+        try:
+            now = values()
+            seen = now.get("step") == step and bool(now.get("next")) and now["next"] != ["finalize"]
+        finally:
+            if not seen:
+                proc.send_signal(signal.SIGCONT)
+        return seen
+
+    wait_until(inside, proc, f"the run inside step {step}", limit=900)
 
 
 def serve(command: list[str], port: int, what: str, **popen) -> subprocess.Popen:

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 
 import pytest
-from helpers import SMALL_RUN, flags, node_runs, run_cli, start_cli, wait_until
+from helpers import SMALL_RUN, flags, node_runs, pause_inside_step, run_cli, start_cli
 
 from gradprompt.graph import build_graph, fork, list_runs, optimize, resume, run_values
 from gradprompt.store.checkpoints import open_checkpointer
@@ -75,16 +74,6 @@ def test_racing_history_says_how_far_each_candidate_got_and_why(tmp_path):
     assert pool in seen
 
 
-def _wait_for_step(run_dir, run_id: str, step: int, proc: subprocess.Popen) -> None:
-    """Until ``step`` has its reasoning checkpointed (the run is between two nodes of that step)."""
-
-    def reached() -> bool:
-        values = run_values(run_id, run_dir=run_dir)
-        return values.get("step", 0) >= step and values.get("next") == ["propose"]
-
-    wait_until(reached, proc, f"run {run_id} reaching step {step}", limit=900)
-
-
 def test_killed_run_resumes_to_the_same_result(tmp_path):
     # each run gets a store of its own, so the second cannot retrieve what the first recorded
     args = [
@@ -101,7 +90,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
     ]
     proc = start_cli(*args, "--run-id", "killed", run_dir=tmp_path)
     try:
-        _wait_for_step(tmp_path, "killed", 1, proc)  # step 0 finished, step 1's reasoning checkpointed
+        pause_inside_step(proc, 1, lambda: run_values("killed", run_dir=tmp_path))  # step 0 finished, step 1 under way
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -162,8 +151,9 @@ def test_fork_with_an_edited_prompt(tmp_path):
 def test_ctrl_c_stops_at_a_node_boundary_and_resumes(tmp_path):
     args = ["optimize", "--task", "builtin:compare", "--steps", "2", *SMALL_FLAGS]
     proc = start_cli(*args, "--run-id", "ctrlc", run_dir=tmp_path)
-    _wait_for_step(tmp_path, "ctrlc", 1, proc)
+    pause_inside_step(proc, 1, lambda: run_values("ctrlc", run_dir=tmp_path))
     proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGCONT)
     _, err = proc.communicate(timeout=900)
     assert proc.returncode == 130
     assert "gradprompt resume ctrlc" in err

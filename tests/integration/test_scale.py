@@ -15,7 +15,19 @@ import uuid
 from collections import Counter
 
 import pytest
-from helpers import ENV, SMALL_RUN, call_cli, flags, free_port, node_runs, run_cli, start_cli, unavailable, wait_until
+from helpers import (
+    ENV,
+    SMALL_RUN,
+    call_cli,
+    flags,
+    free_port,
+    node_runs,
+    pause_inside_step,
+    run_cli,
+    start_cli,
+    unavailable,
+    wait_until,
+)
 from servers import local_postgres, postgres_bin
 
 from gradprompt.graph import list_runs, optimize, run_values
@@ -193,12 +205,8 @@ def test_killed_run_resumes_from_postgres_to_the_same_result(tmp_path, pg):
     proc = start_cli(*args, "--store", str(tmp_path / "store-killed"), "--run-id", "killed", "--checkpointer", pg,
                      run_dir=tmp_path)  # fmt: skip
 
-    def reached() -> bool:  # step 1's reasoning is checkpointed: the run is between two nodes
-        values = run_values("killed", checkpointer=pg, run_dir=tmp_path)
-        return values.get("step", 0) >= 1 and values.get("next") == ["propose"]
-
-    try:
-        wait_until(reached, proc, "run killed reaching step 1", limit=900)
+    try:  # step 0 finished, step 1 under way
+        pause_inside_step(proc, 1, lambda: run_values("killed", checkpointer=pg, run_dir=tmp_path))
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
