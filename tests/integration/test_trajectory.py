@@ -349,3 +349,38 @@ def test_edit_limit_bounds_every_candidate_and_positions_decay(tmp_path):
 
     window = positions_for_step(limits[0], 6, 1, 3)
     assert window > 1 and result.history[1]["position"] == window  # the sweep moves past the whole window
+
+
+def test_store_search_show_and_export_from_the_command_line(tmp_path):
+    from helpers import call_cli
+
+    location = str(tmp_path / "store")
+    store = TrajectoryStore(location)
+    store.add([_record(t, i) for i, t in enumerate(TEXTS)])
+    store.add([_record("Reply in French only.", 50, task="t2", run="r2")])
+    store.add([_record("Let's think step by step!", 99, model="other-model", run="r3")])
+
+    def cli(*args: str):
+        out = call_cli("store", *args, "--store", location, run_dir=tmp_path)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    query = "Let us think about it step by step."
+    found = json.loads(cli("search", query, "--model", "m1", "-k", "3", "--json"))
+    assert [h["text"] for h in found] == [h.record.text for h in store.similar(query, model="m1", k=3)]
+    assert all(h["model"] == "m1" for h in found) and found[0]["similarity"] >= found[-1]["similarity"]
+    only_t2 = json.loads(cli("search", query, "--model", "m1", "--task", "t2", "--json"))
+    assert [h["text"] for h in only_t2] == ["Reply in French only."]
+    printed = cli("search", query, "--model", "m1", "-k", "2")
+    assert len(printed.splitlines()) == 2 and found[0]["text"] in printed.splitlines()[0]
+
+    shown = json.loads(cli("show", "r1", "--json"))
+    assert [r["text"] for r in shown] == TEXTS  # in step order
+    missing = call_cli("store", "show", "nope", "--store", location, run_dir=tmp_path)
+    assert missing.returncode != 0 and "no records of run 'nope'" in missing.stderr
+
+    exported = json.loads(cli("export", str(tmp_path / "all.jsonl")))
+    lines = [json.loads(line) for line in (tmp_path / "all.jsonl").read_text().splitlines()]
+    assert exported["exported"] == len(lines) == len(TEXTS) + 2
+    assert sorted(r["text"] for r in lines) == sorted([*TEXTS, "Reply in French only.", "Let's think step by step!"])
+    assert not (tmp_path / "all.jsonl.tmp").exists()

@@ -19,12 +19,11 @@ def test_spans_hold_the_prompt_and_question(template, placement):
     tok = tiny_tokenizer(TEMPLATES[template])
     layout = ChatLayout(tok, placement)
     prompt_ids = layout.text_ids(PROMPT)
-    try:
-        enc = layout.encode(QUESTION, prompt_ids)
-    except GradpromptError as exc:
-        assert template == "gemma" and placement == "system", exc
-        assert "choose another placement" in str(exc)
+    if template == "gemma" and placement == "system":  # the template has no system turn
+        with pytest.raises(GradpromptError, match="choose another placement"):
+            layout.encode(QUESTION, prompt_ids)
         return
+    enc = layout.encode(QUESTION, prompt_ids)
     assert enc.ids[enc.prompt[0] : enc.prompt[1]] == prompt_ids
     assert tok.decode(enc.ids[enc.question[0] : enc.question[1]]).strip() == QUESTION
     rendered = tok.apply_chat_template(layout._messages(QUESTION), tokenize=False, add_generation_prompt=True).replace(

@@ -117,6 +117,31 @@ def test_loss_only_counts_answer_tokens(tiny_rt):
     assert abs(float(out_other.total) - float(out.total)) > 1e-4
 
 
+@pytest.mark.parametrize("placement", ["after", "system"])
+def test_each_loss_term_equals_one_plain_forward_pass(tiny_rt64, placement):
+    """The answer cross-entropy at the temperature, the prompt NLL from the prompt's second token
+    on (the first has nothing before it when the prompt opens the sequence), and the total that
+    weighs them, each from the model's plain logits: no code shared with ``forced_losses``."""
+    from gradprompt.nodes.runtime.model_runtime import ModelRuntime
+
+    rt = ModelRuntime(tiny_rt64.loaded, placement)
+    rows = _rows(rt, tuple(rt.encode_prompt(PROMPT)))
+    temperature, weight = 0.7, 0.3
+    out = forced_losses(rt, rows, None, temperature=temperature, nll_weight=weight)
+    ces, nlls = [], []
+    for row in rows:
+        logits = rt.model(input_ids=torch.tensor([row.ids])).logits[0]
+        logp, scaled = torch.log_softmax(logits, -1), torch.log_softmax(logits / temperature, -1)
+        a0, a1 = row.answer
+        ces.append(-sum(scaled[t - 1, row.ids[t]] for t in range(a0, a1)) / (a1 - a0))
+        first = max(row.prompt[0], 1)
+        nlls.append(-sum(logp[t - 1, row.ids[t]] for t in range(first, row.prompt[1])) / (row.prompt[1] - first))
+    assert all(row.prompt[1] - row.prompt[0] > 1 for row in rows)
+    torch.testing.assert_close(out.answer_ce, torch.stack(ces), rtol=1e-6, atol=1e-8)
+    torch.testing.assert_close(out.prompt_nll, torch.stack(nlls), rtol=1e-6, atol=1e-8)
+    torch.testing.assert_close(out.total, sum(ces) + weight * sum(nlls), rtol=1e-6, atol=1e-8)
+
+
 def test_batched_generation_equals_one_at_a_time(tiny_rt):
     rt = tiny_rt
     contexts = rt.contexts(QUESTIONS, rt.encode_prompt(PROMPT))

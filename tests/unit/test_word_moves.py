@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from gradprompt.nodes.edit_limit import word_distance
-from gradprompt.nodes.greater import forced_rows, rollout
+from gradprompt.nodes.greater import forced_rows, next_position, rollout
 from gradprompt.nodes.phrase_edits import all_edits, phrases, sample_edits
 from gradprompt.nodes.readability import is_known, readability
 from gradprompt.nodes.runtime import word_units
@@ -139,6 +139,17 @@ def test_the_sweep_visits_every_gap_and_wraps(tiny_rt):
     prompt = tuple(tiny_rt.encode_prompt(PROMPT))
     n = len(word_units.units(tiny_rt.tokenizer, prompt))
     assert [next_slot(tiny_rt.tokenizer, prompt, s) for s in range(n + 1)] == [*range(1, n + 1), 0]
+
+
+def test_token_moves_wrap_after_a_sentence_end_and_grow_a_prompt_without_one(tiny_rt):
+    """GReaTer's token sweep: past the last token it starts again when the prompt ends a sentence,
+    and otherwise appends a token."""
+    ended = tuple(tiny_rt.encode_prompt("Think step by step."))
+    open_ended = tuple(tiny_rt.encode_prompt("Think step by step"))
+    assert tiny_rt.ends_sentence(ended[-1]) and not tiny_rt.ends_sentence(open_ended[-1])
+    assert [next_position(tiny_rt, ended, p) for p in range(len(ended))] == [*range(1, len(ended)), 0]
+    assert next_position(tiny_rt, open_ended, len(open_ended) - 1) == len(open_ended)
+    assert next_position(tiny_rt, (), 0) == 0
 
 
 def test_phrase_edits_on_a_fixed_prompt(tiny_rt):
