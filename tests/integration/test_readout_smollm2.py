@@ -6,7 +6,7 @@ import pytest
 import torch
 from helpers import SMALL_RUN
 
-from gradprompt.graph import evaluate_prompt, optimize
+from gradprompt.graph import evaluate_prompts, optimize
 from gradprompt.nodes.session import session
 from gradprompt.nodes.settings import RunSettings
 from gradprompt.nodes.tasks.readout import readout_of
@@ -36,15 +36,16 @@ def _per_option_forward(rt, readout, example, prompt_ids, max_new: int) -> bool:
 def test_evaluate_with_the_choice_readout_agrees_with_a_forward_per_option(data_dir, max_new):
     task = f"jsonl:{data_dir / 'fsc' / 'sst-2.jsonl'}"
     sizes = {"train": 4, "dev": 4, "test": 8, "max_new_tokens": max_new}
-    got = evaluate_prompt(task, PROMPT, split="test", **sizes)
+    got = evaluate_prompts(task, [PROMPT], split="test", show=8, **sizes)
     sess = session(RunSettings(task=task, **sizes))
     readout = readout_of(sess.task.answer_format, "choice", max_new)
     assert readout.chooses and [label for label, _ in readout.options("q")] == ["positive", "negative"]
     ids = tuple(sess.rt.encode_prompt(PROMPT))
     want = [_per_option_forward(sess.rt, readout, ex, ids, max_new) for ex in sess.splits.test]
-    assert got["accuracy"] == pytest.approx(sum(want) / len(want))
+    assert [ex["by_prompt"][0]["correct"] for ex in got["shown"]] == want  # example by example
     assert got["examples"] == 8 and got["readout"] == "choice" and got["max_new_tokens"] == max_new
-    assert got["ci95"][0] <= got["accuracy"] <= got["ci95"][1]
+    assert got["prompts"][0]["accuracy"] == pytest.approx(sum(want) / len(want))
+    assert 0 < sum(want) < len(want), "every answer right or every answer wrong: the comparison is too weak"
 
 
 def test_a_direct_answer_run_races_every_step_and_finishes(data_dir, tmp_path):

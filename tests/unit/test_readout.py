@@ -64,13 +64,19 @@ def test_letters_are_only_those_the_question_offers(tiny_rt):
     prompt = tuple(rt.encode_prompt(PROMPT))
     jobs = decode_jobs(rt, readout, [(prompt, e, ()) for e in examples])
     out = rt.reason_and_answer(jobs, 6, fmt.max_answer_tokens)
+    free_choices = []
     for ex, job, got in zip(examples, jobs, out, strict=True):
         offered = [letter for letter, _ in readout.options(ex.question)]
         assert len(job.options) == len(offered) == ex.question.count("(")
         assert rt.decode(got.answer) in offered
-        # the likeliest token after the extractor is, on this random model, not a letter at all
         want = [_brute_force(rt, job.context, got.reasoning, job.extractor, o) for o in job.options]
         assert got.option_logprobs == pytest.approx(want, abs=1e-3)
+        row = torch.tensor([tuple(job.context) + tuple(got.reasoning) + tuple(job.extractor)])
+        with torch.no_grad():
+            free_choices.append(rt.decode([int(rt.model(input_ids=row).logits[0, -1].argmax())]).strip())
+    # the likeliest token after the extractor is, on this random model, not an offered letter: the
+    # answers above are letters because the readout chooses among the options, not by chance
+    assert any(c not in ("A", "B", "C") for c in free_choices), free_choices
     rolled = rollout(rt, readout, examples, [prompt], 6)[0]
     assert all(a in ("A", "B", "C") for a in rolled.answers)
 
