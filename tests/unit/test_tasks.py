@@ -281,3 +281,48 @@ def test_closed_answer_splits_hold_the_answers_in_the_task_proportions(seed):
     assert sorted(int(e.answer) for p in numbers.split(seed, 20, 30, 50).__dict__.values() for e in p) == list(
         range(100)
     )
+
+
+_DRAWS = """
+import json
+from gradprompt.nodes.greater import gradient_batch, pool_order
+from gradprompt.nodes.tasks import BUILTIN_TASKS, builtin_task
+out = {}
+for name in BUILTIN_TASKS:
+    task = builtin_task(name)
+    splits = task.split(3, 20, 10, 10)
+    pool = pool_order(splits.train, 3)
+    out[name] = {
+        "examples": [[e.question, e.answer] for e in task.examples],
+        "splits": [[e.question for e in part] for part in (splits.train, splits.dev, splits.test)],
+        "pool": [e.question for e in pool],
+        "batches": [gradient_batch(pool, 4, 3, step) for step in range(3)],
+    }
+print(json.dumps(out))
+"""
+
+
+def test_tasks_splits_and_draws_are_the_same_in_every_process():
+    """What a resumed run in a new process must see again: built-in tasks, splits, pool order and
+    gradient batches do not follow the interpreter's per-process string hashing."""
+    import json
+    import subprocess
+    import sys
+
+    from helpers import ENV
+
+    got = [
+        json.loads(
+            subprocess.run(
+                [sys.executable, "-c", _DRAWS],
+                env={**ENV, "PYTHONHASHSEED": seed},
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=600,
+            ).stdout
+        )
+        for seed in ("1", "2")
+    ]
+    assert got[0] == got[1]
+    assert all(len(set(map(tuple, v["batches"]))) > 1 for v in got[0].values())  # the steps draw differently
