@@ -31,6 +31,25 @@ def test_bars_draw_on_a_terminal_and_nest(terminal):
     assert "1/3" in text  # the kept outer bar's last state
 
 
+def test_a_paused_display_draws_nothing_until_it_resumes(terminal):
+    """What keeps a question asked at the terminal on screen: while paused, the live display
+    neither redraws on its own (it would every 0.1 s) nor draws what the bars report."""
+    import time
+
+    with progress_bars.progress_bar("searching", total=10, unit="steps") as bar:
+        with progress_bars.paused():
+            before = terminal.getvalue()
+            for _ in range(5):
+                bar.advance()
+                time.sleep(0.1)
+            assert terminal.getvalue() == before  # nothing at all was written while paused
+        bar.advance()
+        deadline = time.time() + 60
+        while "6/10" not in terminal.getvalue() and time.time() < deadline:
+            time.sleep(0.05)  # the resumed display draws the bar's state on its next refresh
+        assert "6/10" in terminal.getvalue()
+
+
 def test_bars_are_silent_when_quiet_or_not_a_terminal(terminal):
     with progress_bars.quiet(), progress_bars.progress_bar("hidden", total=2) as bar:
         bar.advance()
