@@ -17,9 +17,9 @@ from langgraph.types import interrupt
 from gradprompt.errors import GradpromptError
 from gradprompt.nodes.context import Context
 from gradprompt.nodes.decisions import discordant
-from gradprompt.nodes.evaluate import pool_rollout
 from gradprompt.nodes.session import scored
 from gradprompt.nodes.state import State
+from gradprompt.nodes.step import pool_rollout
 
 ACTIONS = ("approve", "reject", "edit")
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 from scipy.stats import binomtest
 
@@ -254,22 +254,25 @@ class Decision:
     reason: str
 
 
-def accept(current: PromptIds, current_outcomes: Sequence[Outcome], result: RaceResult, rule: Acceptance) -> Decision:
-    """Apply the acceptance rule to a finished race."""
-    finished = result.finished
-    if not finished:
-        if rule == "always" and result.contenders:
-            furthest = max(result.contenders, key=lambda c: (c.evaluated, rank_key(c.outcomes)))
-            return Decision(
-                furthest.prompt, True, "always: every candidate stopped early; took the one that went furthest"
-            )
-        return Decision(current, False, "no candidate finished the race")
-    best = max(finished, key=lambda c: rank_key(c.outcomes))
-    ours, theirs = rank_key(current_outcomes), rank_key(best.outcomes)
-    n = result.pool_size
-    summary = f"best candidate {theirs[0]}/{n} right vs current {ours[0]}/{n}"
-    if rule == "always":
-        if theirs[:2] < ours[:2]:
+class AcceptanceRule(Protocol):
+    """How a step decides between the current prompt and the race's best finisher: one class per
+    rule, so a new rule is one class and one entry in :data:`ACCEPTANCE`."""
+
+    name: str
+
+    def decide(self, current: PromptIds, ours: tuple, best: Contender, summary: str) -> Decision:
+        """``ours`` and the best finisher's :func:`rank_key` are compared; ``summary`` says the counts."""
+        ...
+
+
+class Always:
+    """Move to the best finisher even when it is behind: explore, keeping the best prompts seen for
+    the final choice."""
+
+    name = "always"
+
+    def decide(self, current: PromptIds, ours: tuple, best: Contender, summary: str) -> Decision:
+        if rank_key(best.outcomes)[:2] < ours[:2]:
             return Decision(
                 best.prompt,
                 True,
@@ -277,12 +280,52 @@ def accept(current: PromptIds, current_outcomes: Sequence[Outcome], result: Race
                 "(the best prompts seen are kept for the final choice; --acceptance not_worse stays instead)",
             )
         return Decision(best.prompt, True, f"always: {summary}")
-    if rule == "better":
-        moved = theirs[0] > ours[0]
+
+
+class NotWorse:
+    """Move when the best finisher answers at least as many right, the gold log-prob breaking ties."""
+
+    name = "not_worse"
+
+    def decide(self, current: PromptIds, ours: tuple, best: Contender, summary: str) -> Decision:
+        theirs = rank_key(best.outcomes)
+        moved = theirs[:2] >= ours[:2]
+        tie = " (tie on accuracy, gold log-prob decides)" if theirs[0] == ours[0] else ""
+        return Decision(best.prompt if moved else current, moved, f"not_worse: {summary}{tie}")
+
+
+class Better:
+    """Move only when the best finisher answers more examples right."""
+
+    name = "better"
+
+    def decide(self, current: PromptIds, ours: tuple, best: Contender, summary: str) -> Decision:
+        moved = rank_key(best.outcomes)[0] > ours[0]
         return Decision(best.prompt if moved else current, moved, f"better: {summary}")
-    moved = theirs[:2] >= ours[:2]
-    tie = " (tie on accuracy, gold log-prob decides)" if theirs[0] == ours[0] else ""
-    return Decision(best.prompt if moved else current, moved, f"not_worse: {summary}{tie}")
+
+
+ACCEPTANCE: dict[str, AcceptanceRule] = {r.name: r for r in (Always(), NotWorse(), Better())}
+
+
+def accept(
+    current: PromptIds, current_outcomes: Sequence[Outcome], result: RaceResult, rule: Acceptance | AcceptanceRule
+) -> Decision:
+    """Apply the acceptance rule (a name in :data:`ACCEPTANCE`, or a rule) to a finished race."""
+    chosen = ACCEPTANCE[rule] if isinstance(rule, str) else rule
+    finished = result.finished
+    if not finished:
+        if chosen.name == "always" and result.contenders:
+            furthest = max(result.contenders, key=lambda c: (c.evaluated, rank_key(c.outcomes)))
+            return Decision(
+                furthest.prompt, True, "always: every candidate stopped early; took the one that went furthest"
+            )
+        return Decision(current, False, "no candidate finished the race")
+    best = max(finished, key=lambda c: rank_key(c.outcomes))
+    ours = rank_key(current_outcomes)
+    summary = (
+        f"best candidate {rank_key(best.outcomes)[0]}/{result.pool_size} right vs current {ours[0]}/{result.pool_size}"
+    )
+    return chosen.decide(current, ours, best, summary)
 
 
 # ----- 3. the best-prompt list ----------------------------------------------------------------------

@@ -27,10 +27,10 @@ from langgraph.runtime import Runtime
 
 from gradprompt.nodes.context import Context
 from gradprompt.nodes.decisions import final_choice, rank_key, update_best
-from gradprompt.nodes.evaluate import race_candidates
 from gradprompt.nodes.session import Session, rollouts, scored, selection_pool, trajectory_of
 from gradprompt.nodes.settings import DEFAULT_PROMPT
 from gradprompt.nodes.state import State
+from gradprompt.nodes.step import race_candidates
 from gradprompt.store.checkpoints import new_run_id
 
 EMPTY: tuple[int, ...] = ()

@@ -19,6 +19,7 @@ from gradprompt.nodes.edit_limit import word_distance
 from gradprompt.nodes.proposers import Candidate, StepView
 from gradprompt.nodes.session import gradient_examples
 from gradprompt.nodes.state import State
+from gradprompt.nodes.step import offer
 
 PROMPT_BLOCK = re.compile(r"<prompt>(.*?)</prompt>", re.DOTALL | re.IGNORECASE)
 MAX_PROMPT_WORDS = 120
@@ -125,10 +126,9 @@ def refine(state: State, runtime: Runtime[Context]) -> dict:
     if misses >= st.refine_patience:
         return {"refine_error": f"stopped asking: no usable prompt in {misses} steps in a row"}
     chat = chat_model or local_chat_model(sess.rt, st.refine_max_new_tokens)
-    view = StepView(sess, state)
-    new = [c.to_state() for c in Refinement(chat).propose(view)]
+    new, notes = offer(sess, state, [Refinement(chat)])
     return {
         "offered": [*state.get("offered", []), *new],
         "refine_misses": 0 if new else misses + 1,
-        **view.notes,
+        **notes,
     }

@@ -11,10 +11,11 @@ from __future__ import annotations
 from langgraph.runtime import Runtime
 
 from gradprompt.nodes.context import Context
-from gradprompt.nodes.proposers import Retrieval, StepView
+from gradprompt.nodes.proposers import Retrieval
 from gradprompt.nodes.runtime import word_units
 from gradprompt.nodes.session import splits_fingerprint, step_edit_limit, trajectory_of
 from gradprompt.nodes.state import State
+from gradprompt.nodes.step import offer
 
 
 def _token_at(sess, ids: list[int], position: int) -> int | None:
@@ -78,9 +79,8 @@ def retrieve(state: State, runtime: Runtime[Context]) -> dict:
         "score": None,
         "current": True,
     }
-    view = StepView(sess, {**state, "retrieved": retrieved, "edit_limit": limit})
-    offered = [c.to_state() for c in Retrieval().propose(view)]
-    rejected = {"disfluent": view.notes["disfluent"]} if view.notes.get("disfluent") else {}
+    offered, notes = offer(sess, {**state, "retrieved": retrieved, "edit_limit": limit}, [Retrieval()])
+    rejected = {"disfluent": notes["disfluent"]} if notes.get("disfluent") else {}
     return {
         **out,
         "retrieved": [current, *retrieved],
