@@ -31,7 +31,7 @@ from gradprompt.nodes.refine import refine
 from gradprompt.nodes.retrieve import retrieve
 from gradprompt.nodes.rollout_cache import counting_rollouts
 from gradprompt.nodes.select import select
-from gradprompt.nodes.session import session
+from gradprompt.nodes.session import Session, session
 from gradprompt.nodes.settings import RunSettings
 from gradprompt.nodes.state import State
 
@@ -54,11 +54,12 @@ def run_runtime(state: State, runtime: Runtime[Context]) -> Runtime[Context]:
     """The runtime a node gets: the caller's context with the run's session in it, holding the
     graph's store as its rollout cache. The driver's session serves while the state's settings are
     the ones it was built for; a run without one (the server), or whose settings a person changed
-    mid-run, gets the session of its current settings, loaded once per process."""
+    mid-run, gets the session of its current settings from the process's caches (the model and the
+    task load once per process)."""
     context = runtime.context if isinstance(runtime.context, Context) else Context()
     settings = RunSettings.model_validate(state["settings"])
     sess = context.session
-    if sess is None or sess.settings != settings:
+    if not isinstance(sess, Session) or sess.settings != settings:
         sess = session(settings)
     if sess.cache_store is not runtime.store:
         sess = replace(sess, cache_store=runtime.store)
@@ -77,7 +78,8 @@ def _timed(name: str, fn: Callable[[State, Runtime[Context]], dict]) -> Callable
         base = update.get("timings", state.get("timings", {}))
         if name == FIRST_STEP_NODE:
             base = {}
-        took = time.perf_counter() - start
+        loading = getattr(runtime.context, "load_seconds", None)
+        took = time.perf_counter() - start + (loading.pop() if loading else 0.0)
         update["timings"] = {**base, name: round(took, 3)}
         spent = update.get("spent", state.get("spent")) or {}
         update["spent"] = {

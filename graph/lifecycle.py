@@ -149,9 +149,12 @@ def drive(
     with :class:`ApprovalPending` (the run stays resumable).
 
     The run's session (model, task, splits) is built here, once for the run, from ``settings``,
-    and handed to every node in the graph's runtime context."""
-    context = Context(chat_model=chat_model, session=session(settings))
+    and handed to every node in the graph's runtime context; the time it took counts in the run's
+    spent time."""
     with StopRequest() as stop:
+        start = time.perf_counter()
+        sess = session(settings)
+        context = Context(chat_model=chat_model, session=sess, load_seconds=[time.perf_counter() - start])
         while True:
             stream = graph.stream(
                 graph_input,

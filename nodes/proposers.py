@@ -1,9 +1,9 @@
 """Where a step's candidate prompts come from: every source behind one small interface.
 
-A :class:`Proposer` looks at the step (:class:`StepView`: the run's shared objects, the state,
-the rollout cache) and returns :class:`Candidate` prompts. Racing, acceptance, the history and the
-per-source counts treat every candidate alike, whoever offered it, so a new source is one class
-here and one line in the node that runs it:
+A :class:`Proposer` looks at the step (:class:`StepView`: the run's session, its rollout cache
+among its shared objects, and the state) and returns :class:`Candidate` prompts. Racing,
+acceptance, the history and the per-source counts treat every candidate alike, whoever offered it,
+so a new source is one class here and one entry in the variant's proposers (:mod:`nodes.step`):
 
 - ``gradient``: GReaTer's proposals ranked by the one-hot gradient, as whole-word moves
   (:mod:`nodes.word_moves`) or, as in the paper, single tokens (:mod:`nodes.greater`);

@@ -1,8 +1,9 @@
-"""What every node of a run shares, loaded once per process and looked up from the run's settings.
+"""What every node of a run shares: the model, the task, its splits and the rollout cache.
 
-The graph state holds only JSON; the model, the tokenizer and the task's examples live here, keyed
-by the settings that determine them, so a node that runs every step never reloads anything and a
-resumed run in a new process rebuilds exactly the same objects.
+The graph state holds only JSON; these live here. The driver builds a run's session once and hands
+it to the nodes in the runtime context (:mod:`nodes.context`); underneath, the model and the task
+are cached by the settings that determine them, so nothing loads twice in a process and a resumed
+run in a new process rebuilds exactly the same objects.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def _splits(
 
 def session(settings: RunSettings | dict, cache_store=None) -> Session:
     """The shared objects for a run's settings (a dict is what the graph state carries), with the
-    LangGraph store that holds its rollout cache (None: rollouts are not cached)."""
+    LangGraph store that holds its rollout cache (None: the process's in-memory cache)."""
     s = settings if isinstance(settings, RunSettings) else RunSettings.model_validate(settings)
     task = _task(s.task, s.question_field, s.answer_field)
     splits = _splits(s.task, s.question_field, s.answer_field, s.seed, s.train, s.dev, s.test)

@@ -1,18 +1,18 @@
 """One step of the search, top to bottom: offer -> race -> decide.
 
-    offered = offer(sess, state, proposers)        # every source's candidates (nodes.proposers)
-    raced = variant.race(sess, state, offered)     # what may race, raced on the pool
-    decision = variant.decide(sess, state, raced)  # the acceptance rule over the race
+    offered, notes = offer(sess, state, variant.proposers(settings))  # every source's candidates
+    raced = variant.race(sess, state, offered)                         # what may race, raced on the pool
+    decision = variant.decide(sess, state, raced.evaluated)            # the acceptance rule over the race
 
 The graph runs a step as nodes, so a person can pause, inspect and steer between any two of them:
 ``propose`` and ``refine`` call :func:`offer` (with ``retrieve`` before them, offering the retrieved
 prompt the same way), ``evaluate`` calls :meth:`Variant.race` and ``select`` calls
-:meth:`Variant.decide`; ``approve``, ``record`` and ``advance`` then apply the decision. Each phase
-passes plain dataclasses (:class:`Raced`, :class:`~gradprompt.nodes.decisions.Decision`) and the state
-records what they hold. The seams where a step can vary are small Protocols: a candidate source is a
-:class:`~gradprompt.nodes.proposers.Proposer`, the variant (the official race, or the paper's
-unraced gradient argmax) a :class:`Variant`, the acceptance rule an
-:class:`~gradprompt.nodes.decisions.AcceptanceRule`.
+:meth:`Variant.decide`; ``approve``, ``record`` and ``advance`` then apply the decision. The race
+hands on a :class:`Raced`, the acceptance rule a :class:`~gradprompt.nodes.decisions.Decision`, and
+the state records each candidate and the decision as JSON. The seams where a step can vary are
+small Protocols: a candidate source is a :class:`~gradprompt.nodes.proposers.Proposer`, the
+variant (the official race, or the paper's unraced gradient argmax) a :class:`Variant`, the
+acceptance rule an :class:`~gradprompt.nodes.decisions.AcceptanceRule`.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from langgraph.store.memory import InMemoryStore
 
 import gradprompt.graph.builder
 import gradprompt.graph.lifecycle
-from gradprompt.graph import optimize
+from gradprompt.graph import optimize, run_values
 from gradprompt.graph.builder import build_graph, run_runtime
 from gradprompt.nodes.context import Context
 from gradprompt.nodes.session import session
@@ -48,6 +48,12 @@ def test_a_caller_without_a_session_gets_the_one_of_the_run_settings(on_tiny_mod
         assert sess.cache_store is None
 
 
+def test_a_session_sent_as_json_is_ignored(on_tiny_model):
+    state = _state(**TINY_MODEL_RUN)
+    sess = run_runtime(state, Runtime(context=Context(session={"settings": "made up"}))).context.session
+    assert sess.settings == RunSettings.model_validate(state["settings"])
+
+
 def test_settings_changed_mid_run_replace_the_driver_session(on_tiny_model):
     built = session(_state(**TINY_MODEL_RUN)["settings"])
     changed = _state(**{**TINY_MODEL_RUN, "dev": 2})
@@ -72,7 +78,7 @@ def test_a_run_builds_its_session_once_and_every_node_uses_it(tmp_path, on_tiny_
         return got
 
     monkeypatch.setattr(gradprompt.graph.builder, "run_runtime", watched)
-    result = optimize("builtin:compare", steps=2, run_dir=tmp_path, **TINY_MODEL_RUN)
+    result = optimize("builtin:compare", steps=2, run_dir=tmp_path, run_id="once", **TINY_MODEL_RUN)
     assert result.steps == 2
     assert len(built) == 1  # once for the run, not once per node
     assert len(seen) > 10  # prepare, two steps of nine nodes, finalize
@@ -86,3 +92,24 @@ def test_the_graph_publishes_its_input_and_context_schemas():
     assert {"run_id", "settings"} <= set(graph.get_input_jsonschema()["properties"])
     assert {"final", "history", "prompt_text"} <= set(graph.get_output_jsonschema()["properties"])
     assert "chat_model" in graph.get_context_jsonschema()["properties"]
+
+
+def test_the_drivers_model_load_counts_in_the_spent_time(tmp_path, on_tiny_model, monkeypatch):
+    """Loading the model is part of what a time budget counts, whoever loads it: here the driver's
+    clock says the load took 1,000 s."""
+    import time
+
+    class LoadClock:
+        def __init__(self):
+            self.readings = iter([0.0, 1000.0])  # before and after the session is built
+
+        def perf_counter(self) -> float:
+            return next(self.readings, time.perf_counter())
+
+        def __getattr__(self, name):
+            return getattr(time, name)
+
+    monkeypatch.setattr(gradprompt.graph.lifecycle, "time", LoadClock())
+    optimize("builtin:compare", steps=1, run_dir=tmp_path, run_id="slow", **TINY_MODEL_RUN)
+    spent = run_values("slow", run_dir=tmp_path)["spent"]["seconds"]
+    assert 1000 <= spent < 1000 + 600  # the load once, with the nodes' own time
