@@ -19,12 +19,13 @@ Read this module to see the rules; the graph nodes only call it.
    its ranking compares like with like; patience counts steps since its top accuracy last rose.
 4. **The final choice** (:func:`final_choice`). The top prompts of that list (the search's and the
    baselines that ran the whole pool) are scored on the dev split next to the initial prompt, in
-   their pool rank: an order fixed without looking at dev. By default they are tested in that order,
-   each with an exact one-sided McNemar test at ``final_alpha``, stopping at the first that fails
-   (fixed-sequence testing: the family-wise error stays at ``final_alpha`` with no split), and the
-   dev-best of those that passed replaces the initial prompt. Otherwise the initial prompt is kept,
-   and the result says why. Bonferroni on the dev leader and a test on the per-example gold margin
-   are the other rules (``final_rule``).
+   their pool rank: an order fixed without looking at dev. By default (``shared_alpha``) the
+   search's start and the search's own prompts, in that order, are each tested at half of
+   ``final_alpha`` with exact one-sided McNemar tests, a passed test handing its level on (a
+   graphical procedure: the family-wise error stays at ``final_alpha``), and the dev-best of those
+   that passed replaces the initial prompt. Otherwise the initial prompt is kept, and the result
+   says why. A plain fixed sequence, Bonferroni on the dev leader and a test on the per-example
+   gold margin are the other rules (``final_rule``).
 
 Prompts are compared by :func:`rank_key`, on the same examples only.
 """
@@ -259,6 +260,7 @@ class AcceptanceRule(Protocol):
     rule, so a new rule is one class and one entry in :data:`ACCEPTANCE`."""
 
     name: str
+    explores: bool  # when no candidate finished the race, move to the one that went furthest
 
     def decide(self, current: PromptIds, ours: tuple, best: Contender, summary: str) -> Decision:
         """``ours`` and the best finisher's :func:`rank_key` are compared; ``summary`` says the counts."""
@@ -270,6 +272,7 @@ class Always:
     the final choice."""
 
     name = "always"
+    explores = True
 
     def decide(self, current: PromptIds, ours: tuple, best: Contender, summary: str) -> Decision:
         if rank_key(best.outcomes)[:2] < ours[:2]:
@@ -286,6 +289,7 @@ class NotWorse:
     """Move when the best finisher answers at least as many right, the gold log-prob breaking ties."""
 
     name = "not_worse"
+    explores = False
 
     def decide(self, current: PromptIds, ours: tuple, best: Contender, summary: str) -> Decision:
         theirs = rank_key(best.outcomes)
@@ -298,6 +302,7 @@ class Better:
     """Move only when the best finisher answers more examples right."""
 
     name = "better"
+    explores = False
 
     def decide(self, current: PromptIds, ours: tuple, best: Contender, summary: str) -> Decision:
         moved = rank_key(best.outcomes)[0] > ours[0]
@@ -314,7 +319,7 @@ def accept(
     chosen = ACCEPTANCE[rule] if isinstance(rule, str) else rule
     finished = result.finished
     if not finished:
-        if chosen.name == "always" and result.contenders:
+        if chosen.explores and result.contenders:
             furthest = max(result.contenders, key=lambda c: (c.evaluated, rank_key(c.outcomes)))
             return Decision(
                 furthest.prompt, True, "always: every candidate stopped early; took the one that went furthest"

@@ -38,6 +38,7 @@ def _outcomes(right: list[bool]) -> list[Outcome]:
 
 class _Never:
     name = "never"
+    explores = False
 
     def decide(self, current, ours, best, summary) -> Decision:
         return Decision(current, False, f"never: {summary}")
