@@ -5,7 +5,7 @@ approval protocol, run index, fork, evaluation, predict, export); this module ga
 from gradprompt.graph.approval_protocol import ApprovalPending, Approver, approve, pending_request, pending_runs
 from gradprompt.graph.evaluation import evaluate_prompt, evaluate_prompts, report
 from gradprompt.graph.export import prompt_template
-from gradprompt.graph.fork import fork
+from gradprompt.graph.forking import fork
 from gradprompt.graph.lifecycle import (
     NoCheckpointYet,
     OptimizationResult,

@@ -12,12 +12,22 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # the workers already fill the cores: a second compute thread each (and in each CLI subprocess
+    # they start) only spins against the other worker
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 # Runs and the trajectory store of the tests never touch the user's own folders.
 os.environ["GRADPROMPT_HOME"] = tempfile.mkdtemp(prefix="gradprompt-tests-")
 sys.path.insert(0, str(Path(__file__).parent))
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("GRADPROMPT_DATA_DIR", ROOT.parent / "shared" / "data"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The heaviest tests first (their ``heavy(seconds)`` mark), the rest in file order: with the
+    workers fed one test at a time, no long test starts last while the other worker sits idle."""
+    items.sort(key=lambda item: -(item.get_closest_marker("heavy").args[0] if item.get_closest_marker("heavy") else 0))
 
 
 @pytest.fixture(scope="session")

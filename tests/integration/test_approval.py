@@ -21,6 +21,7 @@ SMALL = {**SMALL_RUN, "refine": False}
 EDITED = "Compare both numbers, then answer."
 
 
+@pytest.mark.heavy(20)
 def test_approve_reject_and_edit_from_python(tmp_path):
     requests = []
     answers = iter([{"action": "approve"}, {"action": "reject"}, {"action": "edit", "prompt": EDITED}])
@@ -62,6 +63,7 @@ def test_resume_with_command_on_the_compiled_graph(tmp_path):
     assert final["final"]["best"]["dev_accuracy"] is not None
 
 
+@pytest.mark.heavy(35)
 def test_cli_pending_approve_and_resume(tmp_path):
     started = run_cli(
         "optimize",
@@ -93,6 +95,7 @@ def test_cli_pending_approve_and_resume(tmp_path):
     assert again.returncode == 2 and "not waiting" in again.stderr
 
 
+@pytest.mark.heavy(30)
 def test_optimize_asks_at_the_terminal_with_the_display_paused(tmp_path):
     """`optimize --approve` in a pseudo-terminal: each request is shown with its change spelled out
     without colour, nothing redraws over the question while it waits, and the answers typed

@@ -15,6 +15,7 @@ TINY = flags({**SMALL_RUN, "train": 3, "dev": 3, "test": 3, "max_new_tokens": 6}
 ESCAPES = re.compile(r"\x1b\[|\r")
 
 
+@pytest.mark.heavy(35)
 def test_json_run_prints_only_json_even_when_it_converts_the_model(tmp_path):
     fresh_cache = {"GRADPROMPT_CACHE_DIR": str(tmp_path / "cache")}  # forces the GGUF conversion
     out = run_cli(
@@ -27,6 +28,7 @@ def test_json_run_prints_only_json_even_when_it_converts_the_model(tmp_path):
     assert result["steps"] == 1 and "final" in result
 
 
+@pytest.mark.heavy(15)
 def test_a_run_in_a_log_prints_one_plain_line_per_step_and_a_summary(tmp_path):
     out = run_cli("optimize", "--task", "builtin:compare", "--steps", "2", *TINY, run_dir=tmp_path)
     assert out.returncode == 0, out.stderr

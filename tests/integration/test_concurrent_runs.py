@@ -24,6 +24,7 @@ def _refused(out, needle: str) -> None:
     assert len(lines) == 1 and needle in lines[0], out.stderr
 
 
+@pytest.mark.heavy(25)
 def test_a_second_process_on_a_running_run_or_its_store_folder_is_refused(tmp_path):
     store = str(tmp_path / "store")
     args = ["optimize", "--task", "builtin:compare", "--steps", "40", *SMALL_FLAGS, "--store", store]
@@ -45,6 +46,7 @@ def test_a_second_process_on_a_running_run_or_its_store_folder_is_refused(tmp_pa
     _refused(call_cli("approve", "busy", "--action", "approve", run_dir=tmp_path), "not waiting for an approval")
 
 
+@pytest.mark.heavy(60)
 def test_two_runs_in_one_runs_folder_both_finish_intact(tmp_path):
     procs = {
         name: start_cli(

@@ -41,6 +41,7 @@ def test_short_run_records_every_step(tmp_path):
     assert [r["run_id"] for r in list_runs(run_dir=tmp_path)] == ["short"]
 
 
+@pytest.mark.heavy(20)
 def test_racing_history_says_how_far_each_candidate_got_and_why(tmp_path):
     result = optimize(
         "builtin:category",
@@ -74,6 +75,7 @@ def test_racing_history_says_how_far_each_candidate_got_and_why(tmp_path):
     assert pool in seen
 
 
+@pytest.mark.heavy(50)
 def test_killed_run_resumes_to_the_same_result(tmp_path):
     # each run gets a store of its own, so the second cannot retrieve what the first recorded
     args = [
@@ -148,6 +150,7 @@ def test_fork_with_an_edited_prompt(tmp_path):
     assert parent["run_id"] == "orig" and parent["step"] == 1
 
 
+@pytest.mark.heavy(20)
 def test_ctrl_c_stops_at_a_node_boundary_and_resumes(tmp_path):
     args = ["optimize", "--task", "builtin:compare", "--steps", "2", *SMALL_FLAGS]
     proc = start_cli(*args, "--run-id", "ctrlc", run_dir=tmp_path)

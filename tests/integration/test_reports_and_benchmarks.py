@@ -165,6 +165,7 @@ def test_accuracy_benchmark_end_to_end_and_resume(tmp_path, capsys):
     assert "max_new_tokens" in capsys.readouterr().err
 
 
+@pytest.mark.heavy(70)
 def test_transfer_benchmark_cold_against_warm_and_resume(tmp_path, capsys):
     bench = _benchmark("transfer")
     out = tmp_path / "transfer"
@@ -211,6 +212,7 @@ def test_transfer_benchmark_cold_against_warm_and_resume(tmp_path, capsys):
     assert bench.main([*args[:-2], "--max-new-tokens", "16"]) == 2  # other settings, same folder
 
 
+@pytest.mark.heavy(25)
 def test_readout_benchmark_scores_both_readouts_on_the_same_reasoning(tmp_path, capsys):
     bench = _benchmark("readout")
     out = tmp_path / "readout"

@@ -200,6 +200,7 @@ def test_postgres_statuses_examples_and_rm(tmp_path, pg, tiny_rt, monkeypatch):
 
 
 @pytest.mark.model
+@pytest.mark.heavy(40)
 def test_killed_run_resumes_from_postgres_to_the_same_result(tmp_path, pg):
     args = ["optimize", "--task", "builtin:compare", "--steps", "2", "--seed", "5", *flags(TINY)]
     proc = start_cli(*args, "--store", str(tmp_path / "store-killed"), "--run-id", "killed", "--checkpointer", pg,
@@ -248,6 +249,7 @@ def _worker_of(pg: str, run_id: str) -> int | None:
 
 
 @pytest.mark.model
+@pytest.mark.heavy(75)
 def test_sweep_on_two_workers_survives_a_dead_worker_and_an_interruption(tmp_path, pg):
     tasks = ["builtin:compare", "builtin:arithmetic", "builtin:category"]
     with serving(tmp_path / "trajectory") as store:
@@ -336,6 +338,7 @@ def test_sweep_plans_and_reads_files(tmp_path):
 
 
 @pytest.mark.model
+@pytest.mark.heavy(35)
 def test_accuracy_benchmark_runs_its_tasks_on_two_ray_workers(tmp_path, capsys):
     import importlib.util
     from pathlib import Path

@@ -18,6 +18,7 @@ from gradprompt.nodes.session import session
 INITIAL = "Compare the two numbers and answer yes or no."
 
 
+@pytest.mark.heavy(15)
 def test_default_search_holds_words_and_counts_every_source(tmp_path):
     fluency = {"fluency_max_cost": 10.0, "fluency_weight": 1.0, "reading_top_k": 10}
     settings = {**SMALL_RUN, "train": 6, "baselines": True, "phrase_edits": 2, "refine": None, **fluency}

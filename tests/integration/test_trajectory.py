@@ -133,6 +133,7 @@ def test_writes_are_idempotent_and_survive_a_restart(tmp_path):
     assert sorted(r.text for r in reopened.records(run_id="r")) == sorted(TEXTS)
 
 
+@pytest.mark.heavy(25)
 def test_second_task_retrieves_and_warm_starts_from_the_first(tmp_path):
     store = str(tmp_path / "store")
     first = optimize("builtin:compare", steps=2, store=store, run_dir=tmp_path, refine=False, **SMALL)

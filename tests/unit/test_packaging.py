@@ -59,6 +59,29 @@ def test_the_console_script_and_the_api_name_the_package():
     assert set(gradprompt.__all__) == {*gradprompt.graph.__all__, "GradpromptError"}
 
 
+def test_public_names_are_the_api_whatever_was_imported_first(tmp_path):
+    """The public names load on first use; importing every submodule before touching them (as a
+    command does) must not leave a module where a function belongs. And the command line starts
+    without the model code: ``--help`` and the parser load neither torch nor LangGraph."""
+    code = (
+        "import json, sys, pkgutil, importlib, types\n"
+        "import gradprompt.graph.cli as cli\n"
+        "cli.build_parser()\n"
+        "light = [m for m in ('torch', 'transformers', 'langgraph', 'scipy') if m in sys.modules]\n"
+        "import gradprompt.graph as g\n"
+        "for info in pkgutil.walk_packages(g.__path__, 'gradprompt.graph.'):\n"
+        "    importlib.import_module(info.name)\n"
+        "import gradprompt\n"
+        "from gradprompt.graph import *\n"
+        "bad = [n for n in g.__all__ if isinstance(getattr(g, n), types.ModuleType)]\n"
+        "bad += [n for n in gradprompt.__all__ if isinstance(getattr(gradprompt, n), types.ModuleType)]\n"
+        "print(json.dumps({'light': light, 'modules': bad, 'fork': g.fork.__module__}))"
+    )
+    out = subprocess.run([sys.executable, "-I", "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
+    got = json.loads(out.stdout)
+    assert got == {"light": [], "modules": [], "fork": "gradprompt.graph.forking"}
+
+
 def test_the_built_wheel_holds_only_the_gradprompt_package(tmp_path):
     """A wheel (what a non-editable install unpacks) puts the three folders inside ``gradprompt/``."""
     src = tmp_path / "src"
