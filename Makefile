@@ -41,8 +41,8 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# Two workers, fed one test at a time with the heaviest first (the `heavy` marks), so both finish
-# together; `make test TEST_WORKERS=0` runs the suite in one process.
+# Two workers with at most two tests queued each, the heaviest first (the `heavy` marks), so both
+# finish together; `make test TEST_WORKERS=0` runs the suite in one process.
 TEST_WORKERS ?= 2
 test: lint
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist load --maxschedchunk 1

@@ -25,9 +25,15 @@ DATA_DIR = Path(os.environ.get("GRADPROMPT_DATA_DIR", ROOT.parent / "shared" / "
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The heaviest tests first (their ``heavy(seconds)`` mark), the rest in file order: with the
-    workers fed one test at a time, no long test starts last while the other worker sits idle."""
-    items.sort(key=lambda item: -(item.get_closest_marker("heavy").args[0] if item.get_closest_marker("heavy") else 0))
+    """The heaviest tests first (their ``heavy(seconds)`` mark), the rest in file order: with each
+    worker holding at most two tests queued, no long test starts late while the other worker sits
+    idle. The order depends only on the marks, so every worker collects the same list."""
+
+    def seconds(item: pytest.Item) -> float:
+        mark = item.get_closest_marker("heavy")
+        return 0.0 if mark is None else float(mark.args[0] if mark.args else mark.kwargs["seconds"])
+
+    items.sort(key=lambda item: -seconds(item))
 
 
 @pytest.fixture(scope="session")

@@ -11,8 +11,7 @@ import time
 from collections.abc import Callable
 
 import pytest
-
-from gradprompt.store.chroma_server import free_port  # noqa: F401 (the tests' name for it)
+from servers import free_port  # noqa: F401 (the tests' name for it)
 
 # A run small enough to take seconds per step on a CPU with the bundled model.
 SMALL_RUN = {

@@ -14,7 +14,30 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from gradprompt.store.chroma_server import free_port
+_next_port: list[int] = []
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port for a server the tests start, from a block of 1000 per pytest-xdist worker below the
+    kernel's ephemeral range (32768 up on Linux): neither another worker's servers nor any
+    outgoing connection (which gets an ephemeral port) can take it between this pick and the
+    server's own bind. Ports already bound are passed over."""
+    import socket
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    base = 20000 + 1000 * (int(worker.removeprefix("gw") or 0) % 12)
+    if not _next_port:
+        _next_port.append(base)
+    for _ in range(1000):
+        port = base + (_next_port[0] - base) % 1000
+        _next_port[0] = port + 1
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free port in {base}-{base + 999}")
 
 
 def postgres_bin() -> Path | None:

@@ -1,11 +1,11 @@
 """The notebooks run from top to bottom, so they cannot rot.
 
-Each runs in a kernel of its own with its own runs folder and trajectory store, so what it prints
-does not depend on what other tests stored before it. Every cell runs as written except the one
-line that sizes the runs (``SMALL = dict(...)``), which the test shrinks to the integration tests'
-size: the cells exercise the same calls on fewer examples and shorter reasoning. The slowest cell
-then takes about 20 s on an idle 2-core machine; the per-cell limit allows 90 times that, so a
-loaded machine does not fail them.
+Each runs in a kernel of its own with its own runs folder, trajectory store and IPython folder,
+so what it prints does not depend on what other tests (or the other test worker) stored before it.
+Every cell runs as written; after the line that sizes the runs (``SMALL = dict(...)``) the test
+adds one that shrinks them (fewer examples, shorter reasoning, two evaluation rounds), so the cells
+exercise the same calls in less time. The slowest cell then takes about 20 s on an idle 2-core
+machine; the per-cell limit allows 90 times that, so a loaded machine does not fail them.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from nbclient import NotebookClient
 pytestmark = pytest.mark.model
 
 # the run size each notebook's cells get here (the notebooks themselves keep a size worth reading)
-TEST_SIZE = "SMALL = dict(train=4, dev=4, test=4, batch_size=2, max_new_tokens=8, n_evaluate=2, refine=False)"
+SHRINK = "SMALL.update(train=4, dev=4, test=4, batch_size=2, max_new_tokens=8, n_evaluate=2)"
 SIZE_LINE = re.compile(r"^SMALL = dict\(.*\)$", re.MULTILINE)
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.ipynb"))
@@ -60,8 +60,9 @@ def test_notebook_runs_with_outputs_cleared_in_the_repository(path, tmp_path, mo
     assert all(not c.get("outputs") and c.get("execution_count") is None for c in nb.cells if c.cell_type == "code")
     sized = [c for c in nb.cells if c.cell_type == "code" and SIZE_LINE.search(c.source)]
     assert len(sized) == 1 and len(SIZE_LINE.findall(sized[0].source)) == 1, "one line sets the run size"
-    sized[0].source = SIZE_LINE.sub(TEST_SIZE, sized[0].source)
-    monkeypatch.setenv("GRADPROMPT_HOME", str(tmp_path / "home"))  # the kernel inherits it
+    sized[0].source = SIZE_LINE.sub(lambda m: f"{m[0]}\n{SHRINK}", sized[0].source)
+    monkeypatch.setenv("GRADPROMPT_HOME", str(tmp_path / "home"))  # the kernel inherits these
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
     NotebookClient(
         nb,
         timeout=1800,

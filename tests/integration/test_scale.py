@@ -252,7 +252,7 @@ def _worker_of(pg: str, run_id: str) -> int | None:
 @pytest.mark.heavy(75)
 def test_sweep_on_two_workers_survives_a_dead_worker_and_an_interruption(tmp_path, pg):
     tasks = ["builtin:compare", "builtin:arithmetic", "builtin:category"]
-    with serving(tmp_path / "trajectory") as store:
+    with serving(tmp_path / "trajectory", port=free_port()) as store:
         command = ["sweep", "--name", "s", "--tasks", *tasks, "--workers", "2", "--cpus-per-run", "1",
                    "--checkpointer", pg, "--store", store, "--steps", "2", *flags(TINY)]  # fmt: skip
         proc = start_cli(*command, run_dir=tmp_path)

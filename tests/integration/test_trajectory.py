@@ -9,7 +9,7 @@ import sys
 import textwrap
 
 import pytest
-from helpers import SMALL_RUN
+from helpers import SMALL_RUN, free_port
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
@@ -220,7 +220,7 @@ def test_no_trajectory_means_no_store(tmp_path):
 def chroma_server(tmp_path):
     from gradprompt.store.chroma_server import serving
 
-    with serving(tmp_path / "server") as url:
+    with serving(tmp_path / "server", port=free_port()) as url:
         yield url
 
 
