@@ -5,7 +5,7 @@
 
 The step's nodes are listed once in :data:`STEP_NODES`; the loop is wired from that list, so a node
 added to a step (retrieval before ``reason``, refinement after ``propose``, human approval before
-``record``) is one entry there, not new wiring.
+``record``) is one entry there and one import in :func:`node_function`, not new wiring.
 """
 
 from __future__ import annotations
@@ -18,36 +18,45 @@ from dataclasses import replace
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
-from gradprompt.nodes.advance import advance
-from gradprompt.nodes.approve import approve
 from gradprompt.nodes.context import Context
-from gradprompt.nodes.evaluate import evaluate
-from gradprompt.nodes.finalize import finalize
-from gradprompt.nodes.prepare import prepare
-from gradprompt.nodes.propose import propose
-from gradprompt.nodes.reason import reason
-from gradprompt.nodes.record import record
-from gradprompt.nodes.refine import refine
-from gradprompt.nodes.retrieve import retrieve
-from gradprompt.nodes.rollout_cache import counting_rollouts
-from gradprompt.nodes.select import select
-from gradprompt.nodes.session import Session, session
 from gradprompt.nodes.settings import RunSettings
 from gradprompt.nodes.state import State
 
-STEP_NODES: list[tuple[str, Callable[..., dict]]] = [
-    ("retrieve", retrieve),
-    ("reason", reason),
-    ("propose", propose),
-    ("refine", refine),
-    ("evaluate", evaluate),
-    ("select", select),
-    ("approve", approve),
-    ("record", record),
-    ("advance", advance),
-]
-FIRST_STEP_NODE = STEP_NODES[0][0]
-LAST_STEP_NODE = STEP_NODES[-1][0]
+# Each name is a node and the module in nodes/ that holds its function of the same name.
+STEP_NODES: tuple[str, ...] = (
+    "retrieve",
+    "reason",
+    "propose",
+    "refine",
+    "evaluate",
+    "select",
+    "approve",
+    "record",
+    "advance",
+)
+FIRST_STEP_NODE = STEP_NODES[0]
+LAST_STEP_NODE = STEP_NODES[-1]
+
+
+def node_function(name: str) -> Callable[[State, Runtime[Context]], dict]:
+    """A node's function, imported when the node first runs: compiling the graph to read a run's
+    state (``runs list``, ``runs show``, ``approve``) runs no node, so it never loads the model."""
+    from gradprompt.nodes import (
+        advance,
+        approve,
+        evaluate,
+        finalize,
+        prepare,
+        propose,
+        reason,
+        record,
+        refine,
+        retrieve,
+        select,
+    )
+
+    modules = (advance, approve, evaluate, finalize, prepare, propose, reason, record, refine, retrieve, select)
+    return getattr({m.__name__.rsplit(".", 1)[1]: m for m in modules}[name], name)
 
 
 def run_runtime(state: State, runtime: Runtime[Context]) -> Runtime[Context]:
@@ -56,6 +65,8 @@ def run_runtime(state: State, runtime: Runtime[Context]) -> Runtime[Context]:
     the ones it was built for; a run without one (the server), or whose settings a person changed
     mid-run, gets the session of its current settings from the process's caches (the model and the
     task load once per process)."""
+    from gradprompt.nodes.session import Session, session
+
     context = runtime.context if isinstance(runtime.context, Context) else Context()
     settings = RunSettings.model_validate(state["settings"])
     sess = context.session
@@ -66,12 +77,15 @@ def run_runtime(state: State, runtime: Runtime[Context]) -> Runtime[Context]:
     return runtime.override(context=replace(context, session=sess))
 
 
-def _timed(name: str, fn: Callable[[State, Runtime[Context]], dict]) -> Callable[..., dict]:
+def _timed(name: str) -> Callable[..., dict]:
     """Wrap a node so it gets the run's runtime (:func:`run_runtime`) and the seconds it took land in
     the step's ``timings`` and, with the rollouts it generated, in the run's ``spent`` (what time
     and rollout budgets count, across processes)."""
 
     def node(state: State, runtime: Runtime[Context]) -> dict:
+        from gradprompt.nodes.rollout_cache import counting_rollouts
+
+        fn = node_function(name)
         start = time.perf_counter()
         with counting_rollouts() as rolled:
             update = fn(state, run_runtime(state, runtime))
@@ -89,7 +103,6 @@ def _timed(name: str, fn: Callable[[State, Runtime[Context]], dict]) -> Callable
         return update
 
     node.__name__ = name
-    node.__doc__ = fn.__doc__
     return node
 
 
@@ -101,13 +114,11 @@ def build_graph(checkpointer=None, store=None):
     """The compiled optimizer graph. Pass a checkpointer (e.g. ``SqliteSaver``) to make runs
     resumable; the LangGraph server brings its own, so it compiles this without one."""
     builder = StateGraph(State, context_schema=Context)
-    builder.add_node("prepare", _timed("prepare", prepare))
-    for name, fn in STEP_NODES:
-        builder.add_node(name, _timed(name, fn))
-    builder.add_node("finalize", _timed("finalize", finalize))
+    for name in ("prepare", *STEP_NODES, "finalize"):
+        builder.add_node(name, _timed(name))
     builder.add_edge(START, "prepare")
     builder.add_conditional_edges("prepare", route_after_step, [FIRST_STEP_NODE, "finalize"])
-    for (a, _), (b, _) in itertools.pairwise(STEP_NODES):
+    for a, b in itertools.pairwise(STEP_NODES):
         builder.add_edge(a, b)
     builder.add_conditional_edges(LAST_STEP_NODE, route_after_step, [FIRST_STEP_NODE, "finalize"])
     builder.add_edge("finalize", END)

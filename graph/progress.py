@@ -42,7 +42,7 @@ class RunProgress:
             self._step = update["step"]
         for c in update.get("best", [])[:1]:
             self._best = c.get("accuracy")
-        names = [n for n, _ in STEP_NODES]
+        names = list(STEP_NODES)
         if node == "finalize":
             done = total
         elif node in ("prepare", "advance"):

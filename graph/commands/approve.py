@@ -9,7 +9,7 @@ from gradprompt.graph.commands.common import where
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
-    from gradprompt.graph.api import approve
+    from gradprompt.graph.approval_protocol import approve
 
     answer = approve(args.run_id, args.action, args.prompt, **where(args))
     if args.json:

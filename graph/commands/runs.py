@@ -14,7 +14,7 @@ from gradprompt.nodes.proposers import source_totals
 
 
 def cmd_runs_pending(args: argparse.Namespace) -> int:
-    from gradprompt.graph.api import pending_runs
+    from gradprompt.graph.approval_protocol import pending_runs
     from gradprompt.graph.approval_terminal import render_request
 
     runs = pending_runs(**where(args))
@@ -36,7 +36,7 @@ def cmd_runs_pending(args: argparse.Namespace) -> int:
 
 
 def cmd_runs_list(args: argparse.Namespace) -> int:
-    from gradprompt.graph.api import list_runs
+    from gradprompt.graph.run_index import list_runs
 
     runs = list_runs(**where(args))
     if args.json:
@@ -59,7 +59,7 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
 
 
 def cmd_runs_show(args: argparse.Namespace) -> int:
-    from gradprompt.graph.api import run_values
+    from gradprompt.graph.run_index import run_values
 
     values = run_values(args.run_id, **where(args))
     history = values.get("history", [])

@@ -62,12 +62,16 @@ def test_the_console_script_and_the_api_name_the_package():
 def test_public_names_are_the_api_whatever_was_imported_first(tmp_path):
     """The public names load on first use; importing every submodule before touching them (as a
     command does) must not leave a module where a function belongs. And the command line starts
-    without the model code: ``--help`` and the parser load neither torch nor LangGraph."""
+    without the model code: ``--help`` and the parser load neither torch nor LangGraph, and listing
+    runs (which compiles the graph to read their state) loads no torch."""
     code = (
         "import json, sys, pkgutil, importlib, types\n"
         "import gradprompt.graph.cli as cli\n"
         "cli.build_parser()\n"
         "light = [m for m in ('torch', 'transformers', 'langgraph', 'scipy') if m in sys.modules]\n"
+        "from gradprompt.graph.run_index import list_runs\n"
+        "listed = list_runs(run_dir='runs')\n"
+        "light += [m for m in ('torch', 'transformers', 'scipy') if m in sys.modules]\n"
         "import gradprompt.graph as g\n"
         "for info in pkgutil.walk_packages(g.__path__, 'gradprompt.graph.'):\n"
         "    importlib.import_module(info.name)\n"
@@ -75,11 +79,11 @@ def test_public_names_are_the_api_whatever_was_imported_first(tmp_path):
         "from gradprompt.graph import *\n"
         "bad = [n for n in g.__all__ if isinstance(getattr(g, n), types.ModuleType)]\n"
         "bad += [n for n in gradprompt.__all__ if isinstance(getattr(gradprompt, n), types.ModuleType)]\n"
-        "print(json.dumps({'light': light, 'modules': bad, 'fork': g.fork.__module__}))"
+        "print(json.dumps({'light': light, 'listed': listed, 'modules': bad, 'fork': g.fork.__module__}))"
     )
     out = subprocess.run([sys.executable, "-I", "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
     got = json.loads(out.stdout)
-    assert got == {"light": [], "modules": [], "fork": "gradprompt.graph.forking"}
+    assert got == {"light": [], "listed": [], "modules": [], "fork": "gradprompt.graph.forking"}
 
 
 def test_the_built_wheel_holds_only_the_gradprompt_package(tmp_path):
