@@ -240,6 +240,21 @@ def test_readout_benchmark_scores_both_readouts_on_the_same_reasoning(tmp_path, 
     assert (out / "tasks" / "builtin-compare.json").stat().st_mtime_ns == before
 
 
+def test_cli_startup_benchmark_times_each_command_against_the_eager_import(tmp_path, capsys):
+    bench = _benchmark("cli_startup")
+    out = tmp_path / "startup"
+    assert bench.main(["--repeats", "1", "--out", str(out)]) == 0
+    rows = json.loads((out / "results.json").read_text())["commands"]
+    assert set(rows) == {"--help", "runs list"}  # no run to show in an empty folder
+    for row in rows.values():
+        assert row["repeats"] == 1 and row["median_s"] > 0 and row["eager_median_s"] > 0
+        assert row["speedup"] == pytest.approx(row["eager_median_s"] / row["median_s"], rel=0.02, abs=0.06)
+    assert "| `runs list` |" in (out / "results.md").read_text()
+    with pytest.raises(SystemExit):
+        bench.main(["--repeats", "0", "--out", str(out)])
+    assert "--repeats must be 1 or more (got 0)" in capsys.readouterr().err
+
+
 def test_precision_benchmark_pairs_the_same_rows_under_both_precisions(tmp_path):
     bench = _benchmark("precision")
     out = tmp_path / "precision"
