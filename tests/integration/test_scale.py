@@ -296,7 +296,8 @@ def test_sweep_on_two_workers_survives_a_dead_worker_and_an_interruption(tmp_pat
         assert killed_worker is not None
         trajectory = open_store(store)
         for run in list_runs(checkpointer=pg):
-            assert run["status"] == "finished" and run["steps"] == 2
+            # what the sweep said of each run, beside what its checkpoints hold, if they disagree
+            assert run["status"] == "finished" and run["steps"] == 2, (run, outcomes, again.stderr[-1500:])
             history = run_values(run["run_id"], checkpointer=pg)["history"]
             assert [h["step"] for h in history] == [0, 1]
             recorded = Counter((r.step, r.source, r.text) for r in trajectory.records(run_id=run["run_id"]))
